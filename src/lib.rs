@@ -1,0 +1,27 @@
+//! slo-gateway carries SLO-relevant Prometheus series from firewalled Gardener seeds to the
+//! runtime cluster's SLO Prometheus, and generates the SLO rules that consume them.
+//!
+//! # Layout
+//!
+//! Dependencies point one way, top to bottom:
+//!
+//! - [`exposition`]: zero-copy parser for the Prometheus text format (what `/federate` returns). No I/O.
+//! - [`remote_write`]: Remote Write 1.0/2.0 protobuf types, snappy encode, capped decode, validation.
+//! - [`agent`]: runs in a seed: scrape `/federate`, filter, staleness, disk queue, sharded sender.
+//! - [`receiver`]: runs in the runtime cluster: mTLS termination, identity from the client
+//!   certificate, label enforcement, limits, forwarding to the SLO Prometheus.
+//! - [`tls`], [`telemetry`], [`config`], [`certs`]: shared plumbing.
+//! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
+//!   agent's `match[]` filter. Uses no network crates.
+//! - [`demo`]: the whole pipeline in one process, for a first look.
+
+pub mod agent;
+pub mod certs;
+pub mod config;
+pub mod demo;
+pub mod exposition;
+pub mod receiver;
+pub mod remote_write;
+pub mod rules;
+pub mod telemetry;
+pub mod tls;
