@@ -66,7 +66,8 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::CheckConfig { file } => slo_gateway::config::check_file(&file)
-            .map(|kind| println!("{}: valid {kind} config", file.display())),
+            .map(|kind| println!("{}: valid {kind} config", file.display()))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
