@@ -1,1 +1,4 @@
 //! TODO
+
+/// Durable on-disk queue of encoded batches.
+pub mod queue;
