@@ -200,6 +200,9 @@ pub enum QueueError {
         #[source]
         source: io::Error,
     },
+    /// The record id space is used up (a file on disk claims id `u64::MAX`).
+    #[error("disk queue record ids exhausted; remove the queue directory")]
+    IdsExhausted,
     /// The options are unusable.
     #[error("invalid disk queue options: {0}")]
     InvalidOptions(&'static str),
@@ -622,7 +625,8 @@ impl DiskQueue {
             });
         }
         let id = self.next_id;
-        self.next_id += 1;
+        // Only reachable through a crafted file name or watermark; never wrap around.
+        self.next_id = id.checked_add(1).ok_or(QueueError::IdsExhausted)?;
         self.live_records += 1;
         self.live_bytes += size;
         // Memory records are older than this one: they must reach the disk first.
@@ -674,7 +678,7 @@ impl DiskQueue {
             if self.state(loc) == State::Pending {
                 cands.push(loc);
             }
-            next_take = self.loc_id(loc) + 1;
+            next_take = self.loc_id(loc).saturating_add(1);
             pos = self.next_loc(loc);
         }
 

@@ -512,7 +512,7 @@ fn check_counts(q: &DiskQueue, m: &Model) {
     assert!(q.disk_bytes() <= q.opts.max_bytes);
 }
 
-fn run_model(ops: Vec<Op>, opts: QueueOptions) {
+fn run_model(ops: Vec<Op>, opts: &QueueOptions) {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = open(dir.path(), opts.clone());
     let mut m = Model {
@@ -676,7 +676,7 @@ proptest! {
         segment_bytes in 200u64..2000,
         max_bytes in 1500u64..8000,
     ) {
-        run_model(ops, QueueOptions {
+        run_model(ops, &QueueOptions {
             max_bytes,
             max_age: Duration::from_millis(40),
             segment_bytes,
@@ -742,4 +742,17 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn exhausted_ids_are_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("18446744073709551615.seg"), b"").unwrap();
+    fs::write(
+        dir.path().join("99999999999999999999.seg"),
+        b"not a u64: ignored",
+    )
+    .unwrap();
+    let (mut q, _) = open(dir.path(), small_opts());
+    assert!(matches!(q.append(0, b"x"), Err(QueueError::IdsExhausted)));
 }
