@@ -47,6 +47,10 @@ pub struct ScrapeConfig {
     /// Largest scrape body accepted, bytes; a larger one is cut off and counted. Default 256 MiB.
     #[serde(default = "default_max_scrape_bytes")]
     pub max_body_bytes: u64,
+    /// PEM CA bundle that verifies `https` targets. Default none: only `http` targets work
+    /// (the aggregate Prometheus is usually reached in-cluster over plain HTTP).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The federate endpoints.
     pub targets: Vec<TargetConfig>,
 }
@@ -86,6 +90,11 @@ pub struct RemoteWriteConfig {
     /// Retry and backoff.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Most backlog requests (queued more than two scrape intervals ago) sent per second, over all
+    /// lanes, when catching up after an outage; fresh requests are never held back by it.
+    /// Default none (as fast as the receiver acknowledges).
+    #[serde(default)]
+    pub max_catchup_requests_per_second: Option<f64>,
 }
 
 /// Client side of mTLS.
@@ -275,8 +284,20 @@ impl Validate for AgentConfig {
                 }
             }
         }
+        if let Some(ca) = &scrape.ca_file {
+            check_file_exists(&mut problems, base_dir, "scrape.ca_file", ca);
+        }
         let rw = &self.remote_write;
         check_url(&mut problems, "remote_write.url", &rw.url, &["https"]);
+        if rw
+            .max_catchup_requests_per_second
+            .is_some_and(|r| !(r.is_finite() && r > 0.0))
+        {
+            problems.push(Problem::new(
+                "remote_write.max_catchup_requests_per_second",
+                "must be a positive number",
+            ));
+        }
         if let Some(proxy) = &rw.proxy_url {
             check_url(
                 &mut problems,

@@ -1,0 +1,207 @@
+//! Scraping `/federate`: one streamed GET per target, parsed line by line as the body arrives.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rustls::ClientConfig;
+
+use super::metrics::AgentMetrics;
+use super::series::{normalize, ScrapedSample};
+use crate::config::agent::TargetConfig;
+use crate::exposition::{parse_line, Entry, LineSplitter};
+use crate::remote_write::Label;
+use crate::tls::{self, TlsError};
+
+/// `Accept` of a federate scrape: the text format, which `/federate` serves.
+const ACCEPT: &str = "text/plain;version=0.0.4";
+/// Longest line accepted; a federate line is a few hundred bytes.
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// Parse errors of one scrape logged at `warn`; the rest go to `debug` (one summary at `warn`).
+const LOGGED_PARSE_ERRORS: usize = 3;
+
+/// Why a scrape failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScrapeError {
+    /// Connect, timeout or body transfer error.
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// Not 200.
+    #[error("HTTP status {0}")]
+    Status(reqwest::StatusCode),
+}
+
+/// What one target's scrape produced.
+#[derive(Debug, Default)]
+pub(crate) struct Scraped {
+    /// Samples parsed, in body order (also those before a failure or the size cut).
+    pub samples: Vec<ScrapedSample>,
+    /// The whole body was read: only then may vanished series be declared stale.
+    pub complete: bool,
+    /// The body was cut off at `max_body_bytes`.
+    pub truncated: bool,
+    /// Why the scrape failed, if it did.
+    pub error: Option<ScrapeError>,
+}
+
+/// Scrapes targets with a shared HTTP client.
+#[derive(Debug, Clone)]
+pub(crate) struct Scraper {
+    client: reqwest::Client,
+    timeout: Duration,
+    max_body_bytes: u64,
+    external_labels: Arc<[Label]>,
+    metrics: AgentMetrics,
+}
+
+/// TLS for `https` targets: server authentication against `ca_file` (no client certificate).
+/// Without a CA file the root store is empty, so only plain-HTTP targets work.
+pub(crate) fn scrape_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    let roots = match ca_file {
+        Some(path) => tls::load_roots(path)?,
+        None => rustls::RootCertStore::empty(),
+    };
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|source| TlsError::Rustls {
+                context: "scrape client protocol versions",
+                source,
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+impl Scraper {
+    /// A scraper with its own client; `tls` is used for `https` targets.
+    pub fn new(
+        tls: ClientConfig,
+        timeout: Duration,
+        max_body_bytes: u64,
+        external_labels: Arc<[Label]>,
+        metrics: AgentMetrics,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .user_agent(crate::remote_write::headers::USER_AGENT)
+            // The seed Prometheus is reached directly; HTTPS_PROXY is meant for the egress link.
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            client,
+            timeout,
+            max_body_bytes,
+            external_labels,
+            metrics,
+        })
+    }
+
+    /// Scrapes `target` (number `index`, for logs). Never fails as a whole: a failure is in
+    /// [`Scraped::error`] next to what was parsed before it.
+    pub async fn scrape(&self, index: usize, target: &TargetConfig) -> Scraped {
+        let started = Instant::now();
+        let mut scraped = Scraped::default();
+        if let Err(error) = self.fetch(target, &mut scraped).await {
+            scraped.error = Some(error);
+        }
+        let result = match (&scraped.error, scraped.truncated) {
+            (Some(_), _) => "failed",
+            (None, true) => "truncated",
+            (None, false) => "success",
+        };
+        self.metrics.scrape(result, started.elapsed().as_secs_f64());
+        self.metrics.scraped(scraped.samples.len() as u64);
+        match &scraped.error {
+            Some(error) => tracing::warn!(
+                target = index,
+                url = %target.url,
+                %error,
+                samples = scraped.samples.len(),
+                "scrape failed"
+            ),
+            None if scraped.truncated => tracing::warn!(
+                target = index,
+                url = %target.url,
+                max_body_bytes = self.max_body_bytes,
+                samples = scraped.samples.len(),
+                "scrape body cut off at max_body_bytes"
+            ),
+            None => tracing::debug!(target = index, samples = scraped.samples.len(), "scraped"),
+        }
+        scraped
+    }
+
+    async fn fetch(&self, target: &TargetConfig, out: &mut Scraped) -> Result<(), ScrapeError> {
+        let query: Vec<(&str, &str)> = target
+            .match_selectors
+            .iter()
+            .map(|m| ("match[]", m.as_str()))
+            .collect();
+        let response = self
+            .client
+            .get(&target.url)
+            .query(&query)
+            .header(reqwest::header::ACCEPT, ACCEPT)
+            .timeout(self.timeout)
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(ScrapeError::Status(response.status()));
+        }
+        let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
+        let mut errors = 0usize;
+        let mut read: u64 = 0;
+        let mut body = response.bytes_stream();
+        let mut on_line = |number: usize, line: Result<&str, crate::exposition::LineError>| {
+            let error = match line.map(|l| (l, parse_line(l))) {
+                Ok((_, Ok(Entry::Sample(sample)))) => {
+                    out.samples.push(normalize(&sample, &self.external_labels));
+                    return;
+                }
+                Ok((_, Ok(_))) => return,
+                Ok((text, Err(error))) => format!("{error} in {:?}", truncate(text, 200)),
+                Err(error) => error.to_string(),
+            };
+            errors += 1;
+            self.metrics.parse_error();
+            if errors <= LOGGED_PARSE_ERRORS {
+                tracing::warn!(url = %target.url, line = number, %error, "unparsable line skipped");
+            } else {
+                tracing::debug!(url = %target.url, line = number, %error, "unparsable line skipped");
+            }
+        };
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            let room = self.max_body_bytes.saturating_sub(read);
+            if chunk.len() as u64 > room {
+                // The partial last line stays in the splitter and is discarded: a cut-off line
+                // could parse as a wrong value ("12" of "123").
+                let room = usize::try_from(room).unwrap_or(usize::MAX);
+                splitter.push(&chunk[..room], &mut on_line);
+                out.truncated = true;
+                break;
+            }
+            read += chunk.len() as u64;
+            splitter.push(&chunk, &mut on_line);
+        }
+        if !out.truncated {
+            splitter.finish(&mut on_line);
+            out.complete = true;
+        }
+        if errors > LOGGED_PARSE_ERRORS {
+            tracing::warn!(url = %target.url, errors, "scrape had unparsable lines (details at debug level)");
+        }
+        Ok(())
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

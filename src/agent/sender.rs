@@ -1,0 +1,492 @@
+//! Sending queued requests: a dispatcher that takes records from the queue oldest first, and one
+//! task per lane that POSTs its records strictly in order.
+//!
+//! # Ordering and fairness
+//!
+//! Records leave the queue in append order, and each goes to the lane it was cut for. A lane sends
+//! its next record only after the previous one was acknowledged or dropped, so every series (which
+//! always hashes to the same lane) reaches the receiver in timestamp order, while the lanes run in
+//! parallel. After an outage the backlog is sent oldest first; data scraped meanwhile is appended
+//! behind it and waits for it (sending a series' new samples before its old ones would make
+//! Prometheus reject the old ones as out of order). Lanes interleave, so a backlog in one lane does
+//! not hold the others back beyond the small dispatch buffer. With
+//! `remote_write.max_catchup_requests_per_second` the dispatcher paces backlog records (created
+//! more than two scrape intervals ago) so that a long outage is not replayed as a burst against
+//! the receiver; fresh records are never paced.
+//!
+//! # Shutdown
+//!
+//! On shutdown the dispatcher stops, a request in flight may finish for up to
+//! [`SHUTDOWN_GRACE`], and everything not acknowledged stays in the queue for the next start.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustls::ClientConfig;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::batch::{decode_header, HEADER_LEN};
+use super::metrics::AgentMetrics;
+use super::queue::{DiskQueue, QueueError, Record, RecordId};
+use super::retry::{decide, Decision, Outcome};
+use crate::config::agent::RetryConfig;
+use crate::remote_write::headers;
+
+/// How long an in-flight request may still take after shutdown was requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Records buffered per lane between dispatcher and lane.
+const LANE_BUFFER: usize = 2;
+/// How often the dispatcher expires old records and refreshes the queue gauges when idle.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Bytes of an error response kept for the log.
+const ERROR_BODY_BYTES: usize = 512;
+
+/// The queue shared by the scrape loop (append) and the sender (take, ack, requeue).
+///
+/// Every call runs on the blocking pool: [`DiskQueue`] does synchronous file I/O.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueHandle {
+    inner: Arc<Mutex<DiskQueue>>,
+    appended: Arc<Notify>,
+}
+
+impl QueueHandle {
+    /// Wraps an open queue.
+    pub fn new(queue: DiskQueue) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(queue)),
+            appended: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Runs `f` on the queue on the blocking pool.
+    pub async fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DiskQueue) -> R + Send + 'static,
+    ) -> R {
+        let inner = self.inner.clone();
+        let run = move || f(&mut inner.lock().unwrap_or_else(PoisonError::into_inner));
+        match tokio::task::spawn_blocking(run).await {
+            Ok(r) => r,
+            // Only a panic inside `f` gets here; surface it where it happened.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Appends payloads created at `created_unix_ms` and wakes the dispatcher.
+    pub async fn append_all(
+        &self,
+        created_unix_ms: i64,
+        payloads: Vec<Vec<u8>>,
+    ) -> Result<(), QueueError> {
+        let result = self
+            .with(move |q| {
+                payloads
+                    .iter()
+                    .try_for_each(|p| q.append(created_unix_ms, p).map(drop))
+            })
+            .await;
+        self.appended.notify_one();
+        result
+    }
+
+    async fn ack(&self, id: RecordId) {
+        if let Err(error) = self.with(move |q| q.ack(id)).await {
+            tracing::warn!(%error, "queue ack could not be persisted (the record may be resent)");
+        }
+    }
+
+    async fn requeue(&self, ids: Vec<RecordId>) {
+        if !ids.is_empty() {
+            self.with(move |q| q.requeue(&ids)).await;
+        }
+    }
+}
+
+/// Everything a lane needs besides its records.
+#[derive(Debug)]
+pub(crate) struct SenderShared {
+    /// Where to POST (host replaced by `server_name` when configured).
+    pub url: reqwest::Url,
+    /// `server_name` and the addresses of the URL's real host, when `server_name` is set.
+    pub server_name: Option<(String, String, u16)>,
+    /// `remote_write.proxy_url`.
+    pub proxy_url: Option<String>,
+    /// Request timeout.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Metrics.
+    pub metrics: AgentMetrics,
+    /// The queue.
+    pub queue: QueueHandle,
+}
+
+/// Why the remote-write client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// reqwest refused the settings (e.g. a bad proxy URL).
+    #[error("building the remote-write HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+    /// The URL's host did not resolve (needed to verify `server_name` instead).
+    #[error("resolving {host}:{port}: {message}")]
+    Resolve {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The remote-write client for the current TLS config.
+pub(crate) async fn build_client(
+    tls: &ClientConfig,
+    shared: &SenderShared,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .user_agent(headers::USER_AGENT)
+        .timeout(shared.timeout)
+        // A redirect would resend the body elsewhere; a redirecting URL is a misconfiguration.
+        .redirect(reqwest::redirect::Policy::none());
+    // Without proxy_url, reqwest's default applies: HTTPS_PROXY / ALL_PROXY / NO_PROXY.
+    if let Some(proxy) = &shared.proxy_url {
+        builder = builder.proxy(reqwest::Proxy::all(proxy)?);
+    }
+    if let Some((name, host, port)) = &shared.server_name {
+        // Connect to the configured host but verify (and send SNI for) `server_name`.
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .map_err(|e| ClientError::Resolve {
+                host: host.clone(),
+                port: *port,
+                message: e.to_string(),
+            })?
+            .collect();
+        builder = builder.resolve_to_addrs(name, &addrs);
+    }
+    Ok(builder.build()?)
+}
+
+/// Takes records oldest first and hands each to its lane, until `cancel`.
+pub(crate) async fn dispatch(
+    queue: QueueHandle,
+    lanes: Vec<mpsc::Sender<Record>>,
+    metrics: AgentMetrics,
+    catch_up: Option<(f64, Duration)>,
+    cancel: CancellationToken,
+) {
+    let mut last_housekeeping: Option<Instant> = None;
+    let mut last_drops = Default::default();
+    let mut next_catch_up = tokio::time::Instant::now();
+    while !cancel.is_cancelled() {
+        if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING) {
+            last_housekeeping = Some(Instant::now());
+            last_drops = housekeeping(&queue, &metrics, last_drops).await;
+        }
+        let take = lanes.len() * LANE_BUFFER;
+        let records = match queue.with(move |q| q.take(take)).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "reading the queue failed; retrying");
+                Vec::new()
+            }
+        };
+        if records.is_empty() {
+            tokio::select! {
+                () = queue.appended.notified() => {}
+                () = tokio::time::sleep(HOUSEKEEPING) => {}
+                () = cancel.cancelled() => {}
+            }
+            continue;
+        }
+        let mut pending = records.into_iter();
+        while let Some(record) = pending.next() {
+            let header = match decode_header(&record.payload) {
+                Ok(header) => header,
+                Err(error) => {
+                    tracing::warn!(%error, id = record.id.0, "dropping unreadable queue record");
+                    metrics.dropped_records("corrupt", 1);
+                    queue.ack(record.id).await;
+                    continue;
+                }
+            };
+            if let Some((rate, backlog_age)) = catch_up {
+                let age_ms = crate::telemetry::now_unix_ms().saturating_sub(record.created_unix_ms);
+                if u128::try_from(age_ms).unwrap_or(0) > backlog_age.as_millis() {
+                    let now = tokio::time::Instant::now();
+                    next_catch_up = next_catch_up.max(now);
+                    let wait = tokio::time::sleep_until(next_catch_up);
+                    next_catch_up += Duration::from_secs_f64(1.0 / rate);
+                    tokio::select! {
+                        () = wait => {}
+                        () = cancel.cancelled() => {
+                            let ids = std::iter::once(record.id).chain(pending.map(|r| r.id));
+                            queue.requeue(ids.collect()).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            let lane = &lanes[usize::from(header.lane) % lanes.len()];
+            tokio::select! {
+                sent = lane.send(record) => {
+                    if sent.is_err() {
+                        // The lane ended (shutdown): the record stays unacknowledged.
+                        return;
+                    }
+                }
+                () = cancel.cancelled() => {
+                    queue.requeue(pending.map(|r| r.id).collect()).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Expires old records and publishes queue gauges and drop counters. Returns the drop counts.
+async fn housekeeping(
+    queue: &QueueHandle,
+    metrics: &AgentMetrics,
+    last: super::queue::DropCounts,
+) -> super::queue::DropCounts {
+    let now = crate::telemetry::now_unix_ms();
+    let (expired, records, bytes, oldest, memory, drops) = queue
+        .with(move |q| {
+            let expired = q.expire(now);
+            (
+                expired,
+                q.len_records(),
+                q.len_bytes(),
+                q.oldest_created_unix_ms(),
+                q.memory_fallback_active(),
+                q.drops(),
+            )
+        })
+        .await;
+    if let Err(error) = expired {
+        tracing::warn!(%error, "expiring old queue records failed");
+    }
+    let age = oldest.map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0);
+    metrics.set_queue(records, bytes, age, memory);
+    metrics.dropped_records("max_bytes", drops.max_bytes.saturating_sub(last.max_bytes));
+    metrics.dropped_records("max_age", drops.max_age.saturating_sub(last.max_age));
+    metrics.dropped_records("corrupt", drops.corrupt.saturating_sub(last.corrupt));
+    drops
+}
+
+/// One lane: POSTs its records in order, retrying each until delivered or dropped.
+pub(crate) async fn lane(
+    index: usize,
+    mut records: mpsc::Receiver<Record>,
+    mut tls: watch::Receiver<Arc<ClientConfig>>,
+    shared: Arc<SenderShared>,
+    cancel: CancellationToken,
+) {
+    let mut client: Option<reqwest::Client> = None;
+    loop {
+        let record = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            record = records.recv() => match record {
+                Some(record) => record,
+                None => break,
+            },
+        };
+        if !send_record(index, &record, &mut client, &mut tls, &shared, &cancel).await {
+            shared.queue.requeue(vec![record.id]).await;
+            break;
+        }
+    }
+    // Records handed to this lane but not sent go back for the next start (or run).
+    records.close();
+    let mut left = Vec::new();
+    while let Ok(record) = records.try_recv() {
+        left.push(record.id);
+    }
+    shared.queue.requeue(left).await;
+}
+
+/// Sends one record until it is delivered or dropped (then acks it and returns true), or until
+/// shutdown (returns false, the record stays unacknowledged).
+async fn send_record(
+    lane: usize,
+    record: &Record,
+    client: &mut Option<reqwest::Client>,
+    tls: &mut watch::Receiver<Arc<ClientConfig>>,
+    shared: &SenderShared,
+    cancel: &CancellationToken,
+) -> bool {
+    let samples = decode_header(&record.payload).map_or(0, |h| u64::from(h.samples));
+    let body = record.payload.slice(HEADER_LEN.min(record.payload.len())..);
+    let mut attempt: u32 = 0;
+    loop {
+        // Rebuild the client when the certificates changed: new connections use them.
+        if client.is_none() || tls.has_changed().unwrap_or(false) {
+            let config = tls.borrow_and_update().clone();
+            match build_client(&config, shared).await {
+                Ok(c) => *client = Some(c),
+                Err(error) => {
+                    tracing::warn!(lane, %error, "cannot build the remote-write client");
+                    if client.is_none() {
+                        if !backoff(Outcome::Network, &mut attempt, shared, cancel).await {
+                            return false;
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        let Some(c) = client.as_ref() else {
+            return false;
+        };
+        let post = post(c, shared, body.clone());
+        tokio::pin!(post);
+        let (outcome, detail) = tokio::select! {
+            result = &mut post => result,
+            () = cancel.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut post).await {
+                Ok(result) => result,
+                Err(_) => return false,
+            },
+        };
+        match decide(outcome, attempt, &shared.retry, fastrand::f64()) {
+            Decision::Delivered => {
+                shared.metrics.sent(samples);
+                shared.queue.ack(record.id).await;
+                return true;
+            }
+            Decision::Drop { reason } => {
+                tracing::error!(
+                    lane,
+                    ?outcome,
+                    response = detail.as_deref().unwrap_or(""),
+                    samples,
+                    "remote write refused the request; dropping it"
+                );
+                shared.metrics.dropped_samples(reason.label(), samples);
+                shared.metrics.dropped_records(reason.label(), 1);
+                shared.queue.ack(record.id).await;
+                return true;
+            }
+            Decision::Retry { after } => {
+                tracing::warn!(
+                    lane,
+                    ?outcome,
+                    response = detail.as_deref().unwrap_or(""),
+                    attempt,
+                    retry_in = ?after,
+                    "remote write failed; retrying"
+                );
+                if cancel.is_cancelled() {
+                    return false;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(after) => {}
+                    () = cancel.cancelled() => return false,
+                }
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Waits the backoff of a failed client build. False on shutdown.
+async fn backoff(
+    outcome: Outcome,
+    attempt: &mut u32,
+    shared: &SenderShared,
+    cancel: &CancellationToken,
+) -> bool {
+    let after = match decide(outcome, *attempt, &shared.retry, fastrand::f64()) {
+        Decision::Retry { after } => after,
+        _ => shared.retry.max_backoff,
+    };
+    *attempt = attempt.saturating_add(1);
+    tokio::select! {
+        () = tokio::time::sleep(after) => true,
+        () = cancel.cancelled() => false,
+    }
+}
+
+/// One POST. Returns the outcome and, for an error status, the response body's first line.
+async fn post(
+    client: &reqwest::Client,
+    shared: &SenderShared,
+    body: Bytes,
+) -> (Outcome, Option<String>) {
+    let started = Instant::now();
+    let bytes = body.len() as u64;
+    let result = client
+        .post(shared.url.clone())
+        .header(reqwest::header::CONTENT_ENCODING, headers::CONTENT_ENCODING)
+        .header(reqwest::header::CONTENT_TYPE, headers::CONTENT_TYPE)
+        .header(headers::VERSION_HEADER, headers::VERSION)
+        .body(body)
+        .send()
+        .await;
+    let (outcome, code, detail) = match result {
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let detail = if status.is_success() {
+                None
+            } else {
+                Some(first_line(response).await)
+            };
+            let outcome = Outcome::Status {
+                code: status.as_u16(),
+                retry_after,
+            };
+            (outcome, status.as_u16().to_string(), detail)
+        }
+        Err(error) if error.is_timeout() => {
+            (Outcome::Timeout, "timeout".into(), Some(error.to_string()))
+        }
+        Err(error) => (
+            Outcome::Network,
+            "network".into(),
+            Some(error_chain(&error)),
+        ),
+    };
+    shared
+        .metrics
+        .request(code, bytes, started.elapsed().as_secs_f64());
+    (outcome, detail)
+}
+
+/// First line of an error response (at most [`ERROR_BODY_BYTES`] read).
+async fn first_line(mut response: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    buf.truncate(ERROR_BODY_BYTES);
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// An error with its sources (reqwest's own message hides the TLS or connect cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
