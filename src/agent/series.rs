@@ -370,8 +370,13 @@ mod tests {
         let a = state.apply(0, 2000, vec![sample("a 1"), sample("b 1")], true);
         assert_eq!((a.samples.len(), a.not_newer), (0, 2));
         // A duplicate line within one scrape goes out once.
-        let a = state.apply(0, 3000, vec![sample("a 1"), sample("a 2")], true);
-        assert_eq!((a.samples.len(), a.not_newer), (1, 1));
+        let a = state.apply(
+            0,
+            3000,
+            vec![sample("a 1"), sample("a 2"), sample("b 1")],
+            true,
+        );
+        assert_eq!((a.samples.len(), a.not_newer, a.stale_markers), (2, 1, 0));
     }
 
     #[test]
