@@ -30,6 +30,10 @@ pub mod scrape;
 pub mod sender;
 pub mod series;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -199,6 +203,11 @@ impl Agent {
             .max_catchup_requests_per_second
             .filter(|r| *r > 0.0)
             .map(|rate| (rate, self.config.scrape.interval * 2));
+        let housekeeping = tokio::spawn(sender::housekeeping_loop(
+            self.queue.clone(),
+            self.metrics.clone(),
+            cancel.clone(),
+        ));
         tasks.spawn(sender::dispatch(
             self.queue.clone(),
             lanes,
@@ -210,6 +219,9 @@ impl Agent {
         let queue = self.queue.clone();
         scrape_loop(&self, cancel.clone()).await;
         while tasks.join_next().await.is_some() {}
+        // After the lanes' last acks: publish the final queue figures.
+        let drops = housekeeping.await.unwrap_or_default();
+        sender::housekeeping(&queue, &self.metrics, drops).await;
         queue
             .with(|q| q.flush())
             .await

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{decode_header, HEADER_LEN};
 use super::metrics::AgentMetrics;
-use super::queue::{DiskQueue, QueueError, Record, RecordId};
+use super::queue::{DiskQueue, DropCounts, QueueError, Record, RecordId};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::agent::RetryConfig;
 use crate::remote_write::headers;
@@ -39,7 +39,7 @@ use crate::remote_write::headers;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Records buffered per lane between dispatcher and lane.
 const LANE_BUFFER: usize = 2;
-/// How often the dispatcher expires old records and refreshes the queue gauges when idle.
+/// How often old records are expired and the queue gauges refreshed; also the idle poll.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Bytes of an error response kept for the log.
 const ERROR_BODY_BYTES: usize = 512;
@@ -181,14 +181,8 @@ pub(crate) async fn dispatch(
     catch_up: Option<(f64, Duration)>,
     cancel: CancellationToken,
 ) {
-    let mut last_housekeeping: Option<Instant> = None;
-    let mut last_drops = Default::default();
     let mut next_catch_up = tokio::time::Instant::now();
     while !cancel.is_cancelled() {
-        if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING) {
-            last_housekeeping = Some(Instant::now());
-            last_drops = housekeeping(&queue, &metrics, last_drops).await;
-        }
         let take = lanes.len() * LANE_BUFFER;
         let records = match queue.with(move |q| q.take(take)).await {
             Ok(records) => records,
@@ -250,12 +244,32 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// Every [`HOUSEKEEPING`] until `cancel`: expires records older than `buffer.max_age` and
+/// publishes the queue gauges and drop counters. A task of its own, so the gauges stay current
+/// while the dispatcher waits on a lane stuck in an outage. Returns the drop counts published.
+pub(crate) async fn housekeeping_loop(
+    queue: QueueHandle,
+    metrics: AgentMetrics,
+    cancel: CancellationToken,
+) -> DropCounts {
+    let mut drops = Default::default();
+    let mut ticker = tokio::time::interval(HOUSEKEEPING);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = cancel.cancelled() => break,
+        }
+        drops = housekeeping(&queue, &metrics, drops).await;
+    }
+    drops
+}
+
 /// Expires old records and publishes queue gauges and drop counters. Returns the drop counts.
-async fn housekeeping(
+pub(crate) async fn housekeeping(
     queue: &QueueHandle,
     metrics: &AgentMetrics,
-    last: super::queue::DropCounts,
-) -> super::queue::DropCounts {
+    last: DropCounts,
+) -> DropCounts {
     let now = crate::telemetry::now_unix_ms();
     let (expired, records, bytes, oldest, memory, drops) = queue
         .with(move |q| {

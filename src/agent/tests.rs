@@ -1,0 +1,524 @@
+//! Scrape → queue → send through real sockets on 127.0.0.1: an axum `/federate` stub, an mTLS
+//! remote-write sink (dev PKI in a tempdir) and a CONNECT proxy. Every wait polls a condition
+//! with a generous cap; nothing asserts on durations.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::certs::{write_dev_pki, DevPki};
+use crate::remote_write::{decode_write_request, is_stale_marker, WriteRequest};
+use crate::tls::ServerFiles;
+
+/// The `/federate` stub: serves `body`, records each query string.
+#[derive(Debug, Default)]
+struct Federate {
+    body: Mutex<String>,
+    queries: Mutex<Vec<String>>,
+}
+
+async fn federate(State(f): State<Arc<Federate>>, RawQuery(q): RawQuery) -> String {
+    f.queries.lock().unwrap().push(q.unwrap_or_default());
+    f.body.lock().unwrap().clone()
+}
+
+async fn spawn_federate(body: &str) -> (SocketAddr, Arc<Federate>) {
+    let state = Arc::new(Federate::default());
+    *state.body.lock().unwrap() = body.to_string();
+    let app = Router::new()
+        .route("/federate", get(federate))
+        .with_state(state.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, state)
+}
+
+/// One received sample: labels as (name, value) pairs, value, timestamp.
+type Got = (Vec<(String, String)>, f64, i64);
+
+/// The remote-write sink: answers from `script`, then `default`; keeps accepted samples.
+#[derive(Debug)]
+struct Sink {
+    script: Mutex<VecDeque<u16>>,
+    default: Mutex<u16>,
+    requests: AtomicUsize,
+    samples: Mutex<Vec<Got>>,
+    /// Client certificate (DER) of each accepted request.
+    peers: Mutex<Vec<Vec<u8>>>,
+    bad_headers: AtomicUsize,
+}
+
+impl Sink {
+    fn new(script: &[u16], default: u16) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(script.iter().copied().collect()),
+            default: Mutex::new(default),
+            requests: AtomicUsize::new(0),
+            samples: Mutex::new(Vec::new()),
+            peers: Mutex::new(Vec::new()),
+            bad_headers: AtomicUsize::new(0),
+        })
+    }
+    fn samples(&self) -> Vec<Got> {
+        self.samples.lock().unwrap().clone()
+    }
+    fn count(&self) -> usize {
+        self.samples.lock().unwrap().len()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Peer(Vec<u8>);
+
+async fn write(
+    State(sink): State<Arc<Sink>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, &'static str) {
+    sink.requests.fetch_add(1, Ordering::SeqCst);
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if h("content-encoding") != "snappy"
+        || h("content-type") != "application/x-protobuf"
+        || h("x-prometheus-remote-write-version") != "0.1.0"
+        || !h("user-agent").starts_with("slo-gateway/")
+    {
+        sink.bad_headers.fetch_add(1, Ordering::SeqCst);
+    }
+    let code = sink
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(*sink.default.lock().unwrap());
+    let mut out = HeaderMap::new();
+    if code == 503 {
+        out.insert("retry-after", "0".parse().unwrap());
+    }
+    if !(200..300).contains(&code) {
+        let status = StatusCode::from_u16(code).unwrap();
+        return (status, out, "out of order sample\nsecond line never logged");
+    }
+    let request: WriteRequest = decode_write_request(&body, 32 << 20).unwrap();
+    let mut samples = sink.samples.lock().unwrap();
+    for series in request.timeseries {
+        let labels: Vec<(String, String)> = series
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        for s in series.samples {
+            samples.push((labels.clone(), s.value, s.timestamp));
+        }
+    }
+    sink.peers.lock().unwrap().push(peer.0);
+    (StatusCode::NO_CONTENT, out, "")
+}
+
+/// Serves `sink` over TLS requiring a client certificate of the dev CA.
+async fn spawn_sink(pki: &DevPki, sink: Arc<Sink>) -> SocketAddr {
+    let config = crate::tls::server_config(&ServerFiles {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: pki.ca.clone(),
+    })
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let app = Router::new()
+        .route("/api/v1/write", post(write))
+        .with_state(sink);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let peer = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec())
+                    .unwrap_or_default();
+                let service =
+                    hyper_util::service::TowerToHyperService::new(app.layer(Extension(Peer(peer))));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A minimal HTTP CONNECT proxy; records each CONNECT target.
+async fn spawn_connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let mut parts = head.split_whitespace();
+                let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                        .await;
+                    return;
+                };
+                log.lock().unwrap().push(target.to_string());
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: DevPki,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_dev_pki(dir.path(), &["a".to_string(), "b".to_string()]).unwrap();
+    Setup { dir, pki }
+}
+
+/// Agent config against the stub and the sink; `extra` is appended under `remote_write:`.
+fn agent_config(s: &Setup, federate: SocketAddr, sink: SocketAddr, extra: &str) -> AgentConfig {
+    let text = r#"
+listen: 127.0.0.1:0
+external_labels: {seed: a}
+scrape:
+  interval: 50ms
+  timeout: 50ms
+  targets:
+    - url: http://FEDERATE/federate
+      match: ['{__name__=~"shoot:.+"}', 'up']
+remote_write:
+  url: https://SINK/api/v1/write
+  tls: {ca_file: ca.pem, cert_file: seed-a.pem, key_file: seed-a-key.pem, reload_interval: 50ms}
+  shards: 3
+  max_samples_per_request: 2
+  retry: {min_backoff: 5ms, max_backoff: 20ms}
+EXTRA
+buffer: {path: buffer, max_bytes: 1048576}
+"#
+    .replace("FEDERATE", &federate.to_string())
+    .replace("SINK", &sink.to_string())
+    .replace("EXTRA", extra);
+    config::parse(&s.dir.path().join("agent.yaml"), &text).unwrap()
+}
+
+/// A running agent and the means to stop it.
+struct Running {
+    metrics: AgentMetrics,
+    readiness: Readiness,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start(config: AgentConfig, dir: &Path) -> Running {
+    let mut registry = Registry::default();
+    let agent = Agent::new(config, dir, &mut registry).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let metrics = agent.metrics();
+    let readiness = agent.readiness();
+    let done = tokio::spawn(agent.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        metrics,
+        readiness,
+        stop,
+        done,
+    }
+}
+
+impl Running {
+    async fn stop(self) -> AgentMetrics {
+        let _ = self.stop.send(());
+        self.done.await.unwrap().unwrap();
+        self.metrics
+    }
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..1500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Samples the agent queued: scraped, minus skipped, plus stale markers.
+fn queued(m: &AgentMetrics) -> u64 {
+    m.samples_scraped() - m.samples_dropped("not_newer") + m.stale_markers()
+}
+
+/// Every series' timestamps strictly increase in arrival order (no reordering, no duplicates).
+fn assert_per_series_order(samples: &[Got]) {
+    let mut last: HashMap<&[(String, String)], i64> = HashMap::new();
+    for (labels, _, ts) in samples {
+        if let Some(prev) = last.insert(labels.as_slice(), *ts) {
+            assert!(prev < *ts, "{labels:?}: {ts} after {prev}");
+        }
+    }
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+const BODY: &str = r#"# HELP shoot:availability Availability.
+# TYPE shoot:availability gauge
+shoot:availability{kind="vpn",instance="",cluster="shoot--p--a"} 1
+shoot:availability{kind="seed",instance="",cluster="shoot--p--a",seed="own"} 0.5
+this is { not a valid line
+up{job="x"} 1 123
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_to_mtls_sink_with_labels_and_stale_markers() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    assert!(!agent.readiness.get());
+    wait_for("first samples", || sink.count() >= 3).await;
+    assert!(agent.readiness.get());
+    // `up` vanishes.
+    *fed.body.lock().unwrap() = BODY.lines().take(4).collect::<Vec<_>>().join("\n");
+    wait_for("stale marker", || {
+        sink.samples().iter().any(|(_, v, _)| is_stale_marker(*v))
+    })
+    .await;
+    let metrics = agent.stop().await;
+
+    let samples = sink.samples();
+    assert_per_series_order(&samples);
+    let vpn = pairs(&[
+        ("__name__", "shoot:availability"),
+        ("cluster", "shoot--p--a"),
+        ("kind", "vpn"),
+        ("seed", "a"),
+    ]);
+    let own = pairs(&[
+        ("__name__", "shoot:availability"),
+        ("cluster", "shoot--p--a"),
+        ("kind", "seed"),
+        ("seed", "own"),
+    ]);
+    let up = pairs(&[("__name__", "up"), ("job", "x"), ("seed", "a")]);
+    for (labels, value, ts) in &samples {
+        if *labels == vpn {
+            assert_eq!(*value, 1.0);
+        } else if *labels == own {
+            assert_eq!(*value, 0.5);
+        } else {
+            assert_eq!(*labels, up, "unexpected series");
+            // Scrape time, not the source's 123.
+            assert!(*ts > 1_000_000_000_000);
+        }
+    }
+    let up_samples: Vec<&Got> = samples.iter().filter(|g| g.0 == up).collect();
+    let stale: Vec<&&Got> = up_samples.iter().filter(|g| is_stale_marker(g.1)).collect();
+    assert_eq!(stale.len(), 1, "exactly one stale marker");
+    assert!(
+        is_stale_marker(up_samples.last().unwrap().1),
+        "marker is last"
+    );
+    assert_eq!(metrics.stale_markers(), 1);
+    assert!(metrics.parse_errors() >= 1);
+    assert_eq!(sink.bad_headers.load(Ordering::SeqCst), 0);
+    assert_eq!(sink.count() as u64, metrics.samples_sent());
+    assert!(metrics.bytes_sent() > 0);
+    assert!(metrics.last_successful_send_unix() > 0.0);
+    // match[] repeated and URL-encoded.
+    let query = fed.queries.lock().unwrap()[0].clone();
+    assert_eq!(
+        query,
+        "match%5B%5D=%7B__name__%3D%7E%22shoot%3A.%2B%22%7D&match%5B%5D=up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_in_order_without_loss() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[503, 503, 500, 503, 503, 503], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("a few scrapes", || m.scrapes("success") >= 5).await;
+    // Everything vanishes: stale markers for all three series, then nothing new.
+    fed.body.lock().unwrap().clear();
+    wait_for("all queued samples delivered", || {
+        m.stale_markers() == 3 && sink.count() as u64 == queued(&m)
+    })
+    .await;
+    let metrics = agent.stop().await;
+    let samples = sink.samples();
+    assert_per_series_order(&samples);
+    assert_eq!(samples.len() as u64, metrics.samples_sent());
+    assert!(metrics.requests("503") >= 5 && metrics.requests("500") == 1);
+    assert_eq!(metrics.samples_dropped("rejected_4xx"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_dropped_and_counted_not_retried() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 400);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("drops", || m.records_dropped("rejected_4xx") >= 4).await;
+    let metrics = agent.stop().await;
+    // One POST per record: nothing was retried.
+    assert_eq!(
+        sink.requests.load(Ordering::SeqCst) as u64,
+        metrics.records_dropped("rejected_4xx")
+    );
+    assert!(metrics.samples_dropped("rejected_4xx") >= 4);
+    assert_eq!(metrics.samples_sent(), 0);
+    assert_eq!(sink.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_records_survive_a_restart_and_go_first() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 503);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let config = agent_config(&s, fed_addr, sink_addr, "");
+    let first = start(config.clone(), s.dir.path());
+    let m = first.metrics.clone();
+    wait_for("a backlog", || m.scrapes("success") >= 4).await;
+    let first = first.stop().await;
+    let cut = crate::telemetry::now_unix_ms();
+    let backlog = queued(&first);
+    assert!(backlog >= 12);
+    assert_eq!(first.samples_sent(), 0);
+    assert!(first.queue_records() > 0 && first.queue_bytes() > 0);
+
+    // The receiver is back; a new agent on the same buffer, catching up at a bounded rate.
+    *sink.default.lock().unwrap() = 204;
+    let mut config = config;
+    config.remote_write.max_catchup_requests_per_second = Some(200.0);
+    let second = start(config, s.dir.path());
+    let m = second.metrics.clone();
+    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
+    wait_for("backlog and fresh data delivered", || {
+        old(&sink) >= backlog && m.samples_sent() > backlog
+    })
+    .await;
+    second.stop().await;
+    // Every sample of the first run arrived exactly once, and per series before the new ones.
+    assert_eq!(old(&sink), backlog);
+    assert_per_series_order(&sink.samples());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_through_a_connect_proxy() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let (proxy, seen) = spawn_connect_proxy().await;
+    let extra = format!("  proxy_url: http://{proxy}");
+    let agent = start(agent_config(&s, fed_addr, sink_addr, &extra), s.dir.path());
+    wait_for("samples via proxy", || sink.count() >= 3).await;
+    agent.stop().await;
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|t| *t == sink_addr.to_string()), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_client_certificate_is_used_without_restart() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    // The agent's own copies of its cert and key, replaced in place below.
+    let cert = s.dir.path().join("agent.pem");
+    let key = s.dir.path().join("agent-key.pem");
+    let (_, a_cert, a_key) = &s.pki.seeds[0];
+    let (_, b_cert, b_key) = &s.pki.seeds[1];
+    std::fs::copy(a_cert, &cert).unwrap();
+    std::fs::copy(a_key, &key).unwrap();
+    let mut config = agent_config(&s, fed_addr, sink_addr, "");
+    config.remote_write.tls.cert_file = PathBuf::from("agent.pem");
+    config.remote_write.tls.key_file = PathBuf::from("agent-key.pem");
+    let der = |p: &Path| crate::tls::load_certs(p).unwrap()[0].to_vec();
+    let (a_der, b_der) = (der(a_cert), der(b_cert));
+    let agent = start(config, s.dir.path());
+    wait_for("a request with cert a", || {
+        sink.peers.lock().unwrap().contains(&a_der)
+    })
+    .await;
+    // As cert-manager does: write new files, rename over the old ones.
+    for (from, to) in [(b_key, &key), (b_cert, &cert)] {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
+    wait_for("a request with cert b", || {
+        sink.peers.lock().unwrap().contains(&b_der)
+    })
+    .await;
+    let metrics = agent.stop().await;
+    assert_per_series_order(&sink.samples());
+    assert!(metrics.samples_sent() > 0);
+}
