@@ -294,3 +294,48 @@ impl AgentMetrics {
             .inc();
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_documented_names() {
+        let mut registry = Registry::default();
+        let m = AgentMetrics::register(&mut registry);
+        m.scraped(3);
+        m.sent(2);
+        m.dropped_samples("rejected_4xx", 1);
+        m.dropped_records("max_age", 1);
+        m.scrape("success", 0.1);
+        m.request("204".into(), 10, 0.1);
+        m.set_queue(1, 2, 3.0, false);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in [
+            "slo_gateway_agent_samples_scraped_total 3",
+            "slo_gateway_agent_samples_sent_total 2",
+            "slo_gateway_agent_samples_dropped_total{reason=\"rejected_4xx\"} 1",
+            "slo_gateway_agent_queue_records_dropped_total{reason=\"max_age\"} 1",
+            "slo_gateway_agent_scrapes_total{result=\"success\"} 1",
+            "slo_gateway_agent_scrape_duration_seconds_count 1",
+            "slo_gateway_agent_send_duration_seconds_count 1",
+            "slo_gateway_agent_requests_total{code=\"204\"} 1",
+            "slo_gateway_agent_bytes_sent_total 10",
+            "slo_gateway_agent_last_successful_send_timestamp_seconds ",
+            "slo_gateway_agent_series_active 0",
+            "slo_gateway_agent_queue_records 1",
+            "slo_gateway_agent_queue_bytes 2",
+            "slo_gateway_agent_queue_oldest_record_age_seconds 3",
+            "slo_gateway_agent_stale_markers_total 0",
+            "slo_gateway_agent_parse_errors_total 0",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+        assert_eq!(
+            (m.samples_scraped(), m.samples_sent(), m.bytes_sent()),
+            (3, 2, 10)
+        );
+    }
+}

@@ -154,7 +154,7 @@ impl Agent {
     }
 
     /// Scrapes and sends until `shutdown` completes; then stops scraping, gives a request in
-    /// flight up to [`sender::SHUTDOWN_GRACE`] to finish, leaves the rest in the queue and returns.
+    /// flight up to `remote_write.shutdown_grace` to finish, leaves the rest in the queue and returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -258,6 +258,7 @@ fn sender_shared(
         proxy_url: rw.proxy_url.clone(),
         timeout: rw.timeout,
         retry: rw.retry.clone(),
+        shutdown_grace: rw.shutdown_grace,
         metrics: metrics.clone(),
         queue: queue.clone(),
     })
@@ -306,10 +307,19 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         let rw = &config.remote_write;
         let batches = batch::build_batches(&samples, rw.shards, rw.max_samples_per_request);
         drop(samples);
-        let payloads = batches.into_iter().map(|b| b.payload).collect();
-        if let Err(error) = agent.queue.append_all(scrape_ts, payloads).await {
-            tracing::error!(%error, "queueing a scrape failed; its samples are lost");
-            agent.metrics.dropped_records("queue_error", 1);
+        if let Some(failure) = agent.queue.append_all(scrape_ts, batches).await {
+            tracing::error!(
+                error = %failure.first,
+                records = failure.records,
+                samples = failure.samples,
+                "queueing requests failed; their samples are lost"
+            );
+            agent
+                .metrics
+                .dropped_records("queue_error", failure.records);
+            agent
+                .metrics
+                .dropped_samples("queue_error", failure.samples);
         }
     }
 }

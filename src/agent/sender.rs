@@ -28,15 +28,13 @@ use rustls::ClientConfig;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{decode_header, HEADER_LEN};
+use super::batch::{decode_header, Batch, HEADER_LEN};
 use super::metrics::AgentMetrics;
 use super::queue::{DiskQueue, DropCounts, QueueError, Record, RecordId};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::agent::RetryConfig;
 use crate::remote_write::headers;
 
-/// How long an in-flight request may still take after shutdown was requested.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Records buffered per lane between dispatcher and lane.
 const LANE_BUFFER: usize = 2;
 /// How often old records are expired and the queue gauges refreshed; also the idle poll.
@@ -76,17 +74,28 @@ impl QueueHandle {
         }
     }
 
-    /// Appends payloads created at `created_unix_ms` and wakes the dispatcher.
+    /// Appends `batches` created at `created_unix_ms` and wakes the dispatcher. Appends what it
+    /// can; reports the rest.
     pub async fn append_all(
         &self,
         created_unix_ms: i64,
-        payloads: Vec<Vec<u8>>,
-    ) -> Result<(), QueueError> {
+        batches: Vec<Batch>,
+    ) -> Option<AppendFailure> {
         let result = self
             .with(move |q| {
-                payloads
-                    .iter()
-                    .try_for_each(|p| q.append(created_unix_ms, p).map(drop))
+                let mut failure: Option<AppendFailure> = None;
+                for batch in &batches {
+                    if let Err(error) = q.append(created_unix_ms, &batch.payload) {
+                        let f = failure.get_or_insert(AppendFailure {
+                            records: 0,
+                            samples: 0,
+                            first: error,
+                        });
+                        f.records += 1;
+                        f.samples += u64::from(batch.header.samples);
+                    }
+                }
+                failure
             })
             .await;
         self.appended.notify_one();
@@ -106,6 +115,17 @@ impl QueueHandle {
     }
 }
 
+/// Records that could not be queued (their samples are lost).
+#[derive(Debug)]
+pub(crate) struct AppendFailure {
+    /// Records not appended.
+    pub records: u64,
+    /// Samples in them.
+    pub samples: u64,
+    /// The first error.
+    pub first: QueueError,
+}
+
 /// Everything a lane needs besides its records.
 #[derive(Debug)]
 pub(crate) struct SenderShared {
@@ -119,6 +139,8 @@ pub(crate) struct SenderShared {
     pub timeout: Duration,
     /// Retry policy.
     pub retry: RetryConfig,
+    /// How long a request in flight may still take after shutdown was requested.
+    pub shutdown_grace: Duration,
     /// Metrics.
     pub metrics: AgentMetrics,
     /// The queue.
@@ -364,7 +386,7 @@ async fn send_record(
         tokio::pin!(post);
         let (outcome, detail) = tokio::select! {
             result = &mut post => result,
-            () = cancel.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut post).await {
+            () = cancel.cancelled() => match tokio::time::timeout(shared.shutdown_grace, &mut post).await {
                 Ok(result) => result,
                 Err(_) => return false,
             },

@@ -29,11 +29,16 @@ use crate::tls::ServerFiles;
 struct Federate {
     body: Mutex<String>,
     queries: Mutex<Vec<String>>,
+    /// Answer with this status and no body instead (0: serve `body`).
+    fail: AtomicUsize,
 }
 
-async fn federate(State(f): State<Arc<Federate>>, RawQuery(q): RawQuery) -> String {
+async fn federate(State(f): State<Arc<Federate>>, RawQuery(q): RawQuery) -> (StatusCode, String) {
     f.queries.lock().unwrap().push(q.unwrap_or_default());
-    f.body.lock().unwrap().clone()
+    match u16::try_from(f.fail.load(Ordering::SeqCst)).unwrap() {
+        0 => (StatusCode::OK, f.body.lock().unwrap().clone()),
+        code => (StatusCode::from_u16(code).unwrap(), String::new()),
+    }
 }
 
 async fn spawn_federate(body: &str) -> (SocketAddr, Arc<Federate>) {
@@ -111,6 +116,10 @@ async fn write(
         .unwrap()
         .pop_front()
         .unwrap_or(*sink.default.lock().unwrap());
+    if code == 0 {
+        // Never answers: a request in flight at shutdown.
+        std::future::pending::<()>().await;
+    }
     let mut out = HeaderMap::new();
     if code == 503 {
         out.insert("retry-after", "0".parse().unwrap());
@@ -521,4 +530,86 @@ async fn rotated_client_certificate_is_used_without_restart() {
     let metrics = agent.stop().await;
     assert_per_series_order(&sink.samples());
     assert!(metrics.samples_sent() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_scrapes_keep_state_and_emit_no_stale_markers() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("first samples", || sink.count() >= 3).await;
+    fed.fail.store(503, Ordering::SeqCst);
+    wait_for("failed scrapes", || m.scrapes("failed") >= 3).await;
+    assert_eq!(m.stale_markers(), 0);
+    fed.fail.store(0, Ordering::SeqCst);
+    let before = m.scrapes("success");
+    wait_for("recovery", || m.scrapes("success") >= before + 2).await;
+    let metrics = agent.stop().await;
+    assert_eq!(metrics.stale_markers(), 0);
+    assert_eq!(metrics.series_active(), 3);
+    assert_per_series_order(&sink.samples());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_cap_is_cut_at_a_line_and_declares_nothing_vanished() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let mut config = agent_config(&s, fed_addr, sink_addr, "");
+    let agent = start(config.clone(), s.dir.path());
+    wait_for("all three series", || sink.count() >= 3).await;
+    let first = agent.stop().await;
+    assert_eq!(first.scrapes("truncated"), 0);
+
+    // Same buffer, now a cap that ends inside the second sample line.
+    let cap = BODY.find("shoot:availability{kind=\"seed\"").unwrap() + 20;
+    config.scrape.max_body_bytes = cap as u64;
+    let before = sink.count();
+    let agent = start(config, s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("truncated scrapes", || m.scrapes("truncated") >= 3).await;
+    let metrics = agent.stop().await;
+    assert_eq!(metrics.stale_markers(), 0);
+    let later = &sink.samples()[before..];
+    assert!(!later.is_empty());
+    // Only the line before the cut; the cut-off line is not parsed from its fragment.
+    assert!(
+        later
+            .iter()
+            .all(|g| g.0.contains(&("kind".into(), "vpn".into()))),
+        "{later:?}"
+    );
+    drop(fed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_and_keeps_the_request_in_flight_queued() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let hung = Sink::new(&[], 0);
+    let hung_addr = spawn_sink(&s.pki, hung.clone()).await;
+    let config = agent_config(&s, fed_addr, hung_addr, "  shutdown_grace: 100ms");
+    let agent = start(config, s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("a request in flight", || {
+        hung.requests.load(Ordering::SeqCst) >= 1 && m.scrapes("success") >= 2
+    })
+    .await;
+    let first = agent.stop().await;
+    let cut = crate::telemetry::now_unix_ms();
+    let backlog = queued(&first);
+    assert_eq!(first.samples_sent(), 0);
+
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
+    wait_for("the first run's samples", || old(&sink) >= backlog).await;
+    agent.stop().await;
+    assert_eq!(old(&sink), backlog);
+    assert_per_series_order(&sink.samples());
 }

@@ -95,6 +95,11 @@ pub struct RemoteWriteConfig {
     /// Default none (as fast as the receiver acknowledges).
     #[serde(default)]
     pub max_catchup_requests_per_second: Option<f64>,
+    /// On shutdown, how long a request already in flight may still take; whatever is not
+    /// acknowledged by then stays queued for the next start. Keep it below the pod's
+    /// `terminationGracePeriodSeconds`. Default `5s`.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 /// Client side of mTLS.
@@ -185,6 +190,9 @@ fn default_max_scrape_bytes() -> u64 {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_max_samples_per_request() -> usize {
     2000
