@@ -324,6 +324,19 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
     }
 }
 
+/// An error with its sources: reqwest's own message ("error sending request") hides the connect
+/// or TLS cause that an operator needs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz` and
 /// `/readyz` on `listen`.
 pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ const LOGGED_PARSE_ERRORS: usize = 3;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ScrapeError {
     /// Connect, timeout or body transfer error.
-    #[error("request failed: {0}")]
+    #[error("request failed")]
     Http(#[from] reqwest::Error),
     /// Not 200.
     #[error("HTTP status {0}")]
@@ -117,7 +117,7 @@ impl Scraper {
             Some(error) => tracing::warn!(
                 target = index,
                 url = %target.url,
-                %error,
+                error = super::error_chain(error),
                 samples = scraped.samples.len(),
                 "scrape failed"
             ),

@@ -492,7 +492,7 @@ async fn post(
         Err(error) => (
             Outcome::Network,
             "network".into(),
-            Some(error_chain(&error)),
+            Some(super::error_chain(&error)),
         ),
     };
     shared
@@ -513,16 +513,4 @@ async fn first_line(mut response: reqwest::Response) -> String {
     buf.truncate(ERROR_BODY_BYTES);
     let text = String::from_utf8_lossy(&buf);
     text.lines().next().unwrap_or("").trim().to_string()
-}
-
-/// An error with its sources (reqwest's own message hides the TLS or connect cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
