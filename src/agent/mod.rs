@@ -304,9 +304,16 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         if samples.is_empty() {
             continue;
         }
-        let rw = &config.remote_write;
-        let batches = batch::build_batches(&samples, rw.shards, rw.max_samples_per_request);
-        drop(samples);
+        let (lanes, max) = (
+            config.remote_write.shards,
+            config.remote_write.max_samples_per_request,
+        );
+        // Protobuf + snappy of a large federate body is CPU work: keep it off the async workers.
+        let encode = move || batch::build_batches(&samples, lanes, max);
+        let batches = match tokio::task::spawn_blocking(encode).await {
+            Ok(batches) => batches,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         if let Some(failure) = agent.queue.append_all(scrape_ts, batches).await {
             tracing::error!(
                 error = %failure.first,

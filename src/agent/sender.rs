@@ -14,6 +14,13 @@
 //! more than two scrape intervals ago) so that a long outage is not replayed as a burst against
 //! the receiver; fresh records are never paced.
 //!
+//! Concurrency follows the backlog: each lane has at most one request in flight, so with little
+//! data only the lanes that have records are busy, and with a backlog all `remote_write.shards`
+//! lanes send in parallel (the cap). A lane stuck retrying one record fills its small dispatch
+//! buffer and then holds the dispatcher, and with it the other lanes: records leave the queue in
+//! one order, and passing the stuck lane's records would need unbounded memory. In practice a
+//! request that keeps failing with 5xx is an outage of the whole receiver anyway.
+//!
 //! # Shutdown
 //!
 //! On shutdown the dispatcher stops, a request in flight may finish for up to
