@@ -24,7 +24,9 @@
 //! # Shutdown
 //!
 //! On shutdown the dispatcher stops, a request in flight may finish for up to
-//! [`SHUTDOWN_GRACE`], and everything not acknowledged stays in the queue for the next start.
+//! `remote_write.shutdown_grace`, and everything not acknowledged stays in the queue for the next
+//! start. A request cut off by the grace may still have arrived: it is sent again after the
+//! restart, a duplicate that Prometheus accepts silently, never a loss.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
