@@ -77,6 +77,23 @@
 //!
 //! All calls are synchronous `std::fs` I/O, each short (one record write, one read per run of
 //! records); call them from a blocking task.
+//!
+//! <!-- Absolute paths: an outer doc comment on `mod queue` would change the link scope. -->
+//! [`DiskQueue::expire`]: crate::agent::queue::DiskQueue::expire
+//! [`DiskQueue::flush`]: crate::agent::queue::DiskQueue::flush
+//! [`DiskQueue::memory_fallback_active`]: crate::agent::queue::DiskQueue::memory_fallback_active
+//! [`DiskQueue::open`]: crate::agent::queue::DiskQueue::open
+//! [`DiskQueue::take`]: crate::agent::queue::DiskQueue::take
+//! [`DropCounts::corrupt`]: crate::agent::queue::DropCounts::corrupt
+//! [`DropCounts::max_age`]: crate::agent::queue::DropCounts::max_age
+//! [`DropCounts::max_bytes`]: crate::agent::queue::DropCounts::max_bytes
+//! [`OpenReport::corrupt_records`]: crate::agent::queue::OpenReport::corrupt_records
+//! [`OpenReport::truncated_bytes`]: crate::agent::queue::OpenReport::truncated_bytes
+//! [`QueueOptions::fsync`]: crate::agent::queue::QueueOptions::fsync
+//! [`QueueOptions::max_age`]: crate::agent::queue::QueueOptions::max_age
+//! [`QueueOptions::max_bytes`]: crate::agent::queue::QueueOptions::max_bytes
+//! [`QueueOptions::memory_fallback_bytes`]: crate::agent::queue::QueueOptions::memory_fallback_bytes
+//! [`QueueOptions::segment_bytes`]: crate::agent::queue::QueueOptions::segment_bytes
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -856,7 +873,8 @@ impl DiskQueue {
     }
 
     /// Makes the current state durable now: retries buffered records, fdatasyncs the active
-    /// segment and persists the ack watermark. Call on graceful shutdown.
+    /// segment and persists the ack watermark. Call on graceful shutdown. Fails while buffered
+    /// records still cannot be written.
     pub fn flush(&mut self) -> Result<(), QueueError> {
         if !self.memory.is_empty() {
             let path = self.dir.clone();
