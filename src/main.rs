@@ -1,1 +1,85 @@
-fn main(){}
+//! `slo-gateway`: one binary, one subcommand per role. Parsing only; the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "slo-gateway", version, about, propagate_version = true)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "SLO_GATEWAY_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run in a seed: scrape /federate, push remote write over mTLS.
+    Agent {
+        /// Agent config file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run in the runtime cluster: terminate mTLS, enforce the seed label, forward.
+    Receiver {
+        /// Receiver config file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a development CA, a receiver certificate and seed client certificates.
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed names, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        seeds: Vec<String>,
+    },
+    /// Validate an agent or receiver config and print every error with its location.
+    CheckConfig {
+        /// Config file (YAML); agent or receiver is told by its keys.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    slo_gateway::telemetry::init_logging(cli.log_json);
+    let result = match cli.command {
+        Command::Agent { config } => {
+            runtime().and_then(|rt| rt.block_on(slo_gateway::agent::run_from_config(&config)))
+        }
+        Command::Receiver { config } => {
+            runtime().and_then(|rt| rt.block_on(slo_gateway::receiver::run_from_config(&config)))
+        }
+        Command::Certs { out, seeds } => slo_gateway::certs::write_dev_pki(&out, &seeds)
+            .map(|pki| {
+                println!(
+                    "wrote CA {}, server certificate {} and {} seed certificates",
+                    pki.ca.display(),
+                    pki.server_cert.display(),
+                    pki.seeds.len()
+                )
+            })
+            .map_err(Into::into),
+        Command::CheckConfig { file } => slo_gateway::config::check_file(&file)
+            .map(|kind| println!("{}: valid {kind} config", file.display()))
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,271 @@
+//! `slo-gateway receiver` configuration (see `config/receiver.yaml` for a commented example).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::agent::{check_url, default_reload_interval};
+use super::{check_file_exists, Problem, Validate};
+use crate::remote_write::validate::{is_valid_label_name, ValidationLimits};
+
+/// Top level of the receiver config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// mTLS listener for agents. Default `0.0.0.0:8443`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP listener for `/metrics`, `/healthz`, `/readyz`. Default `0.0.0.0:9465`.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Server certificate and the CA that signs seed client certificates.
+    pub tls: ServerTlsConfig,
+    /// How the seed identity is read and enforced.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// The SLO Prometheus.
+    pub forward: ForwardConfig,
+    /// Input limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Server side of mTLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM server certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+    /// PEM CA bundle that client certificates must chain to. A client certificate is required.
+    pub client_ca_file: PathBuf,
+    /// Most time for a TLS handshake. Default `10s`.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// How often the files are checked for replacement (cert-manager rotation). Default `10s`.
+    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+/// Where in the client certificate the seed name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// Gardener: O `gardener.cloud:system:seeds`, CN `gardener.cloud:system:seed:<name>`.
+    #[default]
+    Gardener,
+    /// The first DNS SAN, optionally with `san_suffix` removed.
+    SanDns,
+    /// The first URI SAN, optionally with `san_prefix` removed.
+    SanUri,
+}
+
+/// What to do with a series whose identity label differs from the certificate's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityMode {
+    /// Replace the label with the certificate identity.
+    #[default]
+    Overwrite,
+    /// Refuse the request with 403.
+    Reject,
+}
+
+/// Seed identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Label that carries the identity on every forwarded series. Default `seed`.
+    #[serde(default = "default_identity_label")]
+    pub label: String,
+    /// Where the identity comes from. Default `gardener`.
+    #[serde(default)]
+    pub source: IdentitySource,
+    /// `overwrite` (default) or `reject` a mismatching label.
+    #[serde(default)]
+    pub mode: IdentityMode,
+    /// For `san_dns`: suffix removed from the DNS name (e.g. `.seeds.example.com`). Default none.
+    #[serde(default)]
+    pub san_suffix: Option<String>,
+    /// For `san_uri`: prefix removed from the URI (e.g. `spiffe://gardener/seed/`). Default none.
+    #[serde(default)]
+    pub san_prefix: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            label: default_identity_label(),
+            source: IdentitySource::default(),
+            mode: IdentityMode::default(),
+            san_suffix: None,
+            san_prefix: None,
+        }
+    }
+}
+
+/// The upstream SLO Prometheus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Remote-write URL, e.g. `http://prometheus-slo:9090/api/v1/write`.
+    pub url: String,
+    /// Timeout of one forwarded request. Default `30s`.
+    #[serde(default = "default_forward_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// PEM CA bundle for an `https` upstream. Default: the system's roots are not used; set this.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Input limits, after Mimir's per-tenant defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest compressed request body, bytes. Default 8 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest decoded (decompressed) request, bytes; checked before decompressing. Default 32 MiB.
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: usize,
+    /// Most series in one request. Default 50000.
+    #[serde(default = "default_max_series_per_request")]
+    pub max_series_per_request: usize,
+    /// Most labels on a series. Default 30.
+    #[serde(default = "default_max_labels")]
+    pub max_labels_per_series: usize,
+    /// Longest label name, bytes. Default 1024.
+    #[serde(default = "default_max_label_name_bytes")]
+    pub max_label_name_bytes: usize,
+    /// Longest label value, bytes. Default 2048.
+    #[serde(default = "default_max_label_value_bytes")]
+    pub max_label_value_bytes: usize,
+    /// How far in the future a sample may be. Default `10m`.
+    #[serde(default = "default_future_grace", with = "humantime_serde")]
+    pub future_grace: Duration,
+    /// Per-seed sustained samples per second; 0 disables the limit. Default 0.
+    #[serde(default)]
+    pub samples_per_second_per_seed: u64,
+    /// Per-seed burst, samples. Default 10 × `samples_per_second_per_seed`.
+    #[serde(default)]
+    pub burst_samples_per_seed: Option<u64>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_decoded_bytes: default_max_decoded_bytes(),
+            max_series_per_request: default_max_series_per_request(),
+            max_labels_per_series: default_max_labels(),
+            max_label_name_bytes: default_max_label_name_bytes(),
+            max_label_value_bytes: default_max_label_value_bytes(),
+            future_grace: default_future_grace(),
+            samples_per_second_per_seed: 0,
+            burst_samples_per_seed: None,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The per-series part of the limits.
+    pub fn validation(&self) -> ValidationLimits {
+        ValidationLimits {
+            max_labels_per_series: self.max_labels_per_series,
+            max_label_name_bytes: self.max_label_name_bytes,
+            max_label_value_bytes: self.max_label_value_bytes,
+            future_grace_ms: i64::try_from(self.future_grace.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9465))
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_identity_label() -> String {
+    "seed".into()
+}
+fn default_forward_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_body_bytes() -> usize {
+    8 << 20
+}
+fn default_max_decoded_bytes() -> usize {
+    32 << 20
+}
+fn default_max_series_per_request() -> usize {
+    50_000
+}
+fn default_max_labels() -> usize {
+    30
+}
+fn default_max_label_name_bytes() -> usize {
+    1024
+}
+fn default_max_label_value_bytes() -> usize {
+    2048
+}
+fn default_future_grace() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Validate for ReceiverConfig {
+    fn problems(&self, base_dir: &Path) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.listen == self.admin_listen {
+            problems.push(Problem::new("admin_listen", "must differ from listen"));
+        }
+        check_file_exists(
+            &mut problems,
+            base_dir,
+            "tls.cert_file",
+            &self.tls.cert_file,
+        );
+        check_file_exists(&mut problems, base_dir, "tls.key_file", &self.tls.key_file);
+        check_file_exists(
+            &mut problems,
+            base_dir,
+            "tls.client_ca_file",
+            &self.tls.client_ca_file,
+        );
+        if !is_valid_label_name(&self.identity.label) {
+            problems.push(Problem::new("identity.label", "invalid label name"));
+        }
+        if self.identity.label == "__name__" {
+            problems.push(Problem::new("identity.label", "cannot be __name__"));
+        }
+        check_url(
+            &mut problems,
+            "forward.url",
+            &self.forward.url,
+            &["http", "https"],
+        );
+        if let Some(ca) = &self.forward.ca_file {
+            check_file_exists(&mut problems, base_dir, "forward.ca_file", ca);
+        }
+        let limits = &self.limits;
+        if limits.max_body_bytes == 0 || limits.max_body_bytes > limits.max_decoded_bytes {
+            problems.push(Problem::new(
+                "limits.max_body_bytes",
+                "must be greater than 0 and at most limits.max_decoded_bytes",
+            ));
+        }
+        if limits.max_decoded_bytes > 1 << 30 {
+            problems.push(Problem::new(
+                "limits.max_decoded_bytes",
+                "must be at most 1 GiB",
+            ));
+        }
+        problems
+    }
+}

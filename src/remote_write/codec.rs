@@ -1,0 +1,166 @@
+//! Snappy-block + protobuf encoding of Remote Write requests, and decoding under a size cap.
+
+use prost::Message;
+
+use super::proto::v1::WriteRequest;
+
+/// Why a request body could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The snappy block declares more decoded bytes than allowed.
+    #[error("snappy block declares {declared} decoded bytes, above the limit of {limit}")]
+    TooLarge {
+        /// Length the block declares.
+        declared: usize,
+        /// The cap in force.
+        limit: usize,
+    },
+    /// The body is not a valid snappy block.
+    #[error("invalid snappy block: {0}")]
+    Snappy(String),
+    /// The decompressed bytes are not a `prometheus.WriteRequest`.
+    #[error("invalid protobuf WriteRequest: {0}")]
+    Protobuf(String),
+}
+
+/// Encodes `request` as protobuf and compresses it with the snappy block format.
+pub fn encode_write_request(request: &WriteRequest) -> Vec<u8> {
+    let raw = request.encode_to_vec();
+    compress(&raw)
+}
+
+/// Snappy block compression of an encoded message.
+pub fn compress(raw: &[u8]) -> Vec<u8> {
+    // Compressing into a buffer sized by max_compress_len cannot fail.
+    let mut out = vec![0; snap::raw::max_compress_len(raw.len())];
+    let written = snap::raw::Encoder::new()
+        .compress(raw, &mut out)
+        .unwrap_or_default();
+    out.truncate(written);
+    out
+}
+
+/// Decompresses a snappy block of at most `max_decoded_bytes` decoded bytes.
+///
+/// The declared length is checked before any allocation: a 50-byte body can declare gigabytes.
+pub fn decompress_capped(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, DecodeError> {
+    let declared =
+        snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    if declared > max_decoded_bytes {
+        return Err(DecodeError::TooLarge {
+            declared,
+            limit: max_decoded_bytes,
+        });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))
+}
+
+/// Decodes a snappy-compressed `prometheus.WriteRequest` of at most `max_decoded_bytes`.
+pub fn decode_write_request(
+    body: &[u8],
+    max_decoded_bytes: usize,
+) -> Result<WriteRequest, DecodeError> {
+    let raw = decompress_capped(body, max_decoded_bytes)?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::remote_write::proto::{v1, v2};
+    use proptest::prelude::*;
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| v1::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(value, timestamp)| v1::Sample { value, timestamp })
+                .collect(),
+            exemplars: vec![],
+        }
+    }
+
+    #[test]
+    fn wire_bytes_match_the_proto_field_numbers() {
+        let request = WriteRequest {
+            timeseries: vec![series(&[("a", "b")], &[(1.0, 2)])],
+            metadata: vec![],
+        };
+        // TimeSeries(1, len) { Label(1, len) { name(1)="a", value(2)="b" }, Sample(2, len) { double(1)=1.0, int64(2)=2 } }
+        let expected: Vec<u8> = vec![
+            0x0a, 21, // field 1, length-delimited, 21 bytes
+            0x0a, 6, 0x0a, 1, b'a', 0x12, 1, b'b', // label
+            0x12, 11, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 2, // sample
+        ];
+        assert_eq!(request.encode_to_vec(), expected);
+    }
+
+    #[test]
+    fn v2_request_uses_fields_4_and_5() {
+        let request = v2::Request {
+            symbols: vec![String::new(), "x".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 1],
+                samples: vec![],
+            }],
+        };
+        let bytes = request.encode_to_vec();
+        assert_eq!(bytes[0], (4 << 3) | 2);
+        assert!(bytes.contains(&((5 << 3) | 2)));
+        // An RW 2.0 body read as 1.0 has no series: why 2.0 must never reach a 1.0-only receiver.
+        assert!(WriteRequest::decode(bytes.as_slice())
+            .unwrap()
+            .timeseries
+            .is_empty());
+    }
+
+    #[test]
+    fn declared_length_above_cap_is_refused_before_decompressing() {
+        // A 6-byte snappy block whose header claims 4 GiB - 1 of output.
+        let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        let err = decode_write_request(&bomb, 1 << 20).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::TooLarge {
+                declared: u32::MAX as usize,
+                limit: 1 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn framed_snappy_and_garbage_are_rejected() {
+        let mut framed = snap::write::FrameEncoder::new(Vec::new());
+        std::io::Write::write_all(&mut framed, b"hello").unwrap();
+        let framed = framed.into_inner().unwrap();
+        assert!(decode_write_request(&framed, 1 << 20).is_err());
+        assert!(matches!(
+            decode_write_request(&compress(b"\xff\xff\xff"), 1 << 20),
+            Err(DecodeError::Protobuf(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(
+            names in proptest::collection::vec("[a-z_][a-z0-9_]{0,8}", 1..4),
+            values in proptest::collection::vec(any::<f64>().prop_filter("nan", |v| !v.is_nan()), 1..5),
+        ) {
+            let labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+            let samples: Vec<(f64, i64)> = values.iter().enumerate().map(|(i, v)| (*v, i as i64)).collect();
+            let request = WriteRequest { timeseries: vec![series(&labels, &samples)], metadata: vec![] };
+            let decoded = decode_write_request(&encode_write_request(&request), 1 << 20).unwrap();
+            prop_assert_eq!(decoded, request);
+        }
+    }
+}
