@@ -78,6 +78,12 @@
 //! All calls are synchronous `std::fs` I/O, each short (one record write, one read per run of
 //! records); call them from a blocking task.
 //!
+//! # Performance
+//!
+//! `benches/queue.rs` (append + take + ack per record, 2 shared cores, ext4 on a virtual disk):
+//! about 1.4 GB/s of payload with 4 KiB records and 2.8 GB/s with 64 KiB records without fsync;
+//! 16 MB/s (about 3,900 records/s) with 4 KiB records and `fsync`, which is bound by the disk.
+//!
 //! <!-- Absolute paths: an outer doc comment on `mod queue` would change the link scope. -->
 //! [`DiskQueue::expire`]: crate::agent::queue::DiskQueue::expire
 //! [`DiskQueue::flush`]: crate::agent::queue::DiskQueue::flush
