@@ -10,9 +10,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::{eventually, free_port, slo_gateway_bin, MetricsTarget, Process, Prometheus};
-
-const SEED: &str = "aws-eu1";
+use support::pipeline::{Options, Pipeline, SEED};
+use support::{eventually, Prometheus};
 
 const TARGET_V1: &str = r#"# HELP shoot:availability Availability of the shoot's API server.
 # TYPE shoot:availability gauge
@@ -26,100 +25,6 @@ apiserver_request_total{cluster="shoot--p1--a",code="503",verb="LIST"} 7
 # A series the agent's match[] does not select.
 node_cpu_seconds_total{cpu="0"} 42
 "#;
-
-/// Source Prometheus: scrapes the target every second; claims to be another seed through its
-/// external label, which the receiver must overwrite with the certificate identity.
-fn source_config(target: std::net::SocketAddr) -> String {
-    format!(
-        r#"global:
-  scrape_interval: 1s
-  external_labels:
-    seed: claimed-by-aggregate
-scrape_configs:
-  - job_name: shoots
-    honor_labels: true
-    static_configs:
-      - targets: ['{target}']
-"#
-    )
-}
-
-/// SLO Prometheus: receives remote write; accepts backfill up to 2 h old.
-pub const SLO_CONFIG: &str = "global:\n  scrape_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 2h\n";
-
-/// A running agent + receiver pair and the two Prometheus servers.
-struct Pipeline {
-    _dir: tempfile::TempDir,
-    target: MetricsTarget,
-    source: Prometheus,
-    slo: Prometheus,
-    receiver: Process,
-    agent: Process,
-    agent_admin: u16,
-    receiver_admin: u16,
-}
-
-async fn start_pipeline() -> Pipeline {
-    assert!(
-        support::prometheus_available(),
-        "the prometheus binary is required (apt-get install prometheus); .ci/run installs it"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let pki = support::dev_pki(root, &[SEED]);
-    let target = MetricsTarget::start(TARGET_V1).await;
-    let source = Prometheus::start("source", root, &source_config(target.addr), false).await;
-    let slo = Prometheus::start("slo", root, SLO_CONFIG, true).await;
-
-    let (rx_port, receiver_admin, agent_admin) = (free_port(), free_port(), free_port());
-    let receiver_yaml = format!(
-        "listen: 127.0.0.1:{rx_port}\nadmin_listen: 127.0.0.1:{receiver_admin}\n\
-         tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}\n\
-         identity: {{label: seed}}\nforward: {{url: '{}/api/v1/write'}}\n",
-        pki.server_cert.display(),
-        pki.server_key.display(),
-        pki.ca.display(),
-        slo.url()
-    );
-    std::fs::write(root.join("receiver.yaml"), receiver_yaml).unwrap();
-    let (_, seed_cert, seed_key) = &pki.seeds[0];
-    let agent_yaml = format!(
-        r#"listen: 127.0.0.1:{agent_admin}
-external_labels: {{landscape: dev}}
-scrape:
-  interval: 1s
-  timeout: 1s
-  targets:
-    - url: {source}/federate
-      match: ['{{__name__=~"shoot:.+"}}', '{{__name__="apiserver_request_total"}}']
-remote_write:
-  url: https://127.0.0.1:{rx_port}/api/v1/write
-  tls: {{ca_file: {ca}, cert_file: {cert}, key_file: {key}}}
-  retry: {{min_backoff: 100ms, max_backoff: 1s}}
-buffer:
-  path: {buffer}
-"#,
-        source = source.url(),
-        ca = pki.ca.display(),
-        cert = seed_cert.display(),
-        key = seed_key.display(),
-        buffer = root.join("buffer").display(),
-    );
-    std::fs::write(root.join("agent.yaml"), agent_yaml).unwrap();
-    let bin = slo_gateway_bin();
-    let config_arg = |f: &str| vec!["--config".to_string(), root.join(f).display().to_string()];
-    let receiver = Process::spawn("receiver", root, &bin, &{
-        let mut a = vec!["receiver".to_string()];
-        a.extend(config_arg("receiver.yaml"));
-        a
-    });
-    let agent = Process::spawn("agent", root, &bin, &{
-        let mut a = vec!["agent".to_string()];
-        a.extend(config_arg("agent.yaml"));
-        a
-    });
-    Pipeline { _dir: dir, target, source, slo, receiver, agent, agent_admin, receiver_admin }
-}
 
 async fn metrics_text(port: u16) -> String {
     reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
@@ -151,43 +56,86 @@ async fn slo_series(slo: &Prometheus) -> BTreeMap<BTreeMap<String, String>, f64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federated_series_arrive_with_the_certificate_identity() {
-    let p = start_pipeline().await;
-    let expected = eventually("the source to scrape the target", Duration::from_secs(30), || async {
-        let e = expected_series(&p.source).await;
-        (e.len() == 6).then_some(e)
+    let p = Pipeline::start(Options {
+        target_body: TARGET_V1.into(),
+        ..Options::default()
     })
+    .await;
+    let expected = eventually(
+        "the source to scrape the target",
+        Duration::from_secs(30),
+        || async {
+            let e = expected_series(&p.source).await;
+            (e.len() == 6).then_some(e)
+        },
+    )
     .await;
 
     // Every federated series arrives, with seed = the certificate identity, and current values.
-    let context = || format!("agent log:\n{}\nreceiver log:\n{}", p.agent.log_text(), p.receiver.log_text());
-    eventually(&format!("all series in the SLO Prometheus\n{}", context()), Duration::from_secs(60), || async {
-        (slo_series(&p.slo).await == expected).then_some(())
-    })
+    eventually(
+        &format!("all series in the SLO Prometheus\n{}", p.logs()),
+        Duration::from_secs(60),
+        || async { (slo_series(&p.slo).await == expected).then_some(()) },
+    )
     .await;
-    assert!(p.slo.query(r#"{seed="claimed-by-aggregate"}"#).await.is_empty());
-    assert!(p.slo.query("node_cpu_seconds_total").await.is_empty(), "only match[]ed series travel");
+    assert!(p
+        .slo
+        .query(r#"{seed="claimed-by-aggregate"}"#)
+        .await
+        .is_empty());
+    assert!(
+        p.slo.query("node_cpu_seconds_total").await.is_empty(),
+        "only match[]ed series travel"
+    );
 
     // Values keep flowing: a change at the target shows up in the SLO Prometheus.
-    p.target.set(&TARGET_V1.replace(r#"kind="vpn"} 0"#, r#"kind="vpn"} 1"#));
-    eventually("the new value in the SLO Prometheus", Duration::from_secs(60), || async {
-        (p.slo.query_value(r#"shoot:availability{kind="vpn",seed="aws-eu1"}"#).await == Some(1.0)).then_some(())
-    })
+    p.target
+        .set(&TARGET_V1.replace(r#"kind="vpn"} 0"#, r#"kind="vpn"} 1"#));
+    eventually(
+        "the new value in the SLO Prometheus",
+        Duration::from_secs(60),
+        || async {
+            (p.slo
+                .query_value(r#"shoot:availability{kind="vpn",seed="aws-eu1"}"#)
+                .await
+                == Some(1.0))
+            .then_some(())
+        },
+    )
     .await;
 
     // A series that vanishes at the source ends promptly (stale marker), not after 5 minutes.
-    p.target.set(&TARGET_V1.replace("shoot:availability{cluster=\"shoot--p2--b\",kind=\"vpn\"} 0\n", ""));
-    eventually("the vanished series to be marked stale", Duration::from_secs(60), || async {
-        p.slo.query(r#"shoot:availability{kind="vpn"}"#).await.is_empty().then_some(())
-    })
+    p.target.set(&TARGET_V1.replace(
+        "shoot:availability{cluster=\"shoot--p2--b\",kind=\"vpn\"} 0\n",
+        "",
+    ));
+    eventually(
+        "the vanished series to be marked stale",
+        Duration::from_secs(60),
+        || async {
+            p.slo
+                .query(r#"shoot:availability{kind="vpn"}"#)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
     .await;
 
     // Both components account for what they did.
     let agent_metrics = metrics_text(p.agent_admin).await;
-    assert!(agent_metrics.contains("slo_gateway_agent_samples_sent_total"), "{agent_metrics}");
+    assert!(
+        agent_metrics.contains("slo_gateway_agent_samples_sent_total"),
+        "{agent_metrics}"
+    );
     let receiver_metrics = metrics_text(p.receiver_admin).await;
     assert!(
-        receiver_metrics.contains(&format!("slo_gateway_receiver_samples_accepted_total{{seed=\"{SEED}\"}}")),
+        receiver_metrics.contains(&format!(
+            "slo_gateway_receiver_samples_accepted_total{{seed=\"{SEED}\"}}"
+        )),
         "{receiver_metrics}"
     );
-    assert!(receiver_metrics.contains(&format!("slo_gateway_receiver_last_push_timestamp_seconds{{seed=\"{SEED}\"}}")));
+    assert!(receiver_metrics.contains(&format!(
+        "slo_gateway_receiver_last_push_timestamp_seconds{{seed=\"{SEED}\"}}"
+    )));
 }

@@ -5,6 +5,8 @@
 //! listens on 127.0.0.1.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pipeline;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -48,7 +53,11 @@ pub struct Process {
 impl Process {
     pub fn spawn(name: &str, dir: &Path, program: &str, args: &[String]) -> Self {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -57,7 +66,11 @@ impl Process {
             .env("RUST_LOG", "info")
             .spawn()
             .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        Self { name: name.to_string(), child: Some(child), log }
+        Self {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -74,8 +87,13 @@ impl Process {
 
     /// SIGTERM and wait up to `timeout` for exit; returns whether it exited in time.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -101,7 +119,10 @@ impl Drop for Process {
 
 /// Whether the Prometheus binary is installed (CI installs the Debian package).
 pub fn prometheus_available() -> bool {
-    Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// A real Prometheus server.
@@ -131,27 +152,41 @@ impl Prometheus {
             args.push("--web.enable-remote-write-receiver".into());
         }
         let process = Process::spawn(name, &dir, "prometheus", &args);
-        let prom = Self { process, port, dir, args };
+        let prom = Self {
+            process,
+            port,
+            dir,
+            args,
+        };
         prom.wait_ready().await;
         prom
     }
 
     /// Restarts a stopped Prometheus on the same port and data directory.
     pub async fn restart(&mut self) {
-        self.process = Process::spawn(&self.process.name.clone(), &self.dir, "prometheus", &self.args);
+        self.process = Process::spawn(
+            &self.process.name.clone(),
+            &self.dir,
+            "prometheus",
+            &self.args,
+        );
         self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
         let url = format!("{}/-/ready", self.url());
         let log = self.process.log.clone();
-        eventually(&format!("Prometheus ready at {url} (log {})", log.display()), Duration::from_secs(60), || {
-            let url = url.clone();
-            async move {
-                let resp = reqwest::get(&url).await.ok()?;
-                resp.status().is_success().then_some(())
-            }
-        })
+        eventually(
+            &format!("Prometheus ready at {url} (log {})", log.display()),
+            Duration::from_secs(60),
+            || {
+                let url = url.clone();
+                async move {
+                    let resp = reqwest::get(&url).await.ok()?;
+                    resp.status().is_success().then_some(())
+                }
+            },
+        )
         .await;
     }
 
@@ -161,15 +196,16 @@ impl Prometheus {
 
     /// Instant query; each result as (labels, value). Query errors panic with Prometheus' message.
     pub async fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let resp: serde_json::Value = reqwest::Client::new()
+        let text = reqwest::Client::new()
             .get(format!("{}/api/v1/query", self.url()))
             .query(&[("query", promql)])
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap();
+        let resp: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(resp["status"], "success", "query {promql}: {resp}");
         resp["data"]["result"]
             .as_array()
