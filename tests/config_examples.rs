@@ -396,9 +396,10 @@ fn text(bytes: &[u8]) -> String {
 fn cli_version_prints_the_crate_version() {
     let out = run(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("slo-gateway {}", env!("CARGO_PKG_VERSION"))
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("slo-gateway ") && stdout.contains(env!("CARGO_PKG_VERSION")),
+        "{stdout}"
     );
 }
 
@@ -522,4 +523,214 @@ remote_write:
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("bad.yaml:2:"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The manifests in deploy/ parse, and agree with the configs they mount.
+
+/// Every YAML document of `relative` (multi-document files included).
+fn documents(relative: &str) -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    let text = read(relative);
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            serde_yaml_ng::Value::deserialize(doc).unwrap_or_else(|e| panic!("{relative}: {e}"))
+        })
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+            out.push(relative.to_str().unwrap().to_string());
+        }
+    }
+}
+
+#[test]
+fn every_deploy_yaml_parses() {
+    let mut files = Vec::new();
+    yaml_files(&repo_file("deploy"), &mut files);
+    assert!(files.len() >= 20, "{files:?}");
+    for file in &files {
+        let docs = documents(file);
+        assert!(!docs.is_empty(), "{file} is empty");
+        for doc in &docs {
+            let is_manifest = doc.get("apiVersion").is_some();
+            if is_manifest {
+                assert!(doc["kind"].is_string(), "{file}: manifest without kind");
+                assert!(
+                    doc["metadata"]["name"].is_string() || doc["kind"] == "Kustomization",
+                    "{file}: manifest without metadata.name"
+                );
+            }
+        }
+    }
+}
+
+/// The single Deployment in `relative`.
+fn deployment(relative: &str) -> serde_yaml_ng::Value {
+    let docs = documents(relative);
+    let found: Vec<_> = docs
+        .into_iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .collect();
+    assert_eq!(found.len(), 1, "{relative}");
+    found.into_iter().next().unwrap()
+}
+
+/// Hardening, probes and the config flag of the first container of `deploy`.
+fn assert_hardened_with_probes(deploy: &serde_yaml_ng::Value, role: &str) {
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(security["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args.first(), Some(&role));
+    assert!(
+        args.contains(&"--config=/etc/slo-gateway/config/config.yaml"),
+        "{args:?}"
+    );
+}
+
+/// Every absolute path in the config lies under a volume mount of the Deployment, and a file
+/// projected from a Secret `items` list is one of its items.
+fn assert_config_paths_are_mounted(config: &str, deploy: &serde_yaml_ng::Value) {
+    let pod = &deploy["spec"]["template"]["spec"];
+    let mounts = pod["containers"][0]["volumeMounts"].as_sequence().unwrap();
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    let text = read(config);
+    let paths: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once(": /").map(|(_, p)| p))
+        .collect();
+    assert!(paths.len() >= 3, "{config}: {paths:?}");
+    for path in paths {
+        let path = format!("/{}", path.trim());
+        let mount = mounts
+            .iter()
+            .find(|m| path.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap())))
+            .unwrap_or_else(|| panic!("{config}: {path} is on no volume mount"));
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap_or_else(|| panic!("no volume {:?}", mount["name"]));
+        if let Some(items) = volume["secret"]["items"].as_sequence() {
+            let file = path.rsplit('/').next().unwrap();
+            assert!(
+                items.iter().any(|i| i["path"].as_str() == Some(file)),
+                "{config}: {path} is not an item of volume {:?}",
+                volume["name"]
+            );
+        }
+    }
+    let config_volume = volumes.iter().find(|v| v["name"] == "config").unwrap();
+    assert!(config_volume["configMap"]["name"].is_string());
+}
+
+#[test]
+fn agent_manifests_fit_the_agent() {
+    let deploy = deployment("deploy/agent/deployment.yaml");
+    assert_eq!(deploy["spec"]["replicas"].as_u64(), Some(1));
+    assert_eq!(
+        deploy["spec"]["strategy"]["type"].as_str(),
+        Some("Recreate")
+    );
+    assert_hardened_with_probes(&deploy, "agent");
+    assert_config_paths_are_mounted("deploy/agent/config.yaml", &deploy);
+    let pod = &deploy["spec"]["template"]["spec"];
+    let buffer = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "buffer")
+        .unwrap();
+    let claim = buffer["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap();
+    let pvc = &documents("deploy/agent/pvc.yaml")[0];
+    assert_eq!(pvc["metadata"]["name"].as_str(), Some(claim));
+
+    let cert = &documents("deploy/agent/certificate.yaml")[0];
+    let cn = cert["spec"]["commonName"].as_str().unwrap();
+    assert!(
+        cn.starts_with(slo_gateway::certs::GARDENER_SEED_CN_PREFIX),
+        "{cn}"
+    );
+    assert_eq!(
+        cert["spec"]["subject"]["organizations"][0].as_str(),
+        Some(slo_gateway::certs::GARDENER_SEEDS_ORG)
+    );
+}
+
+#[test]
+fn receiver_manifests_fit_the_receiver() {
+    let deploy = deployment("deploy/receiver/deployment.yaml");
+    assert_eq!(deploy["spec"]["replicas"].as_u64(), Some(2));
+    assert_hardened_with_probes(&deploy, "receiver");
+    assert_config_paths_are_mounted("deploy/receiver/config.yaml", &deploy);
+    let hpa = &documents("deploy/receiver/hpa.yaml")[0];
+    assert_eq!(hpa["spec"]["minReplicas"].as_u64(), Some(2));
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"],
+        deploy["metadata"]["name"]
+    );
+}
+
+/// The agents' `buffer.max_age` must equal the SLO Prometheus' out-of-order window (see
+/// deploy/slo-prometheus/prometheus.yaml for why) in every place it is written down.
+#[test]
+fn agent_max_age_equals_the_out_of_order_window() {
+    let window = documents("deploy/slo-prometheus/prometheus.yaml")[0]["storage"]["tsdb"]
+        ["out_of_order_time_window"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let operator = documents("deploy/slo-prometheus/prometheus-operator.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "Prometheus")
+        .unwrap();
+    assert_eq!(
+        operator["spec"]["tsdb"]["outOfOrderTimeWindow"].as_str(),
+        Some(window.as_str())
+    );
+    assert_eq!(
+        operator["spec"]["enableRemoteWriteReceiver"].as_bool(),
+        Some(true)
+    );
+    let args = read("deploy/slo-prometheus/container-args.yaml");
+    assert!(args.contains("- --web.enable-remote-write-receiver"));
+    for config in ["config/agent.yaml", "deploy/agent/config.yaml"] {
+        let agent = &documents(config)[0];
+        assert_eq!(
+            agent["buffer"]["max_age"].as_str(),
+            Some(window.as_str()),
+            "{config}"
+        );
+    }
 }
