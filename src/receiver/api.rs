@@ -254,6 +254,14 @@ async fn handle_write(
     for mut series in std::mem::take(&mut request.timeseries) {
         strip_empty_labels(&mut series);
         series.exemplars.clear();
+        // Pin first, so the label limits count the identity label the series is stored with.
+        // On unsorted input the insertion point is arbitrary, but validation refuses it anyway.
+        enforce_identity(
+            &mut series,
+            &state.identity.label,
+            seed,
+            state.identity.mode,
+        )?;
         if let Err(error) = validate_series(&series, &limits, now) {
             state
                 .metrics
@@ -261,12 +269,6 @@ async fn handle_write(
             first_invalid.get_or_insert(error);
             continue;
         }
-        enforce_identity(
-            &mut series,
-            &state.identity.label,
-            seed,
-            state.identity.mode,
-        )?;
         valid.push(series);
     }
     let accepted: u64 = valid.iter().map(|s| s.samples.len() as u64).sum();
