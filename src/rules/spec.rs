@@ -81,9 +81,9 @@ fn default_window() -> PromDuration {
     PromDuration::from_secs(28 * 24 * 3600)
 }
 
-/// The SLI: exactly one of the kinds.
+/// The SLI: exactly one of the kinds, written as a one-key mapping (`sli: {events: …}`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "SliKeys")]
 pub enum SliSpec {
     /// Bad events over all events; both queries contain `{{.window}}` (Sloth's `events`).
     Events(EventsSli),
@@ -93,6 +93,30 @@ pub enum SliSpec {
     BoolGauge(BoolGaugeSli),
     /// A built-in SLI from the [catalog](super::catalog), by name.
     Catalog(String),
+}
+
+/// The mapping form of [`SliSpec`] (serde_yaml_ng wants YAML tags for enums).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SliKeys {
+    events: Option<EventsSli>,
+    raw: Option<RawSli>,
+    bool_gauge: Option<BoolGaugeSli>,
+    catalog: Option<String>,
+}
+
+impl TryFrom<SliKeys> for SliSpec {
+    type Error = String;
+
+    fn try_from(k: SliKeys) -> Result<Self, String> {
+        match (k.events, k.raw, k.bool_gauge, k.catalog) {
+            (Some(e), None, None, None) => Ok(Self::Events(e)),
+            (None, Some(r), None, None) => Ok(Self::Raw(r)),
+            (None, None, Some(b), None) => Ok(Self::BoolGauge(b)),
+            (None, None, None, Some(c)) => Ok(Self::Catalog(c)),
+            _ => Err("exactly one of `events`, `raw`, `bool_gauge`, `catalog` is required".to_owned()),
+        }
+    }
 }
 
 /// Event-based SLI.

@@ -126,7 +126,13 @@ fn sli_rules(slo: &Slo) -> Vec<Rule> {
         format!(
             "sum_over_time({short}{filter}[{period}])\n/ ignoring ({WINDOW_LABEL})\ncount_over_time({short}{filter}[{period}])\n"
         ),
-        BTreeMap::from([(WINDOW_LABEL.to_owned(), period.to_string())]),
+        // Sloth sets only sloth_window here (the rest comes from the source series); we also
+        // set the id labels, to the values they already have, because promtool's lint rejects
+        // same-named rules with identical labels in one file.
+        merged(&[
+            &id_labels(slo),
+            &BTreeMap::from([(WINDOW_LABEL.to_owned(), period.to_string())]),
+        ]),
     ));
     rules
 }
