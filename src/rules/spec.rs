@@ -555,13 +555,18 @@ fn validate(spec: &Spec) -> Vec<Finding> {
                 let threshold = factor * (1.0 - slo.objective / 100.0);
                 if threshold >= 1.0 {
                     out.push((format!("slos[{i}].objective"), Level::Warning, format!(
-                        "the {} alert on {}/{} can never fire: burn-rate factor {factor} × error budget {} = {threshold} ≥ 1",
-                        w.severity.as_str(), w.long, w.short, 1.0 - slo.objective / 100.0)));
+                        "the {} alert on {}/{} can never fire: burn-rate factor {} × error budget {} = {} ≥ 1",
+                        w.severity.as_str(), w.long, w.short, round(factor), round(1.0 - slo.objective / 100.0), round(threshold))));
                 }
             }
         }
     }
     out
+}
+
+/// For messages: 6 significant decimals, no float noise (0.09999999999999998 → 0.1).
+fn round(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 fn check_labels(labels: &[String], path: &str, err: &mut impl FnMut(String, String)) {
