@@ -1,5 +1,6 @@
 //! Rule generator tests: golden files, PromQL validity, determinism, spec errors, importers,
 //! Perses schema. `UPDATE_GOLDEN=1 cargo test --test rules` rewrites the golden files.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,10 @@ fn golden_files() {
     for case in CASES {
         let files = render(&[&format!("tests/rules/specs/{case}.yaml")]);
         for (name, content) in &files {
-            golden(&root().join("tests/rules/golden").join(case).join(name), content);
+            golden(
+                &root().join("tests/rules/golden").join(case).join(name),
+                content,
+            );
         }
     }
 }
@@ -75,6 +79,7 @@ fn rule_exprs(files: &Files) -> Vec<String> {
 #[test]
 fn every_expression_parses() {
     let mut n = 0;
+    let variable = regex::Regex::new(r"\$\w+").unwrap();
     for files in all_outputs() {
         for e in rule_exprs(&files) {
             promql_parser::parser::parse(&e).unwrap_or_else(|err| panic!("{err}\n{e}"));
@@ -88,11 +93,15 @@ fn every_expression_parses() {
                 .1,
         )
         .unwrap();
-        for panel in dash["spec"]["config"]["panels"].as_object().unwrap().values() {
+        for panel in dash["spec"]["config"]["panels"]
+            .as_object()
+            .unwrap()
+            .values()
+        {
             for q in panel["spec"]["queries"].as_array().unwrap() {
                 let q = q["spec"]["plugin"]["spec"]["query"].as_str().unwrap();
                 // Perses variables are interpolated before Prometheus sees the query.
-                let q = regex::Regex::new(r"\$\w+").unwrap().replace_all(q, ".*");
+                let q = variable.replace_all(q, ".*");
                 promql_parser::parser::parse(&q).unwrap_or_else(|err| panic!("{err}\n{q}"));
                 n += 1;
             }
@@ -105,7 +114,10 @@ fn every_expression_parses() {
 fn output_is_deterministic() {
     let a = render(&["config/slos.yaml", "tests/rules/specs/events.yaml"]);
     for _ in 0..3 {
-        assert_eq!(a, render(&["config/slos.yaml", "tests/rules/specs/events.yaml"]));
+        assert_eq!(
+            a,
+            render(&["config/slos.yaml", "tests/rules/specs/events.yaml"])
+        );
     }
 }
 
@@ -151,9 +163,15 @@ fn valid_base_spec() {
 
 #[test]
 fn unknown_key_is_located() {
-    let (line, msg) = error_of(&VALID.replace("    objective: 99.9\n", "    objective: 99.9\n    objectiv: 1\n"));
+    let (line, msg) = error_of(&VALID.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n    objectiv: 1\n",
+    ));
     assert_eq!(line, 6);
-    assert!(msg.starts_with("slos[0]: unknown field `objectiv`, expected one of"), "{msg}");
+    assert!(
+        msg.starts_with("slos[0]: unknown field `objectiv`, expected one of"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -178,7 +196,8 @@ fn missing_window_placeholder_is_rejected() {
 
 #[test]
 fn duplicate_slo_names_are_rejected() {
-    let text = format!("{VALID}  - name: a\n    objective: 99\n    sli: {{catalog: apiserver-errors}}\n");
+    let text =
+        format!("{VALID}  - name: a\n    objective: 99\n    sli: {{catalog: apiserver-errors}}\n");
     let (line, msg) = error_of(&text);
     assert_eq!(line, 10);
     assert_eq!(msg, "slos[1].name: duplicate SLO name \"a\"");
@@ -198,7 +217,7 @@ fn unknown_catalog_name_is_rejected() {
 
 #[test]
 fn unaggregated_custom_sli_is_rejected() {
-    let (line, msg) = error_of(&VALID.replace("sum by (cluster, seed) (rate(e", "sum(rate(e").replace("[{{.window}}]))\n        total", "[{{.window}}]))\n        total"));
+    let (line, msg) = error_of(&VALID.replace("sum by (cluster, seed) (rate(e", "sum(rate(e"));
     assert_eq!(line, 8);
     assert!(msg.contains("drops grouping label `cluster`"), "{msg}");
 }
@@ -219,7 +238,13 @@ fn every_error_is_reported() {
 
 #[test]
 fn alert_that_can_never_fire_is_warned_about() {
-    let s = spec::parse_str("t.yaml", &VALID.replace("99.9", "80").replace("    sli:", "    window: 30d\n    sli:")).unwrap();
+    let s = spec::parse_str(
+        "t.yaml",
+        &VALID
+            .replace("99.9", "80")
+            .replace("    sli:", "    window: 30d\n    sli:"),
+    )
+    .unwrap();
     let w: Vec<String> = s.warnings.iter().map(ToString::to_string).collect();
     // 14.4 × 0.2 and 6 × 0.2 are ≥ 1; 3 × 0.2 and 1 × 0.2 are not.
     assert_eq!(w.len(), 2, "{w:#?}");
@@ -233,7 +258,10 @@ fn specs_given_together_need_unique_ids() {
     let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
         panic!("accepted")
     };
-    assert_eq!(d[0].to_string(), "b.yaml:4: error: slos[0].name: SLO id \"s-a\" is already defined in a.yaml");
+    assert_eq!(
+        d[0].to_string(),
+        "b.yaml:4: error: slos[0].name: SLO id \"s-a\" is already defined in a.yaml"
+    );
 }
 
 #[test]
@@ -297,7 +325,10 @@ fn sloth_expected() -> BTreeMap<(String, String), (String, BTreeMap<String, Stri
         ("sloth_slo", "requests-availability"),
     ];
     let l = |extra: &[(&str, &str)]| -> BTreeMap<String, String> {
-        ids.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        ids.iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     let alert = |short1: &str, long1: &str, f1: &str, short2: &str, long2: &str, f2: &str| {
         format!(
@@ -308,30 +339,75 @@ fn sloth_expected() -> BTreeMap<(String, String), (String, BTreeMap<String, Stri
     let mut put = |kind: &str, name: &str, expr: String, labels: BTreeMap<String, String>| {
         m.insert((kind.to_owned(), name.to_owned()), (expr, labels));
     };
-    put("record", "slo:sli_error:ratio_rate5m",
+    put(
+        "record",
+        "slo:sli_error:ratio_rate5m",
         r#"(sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[5m])))
 /
-(sum(rate(http_request_duration_seconds_count{job="myservice"}[5m])))"#.into(),
-        l(&[("sloth_window", "5m")]));
+(sum(rate(http_request_duration_seconds_count{job="myservice"}[5m])))"#
+            .into(),
+        l(&[("sloth_window", "5m")]),
+    );
     put("record", "slo:sli_error:ratio_rate30d",
         format!("sum_over_time(slo:sli_error:ratio_rate5m{f}[30d]) / ignoring (sloth_window) count_over_time(slo:sli_error:ratio_rate5m{f}[30d])"),
         // Sloth sets only sloth_window here; we add the id labels (same values) for promtool's lint.
         l(&[("sloth_window", "30d")]).into_iter().filter(|(k, _)| k != "owner").collect());
-    put("record", "slo:objective:ratio", "vector(0.9990000000000001)".into(), l(&[]));
-    put("record", "slo:error_budget:ratio", "vector(1-0.9990000000000001)".into(), l(&[]));
-    put("record", "slo:time_period:days", "vector(30)".into(), l(&[]));
+    put(
+        "record",
+        "slo:objective:ratio",
+        "vector(0.9990000000000001)".into(),
+        l(&[]),
+    );
+    put(
+        "record",
+        "slo:error_budget:ratio",
+        "vector(1-0.9990000000000001)".into(),
+        l(&[]),
+    );
+    put(
+        "record",
+        "slo:time_period:days",
+        "vector(30)".into(),
+        l(&[]),
+    );
     put("record", "slo:current_burn_rate:ratio",
         format!("slo:sli_error:ratio_rate5m{f} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{f}"), l(&[]));
     put("record", "slo:period_burn_rate:ratio",
         format!("slo:sli_error:ratio_rate30d{f} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{f}"), l(&[]));
-    put("record", "slo:period_error_budget_remaining:ratio",
-        format!("1 - slo:period_burn_rate:ratio{f}"), l(&[]));
-    put("alert", "page", alert("5m", "1h", "14.4", "30m", "6h", "6"),
-        [("category", "availability"), ("severity", "pageteam"), ("routing_key", "myteam"), ("sloth_severity", "page")]
-            .into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
-    put("alert", "ticket", alert("2h", "1d", "3", "6h", "3d", "1"),
-        [("category", "availability"), ("severity", "slack"), ("slack_channel", "#alerts-myteam"), ("sloth_severity", "ticket")]
-            .into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
+    put(
+        "record",
+        "slo:period_error_budget_remaining:ratio",
+        format!("1 - slo:period_burn_rate:ratio{f}"),
+        l(&[]),
+    );
+    put(
+        "alert",
+        "page",
+        alert("5m", "1h", "14.4", "30m", "6h", "6"),
+        [
+            ("category", "availability"),
+            ("severity", "pageteam"),
+            ("routing_key", "myteam"),
+            ("sloth_severity", "page"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    put(
+        "alert",
+        "ticket",
+        alert("2h", "1d", "3", "6h", "3d", "1"),
+        [
+            ("category", "availability"),
+            ("severity", "slack"),
+            ("slack_channel", "#alerts-myteam"),
+            ("sloth_severity", "ticket"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
     m
 }
 
@@ -358,10 +434,13 @@ fn sloth_import_is_semantically_equal_to_sloth() {
         ]
     );
     let mut got = BTreeMap::new();
-    let sloth_groups = groups.iter().filter(|g| g["name"].as_str().unwrap().starts_with("sloth-"));
+    let sloth_groups = groups
+        .iter()
+        .filter(|g| g["name"].as_str().unwrap().starts_with("sloth-"));
     for r in sloth_groups.flat_map(|g| g["rules"].as_array().unwrap()) {
         let labels: BTreeMap<String, String> =
-            serde_json::from_value(r.get("labels").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+            serde_json::from_value(r.get("labels").cloned().unwrap_or(Value::Null))
+                .unwrap_or_default();
         let key = match (r.get("record"), r.get("alert")) {
             (Some(n), _) => ("record".to_owned(), n.as_str().unwrap().to_owned()),
             (None, Some(n)) => {
@@ -370,21 +449,36 @@ fn sloth_import_is_semantically_equal_to_sloth() {
             }
             _ => unreachable!(),
         };
-        got.insert(key, (r["expr"].as_str().unwrap().to_owned(), labels, r.get("annotations").cloned()));
+        got.insert(
+            key,
+            (
+                r["expr"].as_str().unwrap().to_owned(),
+                labels,
+                r.get("annotations").cloned(),
+            ),
+        );
     }
     for ((kind, name), (expr, labels)) in sloth_expected() {
-        let (g_expr, g_labels, annotations) = got.get(&(kind.clone(), name.clone())).unwrap_or_else(|| panic!("{kind} {name} missing"));
+        let (g_expr, g_labels, annotations) = got
+            .get(&(kind.clone(), name.clone()))
+            .unwrap_or_else(|| panic!("{kind} {name} missing"));
         assert_eq!(canon(g_expr), canon(&expr), "{kind} {name}");
         assert_eq!(g_labels, &labels, "{kind} {name}");
         if kind == "alert" {
             let a = annotations.as_ref().unwrap();
-            assert_eq!(a["summary"], "High error rate on 'myservice' requests responses");
+            assert_eq!(
+                a["summary"],
+                "High error rate on 'myservice' requests responses"
+            );
             assert_eq!(a["title"], format!("({name}) {{{{$labels.sloth_service}}}} {{{{$labels.sloth_slo}}}} SLO error budget burn rate is too fast."));
         }
     }
     // Every Sloth SLI window is recorded.
     for w in ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"] {
-        assert!(got.contains_key(&("record".to_owned(), format!("slo:sli_error:ratio_rate{w}"))), "{w}");
+        assert!(
+            got.contains_key(&("record".to_owned(), format!("slo:sli_error:ratio_rate{w}"))),
+            "{w}"
+        );
     }
     let info = &got[&("record".to_owned(), "sloth_slo_info".to_owned())].1;
     assert_eq!(info["sloth_spec"], "prometheus/v1");
@@ -393,8 +487,12 @@ fn sloth_import_is_semantically_equal_to_sloth() {
 
 #[test]
 fn sloth_import_errors_are_located() {
-    let text = SLOTH_SPEC.replace("    objective: 99.9\n", "    objective: 99.9\n    bogus: 1\n");
-    let Err(SpecError::Invalid(d)) = sloth::parse_str("s.yaml", &text, "30d".parse().unwrap()) else {
+    let text = SLOTH_SPEC.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n    bogus: 1\n",
+    );
+    let Err(SpecError::Invalid(d)) = sloth::parse_str("s.yaml", &text, "30d".parse().unwrap())
+    else {
         panic!("accepted")
     };
     assert_eq!(d[0].line, 8, "{d:?}");
@@ -485,7 +583,11 @@ fn openslo_ratio_metric_imports() {
 
 #[test]
 fn openslo_without_ratio_metric_is_rejected() {
-    let text = OPENSLO.split("---").next().unwrap().replace("ratioMetric:", "thresholdMetric:");
+    let text = OPENSLO
+        .split("---")
+        .next()
+        .unwrap()
+        .replace("ratioMetric:", "thresholdMetric:");
     let Err(SpecError::Invalid(d)) = openslo::parse_str("o.yaml", &text) else {
         panic!("accepted")
     };
@@ -498,7 +600,9 @@ fn openslo_without_ratio_metric_is_rejected() {
 /// Checks `v` against the OpenAPI subset CRDs use. Properties not in the schema (and not kept
 /// by `x-kubernetes-preserve-unknown-fields`) are errors: the API server would prune them.
 fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) && schema.get("type").is_none() {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        && schema.get("type").is_none()
+    {
         return;
     }
     let ok = match schema["type"].as_str() {
@@ -525,15 +629,24 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
         }
     }
     if let Some(obj) = v.as_object() {
-        for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for r in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !obj.contains_key(r.as_str().unwrap()) {
                 errors.push(format!("{path}: missing required {r}"));
             }
         }
-        let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+        let preserve =
+            schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
         for (k, val) in obj {
             let p = format!("{path}.{k}");
-            match (schema.get("properties").and_then(|ps| ps.get(k)), schema.get("additionalProperties")) {
+            match (
+                schema.get("properties").and_then(|ps| ps.get(k)),
+                schema.get("additionalProperties"),
+            ) {
                 (Some(s), _) => validate(s, val, &p, errors),
                 (None, Some(s)) => validate(s, val, &p, errors),
                 (None, None) if preserve => {}
@@ -576,7 +689,12 @@ fn perses_dashboards_match_the_crd_schema() {
     assert_eq!(checked, 6);
     // The validator does catch mistakes.
     let mut errors = Vec::new();
-    validate(&schema, &serde_json::json!({"apiVersion": "perses.dev/v1alpha2", "kind": "PersesDashboard", "metadata": {}, "spec": {"config": {"duration": "1x", "panels": {}, "layouts": [], "bogus": 1}}}), "x", &mut errors);
+    validate(
+        &schema,
+        &serde_json::json!({"apiVersion": "perses.dev/v1alpha2", "kind": "PersesDashboard", "metadata": {}, "spec": {"config": {"duration": "1x", "panels": {}, "layouts": [], "bogus": 1}}}),
+        "x",
+        &mut errors,
+    );
     assert_eq!(errors.len(), 2, "{errors:#?}");
 }
 
@@ -602,14 +720,27 @@ fn cli_generates_and_checks() {
     .unwrap()
     .args;
     slo_gateway::rules::run_cli(args).unwrap();
-    for f in ["prometheus-rules.yaml", "prometheusrule.yaml", "alertmanager.yaml", "agent-match.yaml", "dashboards/gardener-shoots.yaml"] {
+    for f in [
+        "prometheus-rules.yaml",
+        "prometheusrule.yaml",
+        "alertmanager.yaml",
+        "agent-match.yaml",
+        "dashboards/gardener-shoots.yaml",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
-    let check = Cli::try_parse_from(["x", "check", "--spec", spec.to_str().unwrap()]).unwrap().args;
+    let check = Cli::try_parse_from(["x", "check", "--spec", spec.to_str().unwrap()])
+        .unwrap()
+        .args;
     slo_gateway::rules::run_cli(check).unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "version: slo-gateway/v1\nservice: s\nslos: []\n").unwrap();
-    let check = Cli::try_parse_from(["x", "check", "--spec", bad.to_str().unwrap()]).unwrap().args;
+    let check = Cli::try_parse_from(["x", "check", "--spec", bad.to_str().unwrap()])
+        .unwrap()
+        .args;
     assert!(slo_gateway::rules::run_cli(check).is_err());
-    assert!(Cli::try_parse_from(["x", "--spec", "a.yaml"]).is_err(), "--out is required");
+    assert!(
+        Cli::try_parse_from(["x", "--spec", "a.yaml"]).is_err(),
+        "--out is required"
+    );
 }

@@ -125,6 +125,7 @@ impl serde::Serialize for PromDuration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -149,10 +149,9 @@ impl Slo {
                 labels.extend(s.labels.clone());
                 let a = &s.alerting;
                 let alerting = a.enabled.then(|| Alerting {
-                    name: a
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("{}{}ErrorBudgetBurn", camel(&spec.service), camel(&s.name))),
+                    name: a.name.clone().unwrap_or_else(|| {
+                        format!("{}{}ErrorBudgetBurn", camel(&spec.service), camel(&s.name))
+                    }),
                     labels: a.labels.clone(),
                     annotations: a.annotations.clone(),
                     page: a.page.enabled.then(|| a.page.clone()),
@@ -252,6 +251,7 @@ fn camel(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

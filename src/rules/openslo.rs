@@ -11,9 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::duration::PromDuration;
-use super::spec::{
-    self, AlertingSpec, EventsSli, LoadedSpec, SliSpec, SloSpec, Spec, SpecError,
-};
+use super::spec::{self, AlertingSpec, EventsSli, LoadedSpec, SliSpec, SloSpec, Spec, SpecError};
 
 /// The `apiVersion` we read.
 pub const OPENSLO_VERSION: &str = "openslo/v1";
@@ -109,21 +107,37 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
     let mut out = Vec::new();
     for de in serde_yaml_ng::Deserializer::from_str(text) {
         let doc = Doc::deserialize(de).map_err(|e| spec::yaml_error(file, &e))?;
-        let fail = |path: &str, msg: &str| spec::located_errors(file, text, vec![(path.to_owned(), msg.to_owned())]);
+        let fail = |path: &str, msg: &str| {
+            spec::located_errors(file, text, vec![(path.to_owned(), msg.to_owned())])
+        };
         if doc.api_version != OPENSLO_VERSION || doc.kind != "SLO" {
-            return Err(fail("apiVersion", "expected apiVersion openslo/v1 and kind SLO"));
+            return Err(fail(
+                "apiVersion",
+                "expected apiVersion openslo/v1 and kind SLO",
+            ));
         }
         let ratio = doc
             .spec
             .indicator
             .and_then(|i| i.spec.ratio_metric)
-            .ok_or_else(|| fail("spec.indicator", "an inline indicator with ratioMetric is required"))?;
+            .ok_or_else(|| {
+                fail(
+                    "spec.indicator",
+                    "an inline indicator with ratioMetric is required",
+                )
+            })?;
         if !ratio.counter {
-            return Err(fail("spec.indicator.spec.ratioMetric.counter", "only counter ratio metrics are supported"));
+            return Err(fail(
+                "spec.indicator.spec.ratioMetric.counter",
+                "only counter ratio metrics are supported",
+            ));
         }
         let query = |s: &Source| -> Result<String, SpecError> {
             if s.metric_source.kind != "Prometheus" {
-                return Err(fail("spec.indicator.spec.ratioMetric", "only Prometheus metric sources are supported"));
+                return Err(fail(
+                    "spec.indicator.spec.ratioMetric",
+                    "only Prometheus metric sources are supported",
+                ));
             }
             Ok(format!(
                 "sum by ({}) (rate({}[{{{{.window}}}}]))",
@@ -135,7 +149,12 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
         let error_query = match (&ratio.good, &ratio.bad) {
             (None, Some(bad)) => query(bad)?,
             (Some(good), None) => format!("{total}\n-\n{}", query(good)?),
-            _ => return Err(fail("spec.indicator.spec.ratioMetric", "exactly one of good and bad is required")),
+            _ => {
+                return Err(fail(
+                    "spec.indicator.spec.ratioMetric",
+                    "exactly one of good and bad is required",
+                ))
+            }
         };
         let objective = doc
             .spec

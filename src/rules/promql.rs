@@ -188,6 +188,7 @@ pub fn minimise_selectors(selectors: BTreeSet<String>) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -101,11 +101,17 @@ pub fn parse_str(file: &str, text: &str, window: PromDuration) -> Result<LoadedS
             (Some(e), None, None) => SliSpec::Events(e),
             (None, Some(r), None) => SliSpec::Raw(r),
             (None, None, Some(_)) => {
-                problems.push((format!("slos[{i}].sli.plugin"), "Sloth SLI plugins are not supported".into()));
+                problems.push((
+                    format!("slos[{i}].sli.plugin"),
+                    "Sloth SLI plugins are not supported".into(),
+                ));
                 continue;
             }
             _ => {
-                problems.push((format!("slos[{i}].sli"), "exactly one of events, raw, plugin is required".into()));
+                problems.push((
+                    format!("slos[{i}].sli"),
+                    "exactly one of events, raw, plugin is required".into(),
+                ));
                 continue;
             }
         };
@@ -113,7 +119,10 @@ pub fn parse_str(file: &str, text: &str, window: PromDuration) -> Result<LoadedS
         let page: AlertSeveritySpec = a.page_alert.into();
         let ticket: AlertSeveritySpec = a.ticket_alert.into();
         if a.name.is_empty() && (page.enabled || ticket.enabled) {
-            problems.push((format!("slos[{i}].alerting.name"), "alert name is required".into()));
+            problems.push((
+                format!("slos[{i}].alerting.name"),
+                "alert name is required".into(),
+            ));
         }
         slos.push(SloSpec {
             name: slo.name,

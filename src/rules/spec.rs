@@ -114,7 +114,9 @@ impl TryFrom<SliKeys> for SliSpec {
             (None, Some(r), None, None) => Ok(Self::Raw(r)),
             (None, None, Some(b), None) => Ok(Self::BoolGauge(b)),
             (None, None, None, Some(c)) => Ok(Self::Catalog(c)),
-            _ => Err("exactly one of `events`, `raw`, `bool_gauge`, `catalog` is required".to_owned()),
+            _ => Err(
+                "exactly one of `events`, `raw`, `bool_gauge`, `catalog` is required".to_owned(),
+            ),
         }
     }
 }
@@ -350,7 +352,10 @@ impl LoadedSpec {
 }
 
 /// Deserialises YAML, turning a serde error into a located [`Diagnostic`].
-pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, SpecError> {
+pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, SpecError> {
     serde_yaml_ng::from_str(text).map_err(|e| yaml_error(file, &e))
 }
 
@@ -397,10 +402,16 @@ pub fn parse_str(file: &str, text: &str) -> Result<LoadedSpec, SpecError> {
     let spec: Spec = from_yaml(file, text)?;
     let lines = line_index(text);
     if spec.version != SPEC_VERSION {
-        let d = diag(file, &lines, "version", Level::Error, format!(
-            "unsupported version {:?}: expected {SPEC_VERSION:?}",
-            spec.version
-        ));
+        let d = diag(
+            file,
+            &lines,
+            "version",
+            Level::Error,
+            format!(
+                "unsupported version {:?}: expected {SPEC_VERSION:?}",
+                spec.version
+            ),
+        );
         return Err(SpecError::Invalid(vec![d]));
     }
     finish(file, spec, lines)
@@ -413,7 +424,9 @@ fn finish(file: &str, spec: Spec, lines: BTreeMap<String, usize>) -> Result<Load
         .map(|(path, level, msg)| diag(file, &lines, &path, level, msg))
         .partition(|d| d.level == Level::Error);
     if !errors.is_empty() {
-        return Err(SpecError::Invalid(errors.into_iter().chain(warnings).collect()));
+        return Err(SpecError::Invalid(
+            errors.into_iter().chain(warnings).collect(),
+        ));
     }
     Ok(LoadedSpec {
         file: file.to_owned(),
@@ -433,15 +446,32 @@ pub fn check_together(specs: &[LoadedSpec]) -> Result<(), SpecError> {
             let id = format!("{}-{}", s.spec.service, slo.name);
             if let Some(first) = seen.insert(id.clone(), &s.file) {
                 if first != s.file {
-                    errors.push(diag(&s.file, &s.lines, &format!("slos[{i}].name"), Level::Error,
-                        format!("SLO id {id:?} is already defined in {first}")));
+                    errors.push(diag(
+                        &s.file,
+                        &s.lines,
+                        &format!("slos[{i}].name"),
+                        Level::Error,
+                        format!("SLO id {id:?} is already defined in {first}"),
+                    ));
                 }
             }
         }
     }
     for (key, count) in [
-        ("alertmanager", specs.iter().filter(|s| s.spec.alertmanager.is_some()).count()),
-        ("seed_silent", specs.iter().filter(|s| s.spec.seed_silent.is_some()).count()),
+        (
+            "alertmanager",
+            specs
+                .iter()
+                .filter(|s| s.spec.alertmanager.is_some())
+                .count(),
+        ),
+        (
+            "seed_silent",
+            specs
+                .iter()
+                .filter(|s| s.spec.seed_silent.is_some())
+                .count(),
+        ),
     ] {
         if count > 1 {
             for s in specs.iter().skip(1) {
@@ -450,8 +480,13 @@ pub fn check_together(specs: &[LoadedSpec]) -> Result<(), SpecError> {
                     _ => s.spec.seed_silent.is_some(),
                 };
                 if set {
-                    errors.push(diag(&s.file, &s.lines, key, Level::Error,
-                        format!("`{key}` may be set in only one of the spec files given together")));
+                    errors.push(diag(
+                        &s.file,
+                        &s.lines,
+                        key,
+                        Level::Error,
+                        format!("`{key}` may be set in only one of the spec files given together"),
+                    ));
                 }
             }
         }
@@ -463,7 +498,13 @@ pub fn check_together(specs: &[LoadedSpec]) -> Result<(), SpecError> {
     }
 }
 
-fn diag(file: &str, lines: &BTreeMap<String, usize>, path: &str, level: Level, message: impl Into<String>) -> Diagnostic {
+fn diag(
+    file: &str,
+    lines: &BTreeMap<String, usize>,
+    path: &str,
+    level: Level,
+    message: impl Into<String>,
+) -> Diagnostic {
     Diagnostic {
         file: file.to_owned(),
         line: locate(lines, path),
@@ -489,7 +530,9 @@ fn locate(lines: &BTreeMap<String, usize>, path: &str) -> usize {
 type Finding = (String, Level, String);
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn is_label_name(s: &str) -> bool {
@@ -503,7 +546,10 @@ fn validate(spec: &Spec) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
     let mut err = |path: String, msg: String| out.push((path, Level::Error, msg));
     if !is_name(&spec.service) {
-        err("service".into(), format!("{:?} must be letters, digits, `-` or `_`", spec.service));
+        err(
+            "service".into(),
+            format!("{:?} must be letters, digits, `-` or `_`", spec.service),
+        );
     }
     if spec.slos.is_empty() {
         err("slos".into(), "at least one SLO is required".into());
@@ -514,13 +560,24 @@ fn validate(spec: &Spec) -> Vec<Finding> {
     for (i, slo) in spec.slos.iter().enumerate() {
         let p = format!("slos[{i}]");
         if !is_name(&slo.name) {
-            err(format!("{p}.name"), format!("{:?} must be letters, digits, `-` or `_`", slo.name));
+            err(
+                format!("{p}.name"),
+                format!("{:?} must be letters, digits, `-` or `_`", slo.name),
+            );
         } else if !names.insert(slo.name.as_str()) {
-            err(format!("{p}.name"), format!("duplicate SLO name {:?}", slo.name));
+            err(
+                format!("{p}.name"),
+                format!("duplicate SLO name {:?}", slo.name),
+            );
         }
         if !(slo.objective > 0.0 && slo.objective < 100.0) {
-            err(format!("{p}.objective"), format!(
-                "objective {} must be a percentage strictly between 0 and 100", slo.objective));
+            err(
+                format!("{p}.objective"),
+                format!(
+                    "objective {} must be a percentage strictly between 0 and 100",
+                    slo.objective
+                ),
+            );
         }
         check_label_map(&slo.labels, &format!("{p}.labels"), &mut err);
         let grouping = slo.grouping.as_ref().unwrap_or(&spec.grouping);
@@ -532,13 +589,19 @@ fn validate(spec: &Spec) -> Vec<Finding> {
             for (j, w) in ws.iter().enumerate() {
                 let wp = format!("{p}.alerting.windows[{j}]");
                 if w.short >= w.long {
-                    err(format!("{wp}.short"), "short window must be shorter than the long one".into());
+                    err(
+                        format!("{wp}.short"),
+                        "short window must be shorter than the long one".into(),
+                    );
                 }
                 if !(w.budget_percent > 0.0 && w.budget_percent <= 100.0) {
                     err(format!("{wp}.budget_percent"), "must be in (0, 100]".into());
                 }
                 if w.long > slo.window {
-                    err(format!("{wp}.long"), "long window exceeds the SLO window".into());
+                    err(
+                        format!("{wp}.long"),
+                        "long window exceeds the SLO window".into(),
+                    );
                 }
             }
         }
@@ -572,15 +635,25 @@ fn round(x: f64) -> f64 {
 fn check_labels(labels: &[String], path: &str, err: &mut impl FnMut(String, String)) {
     for (i, l) in labels.iter().enumerate() {
         if !is_label_name(l) || l.starts_with("__") {
-            err(format!("{path}[{i}]"), format!("{l:?} is not a valid label name"));
+            err(
+                format!("{path}[{i}]"),
+                format!("{l:?} is not a valid label name"),
+            );
         }
     }
 }
 
-fn check_label_map(labels: &BTreeMap<String, String>, path: &str, err: &mut impl FnMut(String, String)) {
+fn check_label_map(
+    labels: &BTreeMap<String, String>,
+    path: &str,
+    err: &mut impl FnMut(String, String),
+) {
     for k in labels.keys() {
         if !is_label_name(k) || k.starts_with("__") {
-            err(format!("{path}.{k}"), format!("{k:?} is not a valid label name"));
+            err(
+                format!("{path}.{k}"),
+                format!("{k:?} is not a valid label name"),
+            );
         }
     }
 }
@@ -591,7 +664,10 @@ fn check_sli(sli: &SliSpec, grouping: &[String], path: &str, err: &mut impl FnMu
         match promql::template_vars(q) {
             Err(e) => return err(p, e),
             Ok(vars) if !vars.iter().any(|v| v == promql::WINDOW_VAR) => {
-                return err(p, "query must contain `{{.window}}` (e.g. `rate(x[{{.window}}])`)".into())
+                return err(
+                    p,
+                    "query must contain `{{.window}}` (e.g. `rate(x[{{.window}}])`)".into(),
+                )
             }
             Ok(_) => {}
         }
@@ -631,10 +707,13 @@ fn check_sli(sli: &SliSpec, grouping: &[String], path: &str, err: &mut impl FnMu
         }
         SliSpec::Catalog(name) => {
             if catalog::lookup(name).is_none() {
-                err(format!("{path}.catalog"), format!(
-                    "unknown catalog SLI {name:?}; known: {}",
-                    catalog::names().collect::<Vec<_>>().join(", ")
-                ));
+                err(
+                    format!("{path}.catalog"),
+                    format!(
+                        "unknown catalog SLI {name:?}; known: {}",
+                        catalog::names().collect::<Vec<_>>().join(", ")
+                    ),
+                );
             }
         }
     }
@@ -671,7 +750,10 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
         let mut col = indent;
         let mut rest = trimmed;
         if rest == "-" || rest.starts_with("- ") {
-            while stack.last().is_some_and(|f| f.indent > col || (f.indent == col && f.is_item)) {
+            while stack
+                .last()
+                .is_some_and(|f| f.indent > col || (f.indent == col && f.is_item))
+            {
                 stack.pop();
             }
             let (parent, idx) = match stack.last_mut() {
@@ -683,7 +765,12 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
             };
             let path = format!("{parent}[{idx}]");
             index.insert(path.clone(), line_no);
-            stack.push(Frame { indent: col, path, is_item: true, items: 0 });
+            stack.push(Frame {
+                indent: col,
+                path,
+                is_item: true,
+                items: 0,
+            });
             let after = rest[1..].trim_start();
             col += rest.len() - after.len();
             rest = after;
@@ -700,9 +787,18 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
             continue;
         };
         let parent = stack.last().map_or("", |f| f.path.as_str());
-        let path = if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") };
+        let path = if parent.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{parent}.{key}")
+        };
         index.insert(path.clone(), line_no);
-        stack.push(Frame { indent: col, path, is_item: false, items: 0 });
+        stack.push(Frame {
+            indent: col,
+            path,
+            is_item: false,
+            items: 0,
+        });
         let value = value.trim();
         if !value.is_empty() && !value.starts_with('#') {
             scalar_above = Some(col);
@@ -717,7 +813,9 @@ fn split_key(s: &str) -> Option<(&str, &str)> {
         let end = q.find(['"', '\''])?;
         (&q[..end], q[end + 1..].strip_prefix(':')?)
     } else {
-        let i = s.find(": ").or_else(|| s.strip_suffix(':').map(|k| k.len()))?;
+        let i = s
+            .find(": ")
+            .or_else(|| s.strip_suffix(':').map(|k| k.len()))?;
         (&s[..i], &s[i + 1..])
     };
     if key.is_empty() || key.starts_with(['{', '[']) {
@@ -727,6 +825,7 @@ fn split_key(s: &str) -> Option<(&str, &str)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -20,11 +20,15 @@ pub fn config(slos: &[Slo], spec: &AlertmanagerSpec) -> Value {
         .flat_map(|s| s.grouping.iter().map(String::as_str))
         .chain(["seed"])
         .collect();
-    let group_by: Vec<&str> = ["alertname", ID_LABEL].into_iter().chain(grouping.iter().copied()).collect();
-    let equal: Vec<&str> = [ID_LABEL].into_iter().chain(grouping.iter().copied()).collect();
-    let route = |label: &str, value: &str, receiver: &str| {
-        json!({"receiver": receiver, "matchers": [format!("{label}=\"{value}\"")]})
-    };
+    let group_by: Vec<&str> = ["alertname", ID_LABEL]
+        .into_iter()
+        .chain(grouping.iter().copied())
+        .collect();
+    let equal: Vec<&str> = [ID_LABEL]
+        .into_iter()
+        .chain(grouping.iter().copied())
+        .collect();
+    let route = |label: &str, value: &str, receiver: &str| json!({"receiver": receiver, "matchers": [format!("{label}=\"{value}\"")]});
     let receivers: Vec<Value> = if spec.receivers.is_empty() {
         let names: BTreeSet<&str> = [
             spec.default_receiver.as_str(),

@@ -81,7 +81,8 @@ pub fn render_slos(
     seed_silent: &SeedSilentSpec,
     am: &AlertmanagerSpec,
 ) -> Result<Files, RenderError> {
-    let mut groups: Vec<prometheus::RuleGroup> = slos.iter().flat_map(prometheus::slo_groups).collect();
+    let mut groups: Vec<prometheus::RuleGroup> =
+        slos.iter().flat_map(prometheus::slo_groups).collect();
     if seed_silent.enabled {
         groups.push(prometheus::seed_silent_group(seed_silent));
     }

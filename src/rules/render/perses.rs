@@ -36,7 +36,11 @@ pub fn dashboard(service: &str, slos: &[&Slo]) -> Value {
             })
         })
         .collect();
-    let legend: String = grouping.iter().map(|l| format!("{{{{{l}}}}}")).collect::<Vec<_>>().join(" ");
+    let legend: String = grouping
+        .iter()
+        .map(|l| format!("{{{{{l}}}}}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut panels = Map::new();
     let mut layouts = Vec::new();
     for slo in slos {

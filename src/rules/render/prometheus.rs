@@ -80,7 +80,10 @@ fn id_labels(slo: &Slo) -> BTreeMap<String, String> {
 }
 
 fn merged(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
-    maps.iter().flat_map(|m| m.iter()).map(|(k, v)| (k.clone(), v.clone())).collect()
+    maps.iter()
+        .flat_map(|m| m.iter())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The three Sloth groups of one SLO: SLI recordings, meta recordings, alerts.
@@ -149,15 +152,30 @@ fn meta_rules(slo: &Slo) -> Vec<Rule> {
     let objective = slo.objective / 100.0;
     let mut info = labels.clone();
     info.extend([
-        ("sloth_version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        (
+            "sloth_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
         ("sloth_mode".to_owned(), "cli-gen-prom".to_owned()),
         ("sloth_spec".to_owned(), slo.spec_version.clone()),
         ("sloth_objective".to_owned(), slo.objective.to_string()),
     ]);
     vec![
-        record("slo:objective:ratio".into(), format!("vector({objective})"), labels.clone()),
-        record("slo:error_budget:ratio".into(), format!("vector(1-{objective})"), labels.clone()),
-        record("slo:time_period:days".into(), format!("vector({})", slo.window.days()), labels.clone()),
+        record(
+            "slo:objective:ratio".into(),
+            format!("vector({objective})"),
+            labels.clone(),
+        ),
+        record(
+            "slo:error_budget:ratio".into(),
+            format!("vector(1-{objective})"),
+            labels.clone(),
+        ),
+        record(
+            "slo:time_period:days".into(),
+            format!("vector({})", slo.window.days()),
+            labels.clone(),
+        ),
         record(
             "slo:current_burn_rate:ratio".into(),
             burn_rate_expr(&sli_metric(slo.shortest_window()), &filter),
