@@ -252,6 +252,39 @@ fn alert_that_can_never_fire_is_warned_about() {
 }
 
 #[test]
+fn receivers_must_exist() {
+    let text = format!("{VALID}alertmanager:\n  page_receiver: p\n  receivers:\n    - name: slo-ticket\n    - name: slo-default\n");
+    let (line, msg) = error_of(&text);
+    assert_eq!(line, 11);
+    assert_eq!(
+        msg,
+        "alertmanager.page_receiver: receiver \"p\" is not in `receivers`"
+    );
+}
+
+#[test]
+fn prometheusrule_holds_the_same_groups() {
+    let files = render(&["config/slos.yaml"]);
+    let plain: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+    let crd: Value = serde_yaml_ng::from_str(&files["prometheusrule.yaml"]).unwrap();
+    assert_eq!(crd["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(crd["kind"], "PrometheusRule");
+    assert_eq!(crd["spec"]["groups"], plain["groups"]);
+}
+
+#[test]
+fn agent_match_from_spec_files() {
+    let got =
+        slo_gateway::rules::agent_match_selectors_from_files(&[root().join("config/slos.yaml")])
+            .unwrap();
+    let files = render(&["config/slos.yaml"]);
+    let yaml: Value = serde_yaml_ng::from_str(&files["agent-match.yaml"]).unwrap();
+    let listed: Vec<String> = serde_json::from_value(yaml["match"].clone()).unwrap();
+    assert_eq!(got, listed);
+    assert!(got.contains(&r#"probe_success{job="blackbox-apiserver"}"#.to_owned()));
+}
+
+#[test]
 fn specs_given_together_need_unique_ids() {
     let a = spec::parse_str("a.yaml", VALID).unwrap();
     let b = spec::parse_str("b.yaml", VALID).unwrap();

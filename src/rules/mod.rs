@@ -52,5 +52,5 @@ pub mod sloth;
 pub mod spec;
 
 pub use cli::{run_cli, RulesArgs};
-pub use render::agent::agent_match_selectors;
+pub use render::agent::{agent_match_selectors, agent_match_selectors_from_files};
 pub use spec::{LoadedSpec, Spec};

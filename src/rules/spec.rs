@@ -457,38 +457,18 @@ pub fn check_together(specs: &[LoadedSpec]) -> Result<(), SpecError> {
             }
         }
     }
-    for (key, count) in [
-        (
-            "alertmanager",
-            specs
-                .iter()
-                .filter(|s| s.spec.alertmanager.is_some())
-                .count(),
-        ),
-        (
-            "seed_silent",
-            specs
-                .iter()
-                .filter(|s| s.spec.seed_silent.is_some())
-                .count(),
-        ),
-    ] {
-        if count > 1 {
-            for s in specs.iter().skip(1) {
-                let set = match key {
-                    "alertmanager" => s.spec.alertmanager.is_some(),
-                    _ => s.spec.seed_silent.is_some(),
-                };
-                if set {
-                    errors.push(diag(
-                        &s.file,
-                        &s.lines,
-                        key,
-                        Level::Error,
-                        format!("`{key}` may be set in only one of the spec files given together"),
-                    ));
-                }
-            }
+    // Sections that configure the whole output: only one file may carry each.
+    let global: [(&str, fn(&Spec) -> bool); 2] = [
+        ("alertmanager", |s| s.alertmanager.is_some()),
+        ("seed_silent", |s| s.seed_silent.is_some()),
+    ];
+    for (key, is_set) in global {
+        let mut setters = specs.iter().filter(|s| is_set(&s.spec));
+        let first = setters.next();
+        for s in setters {
+            let first = first.map_or("", |f| f.file.as_str());
+            errors.push(diag(&s.file, &s.lines, key, Level::Error,
+                format!("`{key}` is already set in {first}: only one of the spec files given together may set it")));
         }
     }
     if errors.is_empty() {
@@ -606,6 +586,9 @@ fn validate(spec: &Spec) -> Vec<Finding> {
             }
         }
     }
+    if let Some(am) = &spec.alertmanager {
+        check_receivers(am, &mut err);
+    }
     // Warnings need valid numbers; only look when there are no errors.
     if out.is_empty() {
         for (i, slo) in spec.slos.iter().enumerate() {
@@ -625,6 +608,41 @@ fn validate(spec: &Spec) -> Vec<Finding> {
         }
     }
     out
+}
+
+fn check_receivers(am: &AlertmanagerSpec, err: &mut impl FnMut(String, String)) {
+    if am.receivers.is_empty() {
+        return;
+    }
+    let mut names = BTreeSet::new();
+    for (i, r) in am.receivers.iter().enumerate() {
+        let name = r
+            .as_mapping()
+            .filter(|m| m.keys().all(|k| k.is_string()))
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str());
+        match name {
+            Some(n) => {
+                names.insert(n);
+            }
+            None => err(
+                format!("alertmanager.receivers[{i}]"),
+                "a receiver is a mapping with string keys and a `name`".into(),
+            ),
+        }
+    }
+    for (key, name) in [
+        ("page_receiver", &am.page_receiver),
+        ("ticket_receiver", &am.ticket_receiver),
+        ("default_receiver", &am.default_receiver),
+    ] {
+        if !names.contains(name.as_str()) {
+            err(
+                format!("alertmanager.{key}"),
+                format!("receiver {name:?} is not in `receivers`"),
+            );
+        }
+    }
 }
 
 /// For messages: 6 significant decimals, no float noise (0.09999999999999998 → 0.1).

@@ -39,9 +39,10 @@ pub fn config(slos: &[Slo], spec: &AlertmanagerSpec) -> Value {
         .collect();
         names.into_iter().map(|n| json!({ "name": n })).collect()
     } else {
+        // Validation made sure these are mappings with string keys, which convert losslessly.
         spec.receivers
             .iter()
-            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .filter_map(|r| serde_json::to_value(r).ok())
             .collect()
     };
     json!({

@@ -122,8 +122,8 @@ pub fn render_slos(
             },
         )?,
     );
-    let mut services: Vec<&str> = slos.iter().map(|s| s.service.as_str()).collect();
-    services.dedup();
+    let services: std::collections::BTreeSet<&str> =
+        slos.iter().map(|s| s.service.as_str()).collect();
     for service in services {
         let of_service: Vec<&Slo> = slos.iter().filter(|s| s.service == service).collect();
         let name = format!("dashboards/{service}.yaml");
