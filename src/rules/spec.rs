@@ -458,7 +458,8 @@ pub fn check_together(specs: &[LoadedSpec]) -> Result<(), SpecError> {
         }
     }
     // Sections that configure the whole output: only one file may carry each.
-    let global: [(&str, fn(&Spec) -> bool); 2] = [
+    type IsSet = fn(&Spec) -> bool;
+    let global: [(&str, IsSet); 2] = [
         ("alertmanager", |s| s.alertmanager.is_some()),
         ("seed_silent", |s| s.seed_silent.is_some()),
     ];
