@@ -93,11 +93,7 @@ struct Objective {
 
 /// Reads a file of one or more OpenSLO documents (`---`-separated).
 pub fn load_file(path: &Path) -> Result<Vec<LoadedSpec>, SpecError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let (file, text) = spec::read(path)?;
     parse_str(&file, &text)
 }
 

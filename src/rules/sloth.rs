@@ -80,11 +80,7 @@ impl From<SlothAlertMeta> for AlertSeveritySpec {
 
 /// Reads a Sloth spec file.
 pub fn load_file(path: &Path, window: PromDuration) -> Result<LoadedSpec, SpecError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let (file, text) = spec::read(path)?;
     parse_str(&file, &text, window)
 }
 

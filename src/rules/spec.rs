@@ -389,12 +389,17 @@ pub(crate) fn located_errors(file: &str, text: &str, problems: Vec<(String, Stri
 
 /// Reads and validates one spec file.
 pub fn load_file(path: &std::path::Path) -> Result<LoadedSpec, SpecError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let (file, text) = read(path)?;
     parse_str(&file, &text)
+}
+
+/// A file's name for messages and its text.
+pub(crate) fn read(path: &std::path::Path) -> Result<(String, String), SpecError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(source) => Err(SpecError::Read { file, source }),
+    }
 }
 
 /// Parses and validates a spec given as text; `file` is used in messages.
