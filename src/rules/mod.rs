@@ -33,6 +33,10 @@
 //!   28d). An alert fires when both windows exceed factor × (1 − objective); a window whose
 //!   threshold is ≥ 1 can never fire and is warned about. Plus `SLOGatewaySeedSilent` on the
 //!   receiver's `slo_gateway_receiver_last_push_timestamp_seconds{seed}`.
+//!   One deliberate difference from Sloth: the period rule (`…ratio_rate30d`/`4w`) also sets
+//!   the id labels (to the values its input already has), because `promtool check rules`
+//!   rejects same-named rules with identical labels in one file. Alerts carry `sloth_severity`
+//!   and, unless turned off, `severity` (`page`/`ticket`) for routing.
 //! - `alertmanager.yaml`: page/ticket receivers, grouping per SLO and grouping labels, page
 //!   inhibits ticket of the same SLO and shoot.
 //! - `dashboards/<service>.yaml`: `PersesDashboard` (`perses.dev/v1alpha2`).

@@ -445,12 +445,13 @@ fn finish(file: &str, spec: Spec, lines: BTreeMap<String, usize>) -> Result<Load
 /// and one `seed_silent` section.
 pub fn check_together(specs: &[LoadedSpec]) -> Result<(), SpecError> {
     let mut errors = Vec::new();
-    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-    for s in specs {
+    // id → (index of the spec, its file); duplicates within one spec are reported by validate.
+    let mut seen: BTreeMap<String, (usize, &str)> = BTreeMap::new();
+    for (n, s) in specs.iter().enumerate() {
         for (i, slo) in s.spec.slos.iter().enumerate() {
             let id = format!("{}-{}", s.spec.service, slo.name);
-            if let Some(first) = seen.insert(id.clone(), &s.file) {
-                if first != s.file {
+            if let Some((first_n, first)) = seen.insert(id.clone(), (n, &s.file)) {
+                if first_n != n {
                     errors.push(diag(
                         &s.file,
                         &s.lines,
