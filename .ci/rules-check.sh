@@ -8,8 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
+# A fresh CI machine may lack the tools: install the Debian packages when we can.
+if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null
+  fi
+fi
 for tool in promtool amtool; do
-  command -v "$tool" >/dev/null || { echo "rules-check: $tool not found" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "rules-check: $tool not found (Debian: prometheus, prometheus-alertmanager)" >&2; exit 1; }
 done
 
 tmp="$(mktemp -d)"
@@ -37,6 +43,8 @@ for spec in tests/rules/specs/*.yaml; do
   case="$(basename "$spec" .yaml)"
   rules --spec "$spec" --out "$tmp/golden/$case"
 done
+rules --spec config/slos.yaml --out "$tmp/again"
+diff -r "$tmp/out" "$tmp/again" || fail "output differs between two runs"
 for f in prometheus-rules.yaml prometheusrule.yaml alertmanager.yaml agent-match.yaml dashboards/gardener-shoots.yaml; do
   [[ -s "$tmp/out/$f" ]] || fail "$f not generated"
 done
