@@ -109,7 +109,7 @@ impl AgentMetrics {
         );
         r.register(
             p("scrapes"),
-            "Scrapes by result (success, truncated, failed)",
+            "Scrapes by result (success, truncated, error)",
             m.scrapes.clone(),
         );
         r.register(
@@ -199,7 +199,7 @@ impl AgentMetrics {
     pub fn parse_errors(&self) -> u64 {
         self.parse_errors.get()
     }
-    /// Scrapes with `result` (`success`, `truncated`, `failed`).
+    /// Scrapes with `result` (`success`, `truncated`, `error`).
     pub fn scrapes(&self, result: &'static str) -> u64 {
         self.scrapes.get_or_create(&ScrapeResult { result }).get()
     }

@@ -107,7 +107,7 @@ impl Scraper {
             scraped.error = Some(error);
         }
         let result = match (&scraped.error, scraped.truncated) {
-            (Some(_), _) => "failed",
+            (Some(_), _) => "error",
             (None, true) => "truncated",
             (None, false) => "success",
         };

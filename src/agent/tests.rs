@@ -542,7 +542,7 @@ async fn failed_scrapes_keep_state_and_emit_no_stale_markers() {
     let m = agent.metrics.clone();
     wait_for("first samples", || sink.count() >= 3).await;
     fed.fail.store(503, Ordering::SeqCst);
-    wait_for("failed scrapes", || m.scrapes("failed") >= 3).await;
+    wait_for("failed scrapes", || m.scrapes("error") >= 3).await;
     assert_eq!(m.stale_markers(), 0);
     fed.fail.store(0, Ordering::SeqCst);
     let before = m.scrapes("success");

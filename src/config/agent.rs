@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{check_file_exists, Problem, Validate};
+use super::{check_file_exists, check_positive, Problem, Validate};
 use crate::remote_write::validate::{is_valid_label_name, is_valid_metric_name};
 
 /// Top level of the agent config.
@@ -149,7 +149,8 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    /// Directory of the queue. Default `./slo-gateway-buffer`.
+    /// Directory of the queue, relative to the config file's directory unless absolute.
+    /// Default `slo-gateway-buffer`.
     #[serde(default = "default_buffer_path")]
     pub path: PathBuf,
     /// Most bytes on disk; the oldest data is dropped beyond. Default 1 GiB.
@@ -348,6 +349,19 @@ impl Validate for AgentConfig {
             problems.push(Problem::new(
                 "remote_write.retry.min_backoff",
                 "must be greater than 0 and at most max_backoff",
+            ));
+        }
+        check_positive(&mut problems, "remote_write.timeout", rw.timeout);
+        check_positive(
+            &mut problems,
+            "remote_write.tls.reload_interval",
+            rw.tls.reload_interval,
+        );
+        check_positive(&mut problems, "buffer.max_age", self.buffer.max_age);
+        if scrape.max_body_bytes == 0 {
+            problems.push(Problem::new(
+                "scrape.max_body_bytes",
+                "must be greater than 0",
             ));
         }
         if self.buffer.max_bytes < 1 << 20 {

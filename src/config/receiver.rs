@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::agent::{check_url, default_reload_interval};
-use super::{check_file_exists, Problem, Validate};
+use super::{check_file_exists, check_positive, Problem, Validate};
 use crate::remote_write::validate::{is_valid_label_name, ValidationLimits};
 
 /// Top level of the receiver config.
@@ -253,7 +253,59 @@ impl Validate for ReceiverConfig {
         if let Some(ca) = &self.forward.ca_file {
             check_file_exists(&mut problems, base_dir, "forward.ca_file", ca);
         }
+        check_positive(
+            &mut problems,
+            "tls.handshake_timeout",
+            self.tls.handshake_timeout,
+        );
+        check_positive(
+            &mut problems,
+            "tls.reload_interval",
+            self.tls.reload_interval,
+        );
+        check_positive(&mut problems, "forward.timeout", self.forward.timeout);
+        match self.identity.source {
+            IdentitySource::Gardener
+                if self.identity.san_suffix.is_some() || self.identity.san_prefix.is_some() =>
+            {
+                problems.push(Problem::new(
+                    "identity.source",
+                    "san_suffix/san_prefix have no effect with source gardener",
+                ));
+            }
+            IdentitySource::SanDns if self.identity.san_prefix.is_some() => {
+                problems.push(Problem::new(
+                    "identity.san_prefix",
+                    "has no effect with source san_dns (use san_suffix)",
+                ));
+            }
+            IdentitySource::SanUri if self.identity.san_suffix.is_some() => {
+                problems.push(Problem::new(
+                    "identity.san_suffix",
+                    "has no effect with source san_uri (use san_prefix)",
+                ));
+            }
+            _ => {}
+        }
         let limits = &self.limits;
+        if limits.max_series_per_request == 0 {
+            problems.push(Problem::new(
+                "limits.max_series_per_request",
+                "must be greater than 0",
+            ));
+        }
+        if limits.max_labels_per_series < 2 {
+            problems.push(Problem::new(
+                "limits.max_labels_per_series",
+                "must be at least 2 (__name__ and the identity label)",
+            ));
+        }
+        if limits.burst_samples_per_seed.is_some() && limits.samples_per_second_per_seed == 0 {
+            problems.push(Problem::new(
+                "limits.burst_samples_per_seed",
+                "has no effect while samples_per_second_per_seed is 0",
+            ));
+        }
         if limits.max_body_bytes == 0 || limits.max_body_bytes > limits.max_decoded_bytes {
             problems.push(Problem::new(
                 "limits.max_body_bytes",

@@ -43,9 +43,10 @@
 //!
 //! # Why hand-written
 //!
-//! Published crates either reject or drop the `:` that recording-rule names contain, or allocate per
-//! token and run 20–130× slower than this parser; a federate body of tens of thousands of series is
-//! parsed on every scrape. The grammar is small and line-oriented, so a byte-level scanner without
+//! The published crates the project evaluated either drop the `:` that recording-rule names contain
+//! or were 20–130× slower (allocating per token); a federate body of tens of thousands of series is
+//! parsed on every scrape. This parser does about 800 MiB/s, ~5 million series/s, on the bench's
+//! federate-like body (`benches/exposition.rs`). The grammar is small and line-oriented, so a byte-level scanner without
 //! dependencies is short, fast, and easy to fuzz.
 //!
 //! # Streaming

@@ -98,7 +98,7 @@ mod tests {
         };
         // TimeSeries(1, len) { Label(1, len) { name(1)="a", value(2)="b" }, Sample(2, len) { double(1)=1.0, int64(2)=2 } }
         let expected: Vec<u8> = vec![
-            0x0a, 17, // field 1, length-delimited, 17 bytes
+            0x0a, 21, // field 1, length-delimited, 21 bytes
             0x0a, 6, 0x0a, 1, b'a', 0x12, 1, b'b', // label
             0x12, 11, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 2, // sample
         ];
@@ -126,11 +126,15 @@ mod tests {
 
     #[test]
     fn declared_length_above_cap_is_refused_before_decompressing() {
-        // A snappy block header claiming 4 GiB followed by garbage: 5 bytes of varint.
-        let bomb = [0x80, 0x80, 0x80, 0x80, 0x10, 0x00];
+        // A 6-byte snappy block whose header claims 4 GiB - 1 of output.
+        let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
         let err = decode_write_request(&bomb, 1 << 20).unwrap_err();
-        assert!(
-            matches!(err, DecodeError::TooLarge { declared, limit } if declared == 1 << 32 && limit == 1 << 20)
+        assert_eq!(
+            err,
+            DecodeError::TooLarge {
+                declared: u32::MAX as usize,
+                limit: 1 << 20
+            }
         );
     }
 

@@ -45,6 +45,13 @@ fn ids_of(recs: &[Record]) -> Vec<u64> {
 }
 
 #[test]
+fn queue_can_move_to_a_blocking_task() {
+    fn send<T: Send + 'static>() {}
+    send::<DiskQueue>();
+    send::<QueueError>();
+}
+
+#[test]
 fn append_take_ack_roundtrip() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, rep) = open(dir.path(), small_opts());

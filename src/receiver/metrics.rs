@@ -1,0 +1,131 @@
+//! The receiver's own metrics, per seed.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Labels: seed and HTTP status code.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeedCode {
+    /// Seed identity ("" when the connection had none).
+    pub seed: String,
+    /// Status code answered.
+    pub code: u16,
+}
+
+/// Labels: seed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeedLabel {
+    /// Seed identity.
+    pub seed: String,
+}
+
+/// Labels: seed and reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeedReason {
+    /// Seed identity.
+    pub seed: String,
+    /// Why samples were refused.
+    pub reason: String,
+}
+
+/// Labels: reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// Why.
+    pub reason: String,
+}
+
+/// Receiver metrics (prefix `slo_gateway_receiver_`).
+#[derive(Debug, Clone)]
+pub struct ReceiverMetrics {
+    /// Write requests by seed and answered status.
+    pub requests: Family<SeedCode, Counter>,
+    /// Samples forwarded and acknowledged upstream.
+    pub samples_accepted: Family<SeedLabel, Counter>,
+    /// Samples refused, by reason.
+    pub samples_rejected: Family<SeedReason, Counter>,
+    /// Unix time of the last accepted push per seed (the "seed silent" alert reads this).
+    pub last_push_timestamp: Family<SeedLabel, Gauge<f64, AtomicU64>>,
+    /// Connections that failed before a request, by reason (handshake, timeout, identity).
+    pub connection_failures: Family<Reason, Counter>,
+    /// Upstream request latency.
+    pub forward_duration: Histogram,
+    /// Certificate reloads by result.
+    pub tls_reloads: Family<Reason, Counter>,
+}
+
+impl ReceiverMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            samples_accepted: Family::default(),
+            samples_rejected: Family::default(),
+            last_push_timestamp: Family::default(),
+            connection_failures: Family::default(),
+            forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            tls_reloads: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("slo_gateway_receiver");
+        r.register(
+            "requests",
+            "Remote-write requests by seed and status code",
+            metrics.requests.clone(),
+        );
+        r.register(
+            "samples_accepted",
+            "Samples forwarded to and acknowledged by the SLO Prometheus",
+            metrics.samples_accepted.clone(),
+        );
+        r.register(
+            "samples_rejected",
+            "Samples refused, by reason",
+            metrics.samples_rejected.clone(),
+        );
+        r.register(
+            "last_push_timestamp_seconds",
+            "Unix time of the last accepted push per seed",
+            metrics.last_push_timestamp.clone(),
+        );
+        r.register(
+            "connection_failures",
+            "Connections that failed before a request, by reason",
+            metrics.connection_failures.clone(),
+        );
+        r.register(
+            "forward_duration_seconds",
+            "Latency of requests to the SLO Prometheus",
+            metrics.forward_duration.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Server certificate reloads by result",
+            metrics.tls_reloads.clone(),
+        );
+        metrics
+    }
+
+    /// Counts `samples` refused for `seed` with `reason`.
+    pub fn reject(&self, seed: &str, reason: &str, samples: u64) {
+        self.samples_rejected
+            .get_or_create(&SeedReason {
+                seed: seed.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(samples);
+    }
+
+    /// Counts a connection failure.
+    pub fn connection_failure(&self, reason: &str) {
+        self.connection_failures
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}

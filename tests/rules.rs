@@ -1,0 +1,779 @@
+//! Rule generator tests: golden files, PromQL validity, determinism, spec errors, importers,
+//! Perses schema. `UPDATE_GOLDEN=1 cargo test --test rules` rewrites the golden files.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use slo_gateway::rules::render::{render_all, Files};
+use slo_gateway::rules::spec::{self, Level, LoadedSpec, SpecError};
+use slo_gateway::rules::{agent_match_selectors, openslo, sloth};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load(path: &str) -> LoadedSpec {
+    spec::load_file(&root().join(path)).unwrap()
+}
+
+fn render(paths: &[&str]) -> Files {
+    let specs: Vec<LoadedSpec> = paths.iter().map(|p| load(p)).collect();
+    spec::check_together(&specs).unwrap();
+    render_all(&specs).unwrap()
+}
+
+/// Compares `content` with the golden file, or rewrites it under UPDATE_GOLDEN=1.
+fn golden(path: &Path, content: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert!(
+        want == content,
+        "{} differs from the generated output (run with UPDATE_GOLDEN=1 to refresh)",
+        path.display()
+    );
+}
+
+/// Spec files under tests/rules/specs/; burn-rate is the input of the promtool unit tests.
+const CASES: &[&str] = &["catalog", "events", "raw", "bool_gauge", "burn-rate"];
+
+#[test]
+fn golden_files() {
+    for case in CASES {
+        let files = render(&[&format!("tests/rules/specs/{case}.yaml")]);
+        for (name, content) in &files {
+            golden(
+                &root().join("tests/rules/golden").join(case).join(name),
+                content,
+            );
+        }
+    }
+}
+
+fn all_outputs() -> Vec<Files> {
+    let mut out: Vec<Files> = CASES
+        .iter()
+        .map(|c| render(&[&format!("tests/rules/specs/{c}.yaml")]))
+        .collect();
+    out.push(render(&["config/slos.yaml"]));
+    out
+}
+
+fn rule_exprs(files: &Files) -> Vec<String> {
+    let rules: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+    rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .map(|r| r["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_expression_parses() {
+    let mut n = 0;
+    let variable = regex::Regex::new(r"\$\w+").unwrap();
+    for files in all_outputs() {
+        for e in rule_exprs(&files) {
+            promql_parser::parser::parse(&e).unwrap_or_else(|err| panic!("{err}\n{e}"));
+            n += 1;
+        }
+        let dash: Value = serde_yaml_ng::from_str(
+            files
+                .iter()
+                .find(|(k, _)| k.starts_with("dashboards/"))
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        for panel in dash["spec"]["config"]["panels"]
+            .as_object()
+            .unwrap()
+            .values()
+        {
+            for q in panel["spec"]["queries"].as_array().unwrap() {
+                let q = q["spec"]["plugin"]["spec"]["query"].as_str().unwrap();
+                // Perses variables are interpolated before Prometheus sees the query.
+                let q = variable.replace_all(q, ".*");
+                promql_parser::parser::parse(&q).unwrap_or_else(|err| panic!("{err}\n{q}"));
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 300, "only {n} expressions");
+}
+
+#[test]
+fn output_is_deterministic() {
+    let a = render(&["config/slos.yaml", "tests/rules/specs/events.yaml"]);
+    for _ in 0..3 {
+        assert_eq!(
+            a,
+            render(&["config/slos.yaml", "tests/rules/specs/events.yaml"])
+        );
+    }
+}
+
+#[test]
+fn config_example_is_valid_and_uses_every_kind() {
+    let s = load("config/slos.yaml");
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let text = std::fs::read_to_string(root().join("config/slos.yaml")).unwrap();
+    for kind in ["catalog:", "events:", "raw:", "bool_gauge:"] {
+        assert!(text.contains(kind), "{kind}");
+    }
+}
+
+/// The single error of an invalid spec, as `line: message`.
+fn error_of(text: &str) -> (usize, String) {
+    match spec::parse_str("t.yaml", text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(SpecError::Invalid(d)) => {
+            let errors: Vec<_> = d.iter().filter(|d| d.level == Level::Error).collect();
+            assert_eq!(errors.len(), 1, "{d:?}");
+            (errors[0].line, errors[0].message.clone())
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const VALID: &str = "version: slo-gateway/v1
+service: s
+slos:
+  - name: a
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum by (cluster, seed) (rate(e[{{.window}}]))
+        total_query: sum by (cluster, seed) (rate(t[{{.window}}]))
+";
+
+#[test]
+fn valid_base_spec() {
+    let s = spec::parse_str("t.yaml", VALID).unwrap();
+    assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn unknown_key_is_located() {
+    let (line, msg) = error_of(&VALID.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n    objectiv: 1\n",
+    ));
+    assert_eq!(line, 6);
+    assert!(
+        msg.starts_with("slos[0]: unknown field `objectiv`, expected one of"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn objective_of_100_is_rejected() {
+    let (line, msg) = error_of(&VALID.replace("99.9", "100"));
+    assert_eq!(line, 5);
+    assert_eq!(
+        msg,
+        "slos[0].objective: objective 100 must be a percentage strictly between 0 and 100"
+    );
+}
+
+#[test]
+fn missing_window_placeholder_is_rejected() {
+    let (line, msg) = error_of(&VALID.replace("rate(t[{{.window}}])", "rate(t[5m])"));
+    assert_eq!(line, 9);
+    assert_eq!(
+        msg,
+        "slos[0].sli.events.total_query: query must contain `{{.window}}` (e.g. `rate(x[{{.window}}])`)"
+    );
+}
+
+#[test]
+fn duplicate_slo_names_are_rejected() {
+    let text =
+        format!("{VALID}  - name: a\n    objective: 99\n    sli: {{catalog: apiserver-errors}}\n");
+    let (line, msg) = error_of(&text);
+    assert_eq!(line, 10);
+    assert_eq!(msg, "slos[1].name: duplicate SLO name \"a\"");
+}
+
+#[test]
+fn unknown_catalog_name_is_rejected() {
+    let text = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli:\n      catalog: nope\n";
+    let (line, msg) = error_of(text);
+    assert_eq!(line, 7);
+    assert_eq!(
+        msg,
+        "slos[0].sli.catalog: unknown catalog SLI \"nope\"; known: apiserver-availability, \
+         apiserver-errors, apiserver-latency, node-availability, shoot-availability"
+    );
+}
+
+#[test]
+fn unaggregated_custom_sli_is_rejected() {
+    let (line, msg) = error_of(&VALID.replace("sum by (cluster, seed) (rate(e", "sum(rate(e"));
+    assert_eq!(line, 8);
+    assert!(msg.contains("drops grouping label `cluster`"), "{msg}");
+}
+
+#[test]
+fn every_error_is_reported() {
+    let text = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 100\n    sli: {catalog: nope}\n  - name: a\n    objective: 0\n    sli: {catalog: apiserver-errors}\n";
+    let Err(SpecError::Invalid(d)) = spec::parse_str("t.yaml", text) else {
+        panic!("accepted")
+    };
+    let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].starts_with("t.yaml:5: error: slos[0].objective"));
+    assert!(lines[1].starts_with("t.yaml:6: error: slos[0].sli.catalog"));
+    assert!(lines[2].starts_with("t.yaml:7: error: slos[1].name: duplicate"));
+    assert!(lines[3].starts_with("t.yaml:8: error: slos[1].objective"));
+}
+
+#[test]
+fn alert_that_can_never_fire_is_warned_about() {
+    let s = spec::parse_str(
+        "t.yaml",
+        &VALID
+            .replace("99.9", "80")
+            .replace("    sli:", "    window: 30d\n    sli:"),
+    )
+    .unwrap();
+    let w: Vec<String> = s.warnings.iter().map(ToString::to_string).collect();
+    // 14.4 × 0.2 and 6 × 0.2 are ≥ 1; 3 × 0.2 and 1 × 0.2 are not.
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w[0].starts_with("t.yaml:5: warning: slos[0].objective: the page alert on 1h/5m can never fire: burn-rate factor 14.4 × error budget 0.2 = 2.88 ≥ 1"), "{}", w[0]);
+}
+
+#[test]
+fn receivers_must_exist() {
+    let text = format!("{VALID}alertmanager:\n  page_receiver: p\n  receivers:\n    - name: slo-ticket\n    - name: slo-default\n");
+    let (line, msg) = error_of(&text);
+    assert_eq!(line, 11);
+    assert_eq!(
+        msg,
+        "alertmanager.page_receiver: receiver \"p\" is not in `receivers`"
+    );
+}
+
+#[test]
+fn prometheusrule_holds_the_same_groups() {
+    let files = render(&["config/slos.yaml"]);
+    let plain: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+    let crd: Value = serde_yaml_ng::from_str(&files["prometheusrule.yaml"]).unwrap();
+    assert_eq!(crd["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(crd["kind"], "PrometheusRule");
+    assert_eq!(crd["spec"]["groups"], plain["groups"]);
+}
+
+#[test]
+fn agent_match_from_spec_files() {
+    let got =
+        slo_gateway::rules::agent_match_selectors_from_files(&[root().join("config/slos.yaml")])
+            .unwrap();
+    let files = render(&["config/slos.yaml"]);
+    let yaml: Value = serde_yaml_ng::from_str(&files["agent-match.yaml"]).unwrap();
+    let listed: Vec<String> = serde_json::from_value(yaml["match"].clone()).unwrap();
+    assert_eq!(got, listed);
+    assert!(got.contains(&r#"probe_success{job="blackbox-apiserver"}"#.to_owned()));
+}
+
+#[test]
+fn specs_given_together_need_unique_ids() {
+    let a = spec::parse_str("a.yaml", VALID).unwrap();
+    let b = spec::parse_str("b.yaml", VALID).unwrap();
+    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        d[0].to_string(),
+        "b.yaml:4: error: slos[0].name: SLO id \"s-a\" is already defined in a.yaml"
+    );
+}
+
+#[test]
+fn agent_match_covers_the_catalog() {
+    let s = load("tests/rules/specs/catalog.yaml");
+    assert_eq!(
+        agent_match_selectors(&[s.spec]),
+        vec![
+            r#"apiserver_request_duration_seconds_bucket{le="+Inf",verb=~"DELETE|GET|PATCH|POST|PUT"}"#,
+            r#"apiserver_request_duration_seconds_bucket{le="1",verb=~"DELETE|GET|PATCH|POST|PUT"}"#,
+            "apiserver_request_terminations_total",
+            "apiserver_request_total",
+            r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
+            "garden_shoot_hibernated",
+            "mcm_machine_current_status_phase",
+            "mcm_machine_info",
+            r#"shoot:availability{kind="shoot"}"#,
+        ]
+    );
+}
+
+// ---- Sloth importer -------------------------------------------------------------------------
+
+/// A Sloth spec and, below, the rules Sloth generates for it (taken from Sloth's documented
+/// shapes: SLI, meta and alert groups; `max(...) without (sloth_window)` alerts).
+const SLOTH_SPEC: &str = r##"version: "prometheus/v1"
+service: "myservice"
+labels:
+  owner: "myteam"
+slos:
+  - name: "requests-availability"
+    objective: 99.9
+    description: "Common SLO based on availability for HTTP request responses."
+    sli:
+      events:
+        error_query: sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[{{.window}}]))
+        total_query: sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))
+    alerting:
+      name: MyServiceHighErrorRate
+      labels:
+        category: "availability"
+      annotations:
+        summary: "High error rate on 'myservice' requests responses"
+      page_alert:
+        labels:
+          severity: pageteam
+          routing_key: myteam
+      ticket_alert:
+        labels:
+          severity: "slack"
+          slack_channel: "#alerts-myteam"
+"##;
+
+/// Rules as Sloth writes them for SLOTH_SPEC at 30d (one SLI window shown per shape).
+fn sloth_expected() -> BTreeMap<(String, String), (String, BTreeMap<String, String>)> {
+    let f = r#"{sloth_id="myservice-requests-availability", sloth_service="myservice", sloth_slo="requests-availability"}"#;
+    let ids = [
+        ("owner", "myteam"),
+        ("sloth_id", "myservice-requests-availability"),
+        ("sloth_service", "myservice"),
+        ("sloth_slo", "requests-availability"),
+    ];
+    let l = |extra: &[(&str, &str)]| -> BTreeMap<String, String> {
+        ids.iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let alert = |short1: &str, long1: &str, f1: &str, short2: &str, long2: &str, f2: &str| {
+        format!(
+            "(max(slo:sli_error:ratio_rate{short1}{f} > ({f1} * 0.0009999999999999432)) without (sloth_window) and max(slo:sli_error:ratio_rate{long1}{f} > ({f1} * 0.0009999999999999432)) without (sloth_window)) or (max(slo:sli_error:ratio_rate{short2}{f} > ({f2} * 0.0009999999999999432)) without (sloth_window) and max(slo:sli_error:ratio_rate{long2}{f} > ({f2} * 0.0009999999999999432)) without (sloth_window))"
+        )
+    };
+    let mut m = BTreeMap::new();
+    let mut put = |kind: &str, name: &str, expr: String, labels: BTreeMap<String, String>| {
+        m.insert((kind.to_owned(), name.to_owned()), (expr, labels));
+    };
+    put(
+        "record",
+        "slo:sli_error:ratio_rate5m",
+        r#"(sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[5m])))
+/
+(sum(rate(http_request_duration_seconds_count{job="myservice"}[5m])))"#
+            .into(),
+        l(&[("sloth_window", "5m")]),
+    );
+    put("record", "slo:sli_error:ratio_rate30d",
+        format!("sum_over_time(slo:sli_error:ratio_rate5m{f}[30d]) / ignoring (sloth_window) count_over_time(slo:sli_error:ratio_rate5m{f}[30d])"),
+        // Sloth sets only sloth_window here; we add the id labels (same values) for promtool's lint.
+        l(&[("sloth_window", "30d")]).into_iter().filter(|(k, _)| k != "owner").collect());
+    put(
+        "record",
+        "slo:objective:ratio",
+        "vector(0.9990000000000001)".into(),
+        l(&[]),
+    );
+    put(
+        "record",
+        "slo:error_budget:ratio",
+        "vector(1-0.9990000000000001)".into(),
+        l(&[]),
+    );
+    put(
+        "record",
+        "slo:time_period:days",
+        "vector(30)".into(),
+        l(&[]),
+    );
+    put("record", "slo:current_burn_rate:ratio",
+        format!("slo:sli_error:ratio_rate5m{f} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{f}"), l(&[]));
+    put("record", "slo:period_burn_rate:ratio",
+        format!("slo:sli_error:ratio_rate30d{f} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{f}"), l(&[]));
+    put(
+        "record",
+        "slo:period_error_budget_remaining:ratio",
+        format!("1 - slo:period_burn_rate:ratio{f}"),
+        l(&[]),
+    );
+    put(
+        "alert",
+        "page",
+        alert("5m", "1h", "14.4", "30m", "6h", "6"),
+        [
+            ("category", "availability"),
+            ("severity", "pageteam"),
+            ("routing_key", "myteam"),
+            ("sloth_severity", "page"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    put(
+        "alert",
+        "ticket",
+        alert("2h", "1d", "3", "6h", "3d", "1"),
+        [
+            ("category", "availability"),
+            ("severity", "slack"),
+            ("slack_channel", "#alerts-myteam"),
+            ("sloth_severity", "ticket"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    m
+}
+
+/// Canonical form of a PromQL expression: its parsed AST printed back.
+fn canon(expr: &str) -> String {
+    promql_parser::parser::parse(expr)
+        .unwrap_or_else(|e| panic!("{e}: {expr}"))
+        .to_string()
+}
+
+#[test]
+fn sloth_import_is_semantically_equal_to_sloth() {
+    let s = sloth::parse_str("sloth.yaml", SLOTH_SPEC, "30d".parse().unwrap()).unwrap();
+    let files = render_all(&[s]).unwrap();
+    let rules: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+    let groups = rules["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        &names[..3],
+        [
+            "sloth-slo-sli-recordings-myservice-requests-availability",
+            "sloth-slo-meta-recordings-myservice-requests-availability",
+            "sloth-slo-alerts-myservice-requests-availability"
+        ]
+    );
+    let mut got = BTreeMap::new();
+    let sloth_groups = groups
+        .iter()
+        .filter(|g| g["name"].as_str().unwrap().starts_with("sloth-"));
+    for r in sloth_groups.flat_map(|g| g["rules"].as_array().unwrap()) {
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(r.get("labels").cloned().unwrap_or(Value::Null))
+                .unwrap_or_default();
+        let key = match (r.get("record"), r.get("alert")) {
+            (Some(n), _) => ("record".to_owned(), n.as_str().unwrap().to_owned()),
+            (None, Some(n)) => {
+                assert_eq!(n, "MyServiceHighErrorRate");
+                ("alert".to_owned(), labels["sloth_severity"].clone())
+            }
+            _ => unreachable!(),
+        };
+        got.insert(
+            key,
+            (
+                r["expr"].as_str().unwrap().to_owned(),
+                labels,
+                r.get("annotations").cloned(),
+            ),
+        );
+    }
+    for ((kind, name), (expr, labels)) in sloth_expected() {
+        let (g_expr, g_labels, annotations) = got
+            .get(&(kind.clone(), name.clone()))
+            .unwrap_or_else(|| panic!("{kind} {name} missing"));
+        assert_eq!(canon(g_expr), canon(&expr), "{kind} {name}");
+        assert_eq!(g_labels, &labels, "{kind} {name}");
+        if kind == "alert" {
+            let a = annotations.as_ref().unwrap();
+            assert_eq!(
+                a["summary"],
+                "High error rate on 'myservice' requests responses"
+            );
+            assert_eq!(a["title"], format!("({name}) {{{{$labels.sloth_service}}}} {{{{$labels.sloth_slo}}}} SLO error budget burn rate is too fast."));
+        }
+    }
+    // Every Sloth SLI window is recorded.
+    for w in ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"] {
+        assert!(
+            got.contains_key(&("record".to_owned(), format!("slo:sli_error:ratio_rate{w}"))),
+            "{w}"
+        );
+    }
+    let info = &got[&("record".to_owned(), "sloth_slo_info".to_owned())].1;
+    assert_eq!(info["sloth_spec"], "prometheus/v1");
+    assert_eq!(info["sloth_objective"], "99.9");
+}
+
+#[test]
+fn sloth_import_errors_are_located() {
+    let text = SLOTH_SPEC.replace(
+        "    objective: 99.9\n",
+        "    objective: 99.9\n    bogus: 1\n",
+    );
+    let Err(SpecError::Invalid(d)) = sloth::parse_str("s.yaml", &text, "30d".parse().unwrap())
+    else {
+        panic!("accepted")
+    };
+    assert_eq!(d[0].line, 8, "{d:?}");
+    assert!(d[0].message.contains("unknown field `bogus`"), "{d:?}");
+}
+
+// ---- OpenSLO importer -----------------------------------------------------------------------
+
+const OPENSLO: &str = r#"apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: api-errors
+spec:
+  service: shoot-api
+  description: 5xx over all requests
+  budgetingMethod: Occurrences
+  timeWindow:
+    - duration: 28d
+      isRolling: true
+  objectives:
+    - displayName: good
+      target: 0.995
+  indicator:
+    metadata:
+      name: api-errors
+    spec:
+      ratioMetric:
+        counter: true
+        bad:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: apiserver_request_total{code=~"5.."}
+        total:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: apiserver_request_total
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: api-good
+spec:
+  service: shoot-api-good
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  objectives:
+    - target: 0.99
+  indicator:
+    metadata:
+      name: api-good
+    spec:
+      ratioMetric:
+        counter: true
+        good:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: apiserver_request_total{code!~"5.."}
+        total:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: apiserver_request_total
+"#;
+
+#[test]
+fn openslo_ratio_metric_imports() {
+    let specs = openslo::parse_str("o.yaml", OPENSLO).unwrap();
+    assert_eq!(specs.len(), 2);
+    let files = render_all(&specs).unwrap();
+    let exprs = rule_exprs(&files);
+    let want_bad = canon(
+        r#"(sum by (cluster, seed) (rate(apiserver_request_total{code=~"5.."}[5m])))
+        / (sum by (cluster, seed) (rate(apiserver_request_total[5m])))"#,
+    );
+    assert!(exprs.iter().any(|e| canon(e) == want_bad), "{exprs:#?}");
+    let want_good = canon(
+        r#"(sum by (cluster, seed) (rate(apiserver_request_total[5m])) - sum by (cluster, seed) (rate(apiserver_request_total{code!~"5.."}[5m])))
+        / (sum by (cluster, seed) (rate(apiserver_request_total[5m])))"#,
+    );
+    assert!(exprs.iter().any(|e| canon(e) == want_good), "{exprs:#?}");
+    assert!(exprs.contains(&"vector(0.995)".to_owned()), "{exprs:#?}");
+    assert!(exprs.contains(&"vector(28)".to_owned()));
+}
+
+#[test]
+fn openslo_without_ratio_metric_is_rejected() {
+    let text = OPENSLO
+        .split("---")
+        .next()
+        .unwrap()
+        .replace("ratioMetric:", "thresholdMetric:");
+    let Err(SpecError::Invalid(d)) = openslo::parse_str("o.yaml", &text) else {
+        panic!("accepted")
+    };
+    assert_eq!(d[0].line, 15, "{d:?}");
+    assert!(d[0].message.contains("ratioMetric is required"), "{d:?}");
+}
+
+// ---- Perses ---------------------------------------------------------------------------------
+
+/// Checks `v` against the OpenAPI subset CRDs use. Properties not in the schema (and not kept
+/// by `x-kubernetes-preserve-unknown-fields`) are errors: the API server would prune them.
+fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        && schema.get("type").is_none()
+    {
+        return;
+    }
+    let ok = match schema["type"].as_str() {
+        Some("object") => v.is_object(),
+        Some("array") => v.is_array(),
+        Some("string") => v.is_string(),
+        Some("integer") => v.is_i64() || v.is_u64(),
+        Some("boolean") => v.is_boolean(),
+        Some(t) => panic!("type {t} unsupported"),
+        None => true,
+    };
+    if !ok {
+        errors.push(format!("{path}: expected {}", schema["type"]));
+        return;
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            errors.push(format!("{path}: {v} not in {allowed:?}"));
+        }
+    }
+    if let (Some(p), Some(s)) = (schema.get("pattern").and_then(Value::as_str), v.as_str()) {
+        if !regex::Regex::new(p).unwrap().is_match(s) {
+            errors.push(format!("{path}: {s:?} does not match {p}"));
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        for r in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !obj.contains_key(r.as_str().unwrap()) {
+                errors.push(format!("{path}: missing required {r}"));
+            }
+        }
+        let preserve =
+            schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+        for (k, val) in obj {
+            let p = format!("{path}.{k}");
+            match (
+                schema.get("properties").and_then(|ps| ps.get(k)),
+                schema.get("additionalProperties"),
+            ) {
+                (Some(s), _) => validate(s, val, &p, errors),
+                (None, Some(s)) => validate(s, val, &p, errors),
+                (None, None) if preserve => {}
+                (None, None) => errors.push(format!("{p}: unknown field (would be pruned)")),
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, val) in arr.iter().enumerate() {
+            validate(items, val, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+#[test]
+fn perses_dashboards_match_the_crd_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/rules/perses-dashboard-crd.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for files in all_outputs() {
+        for (name, content) in files.iter().filter(|(k, _)| k.starts_with("dashboards/")) {
+            let dash: Value = serde_yaml_ng::from_str(content).unwrap();
+            let mut errors = Vec::new();
+            validate(&schema, &dash, name, &mut errors);
+            assert!(errors.is_empty(), "{errors:#?}");
+            // Every layout item points at an existing panel.
+            let config = &dash["spec"]["config"];
+            for l in config["layouts"].as_array().unwrap() {
+                for item in l["spec"]["items"].as_array().unwrap() {
+                    let r = item["content"]["$ref"].as_str().unwrap();
+                    let key = r.strip_prefix("#/spec/panels/").unwrap();
+                    assert!(config["panels"].get(key).is_some(), "{r}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+    // The validator does catch mistakes.
+    let mut errors = Vec::new();
+    validate(
+        &schema,
+        &serde_json::json!({"apiVersion": "perses.dev/v1alpha2", "kind": "PersesDashboard", "metadata": {}, "spec": {"config": {"duration": "1x", "panels": {}, "layouts": [], "bogus": 1}}}),
+        "x",
+        &mut errors,
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+}
+
+// ---- CLI ------------------------------------------------------------------------------------
+
+#[test]
+fn cli_generates_and_checks() {
+    use clap::Parser;
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: slo_gateway::rules::RulesArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = root().join("config/slos.yaml");
+    let args = Cli::try_parse_from([
+        "x",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ])
+    .unwrap()
+    .args;
+    slo_gateway::rules::run_cli(args).unwrap();
+    for f in [
+        "prometheus-rules.yaml",
+        "prometheusrule.yaml",
+        "alertmanager.yaml",
+        "agent-match.yaml",
+        "dashboards/gardener-shoots.yaml",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let check = Cli::try_parse_from(["x", "check", "--spec", spec.to_str().unwrap()])
+        .unwrap()
+        .args;
+    slo_gateway::rules::run_cli(check).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "version: slo-gateway/v1\nservice: s\nslos: []\n").unwrap();
+    let check = Cli::try_parse_from(["x", "check", "--spec", bad.to_str().unwrap()])
+        .unwrap()
+        .args;
+    assert!(slo_gateway::rules::run_cli(check).is_err());
+    assert!(
+        Cli::try_parse_from(["x", "--spec", "a.yaml"]).is_err(),
+        "--out is required"
+    );
+}
