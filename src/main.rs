@@ -43,6 +43,9 @@ enum Command {
         /// Config file (YAML); agent or receiver is told by its keys.
         file: PathBuf,
     },
+    /// Generate SLO recording rules, alerts, Alertmanager routing, dashboards and the agent's
+    /// match[] selectors from SLO specs (`rules check` validates them).
+    Rules(slo_gateway::rules::RulesArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => slo_gateway::config::check_file(&file)
             .map(|kind| println!("{}: valid {kind} config", file.display()))
             .map_err(Into::into),
+        Command::Rules(args) => slo_gateway::rules::run_cli(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
