@@ -850,3 +850,180 @@ async fn oneshot_empty_request_is_204_without_forwarding() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     assert!(upstream.received().is_empty());
 }
+
+#[test]
+fn rate_limit_retry_after_is_rounded_up() {
+    use axum::response::IntoResponse;
+    use slo_gateway::receiver::ApiError;
+    let retry_after = |d: Duration| {
+        ApiError::RateLimited {
+            seed: "aws-1".into(),
+            retry_after: d,
+        }
+        .into_response()
+        .headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(retry_after(Duration::from_millis(1500)), "2");
+    assert_eq!(retry_after(Duration::from_secs(3)), "3");
+    assert_eq!(retry_after(Duration::from_millis(10)), "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// More TLS: versions, resumption, SAN identity, broken rotation
+// ---------------------------------------------------------------------------------------------
+
+/// `files`' client config restricted to TLS 1.2, or with no certificate when `files` is `None`.
+fn tls12_config(
+    pki: &TestPki,
+    files: Option<&slo_gateway::tls::ClientFiles>,
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(slo_gateway::tls::load_roots(&pki.server_ca_file).unwrap());
+    Arc::new(match files {
+        Some(files) => builder
+            .with_client_auth_cert(
+                slo_gateway::tls::load_certs(&files.cert).unwrap(),
+                slo_gateway::tls::load_key(&files.key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+#[tokio::test]
+async fn tls12_clients_are_served_and_still_need_a_certificate() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+
+    let with_cert = tls12_config(&pki, Some(&pki.seed_client("aws-1")));
+    let stream = tls_connect(receiver.addr, with_cert.clone()).await.unwrap();
+    assert_eq!(
+        stream.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(try_write(receiver.addr, with_cert).await.unwrap(), 204);
+
+    // TLS 1.2 refuses a missing certificate inside the handshake itself.
+    let error = tls_connect(receiver.addr, tls12_config(&pki, None))
+        .await
+        .expect_err("TLS 1.2 without a client certificate must fail the handshake");
+    assert!(!error.to_string().is_empty());
+    assert_eq!(upstream.received().len(), 1);
+}
+
+#[tokio::test]
+async fn sessions_are_never_resumed() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    // Resumption would skip client-certificate verification (FIELD-NOTES): every handshake of a
+    // client that keeps its session cache must still be a full one, for TLS 1.3 and 1.2.
+    for config in [
+        client_config(&pki.seed_client("aws-1")),
+        tls12_config(&pki, Some(&pki.seed_client("aws-1"))),
+    ] {
+        for attempt in 0..3 {
+            let mut stream = tls_connect(receiver.addr, config.clone()).await.unwrap();
+            let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+            // A full exchange, so a TLS 1.3 ticket (if any were sent) reaches the client.
+            let (status, _) =
+                raw_request(&mut stream, "POST", "/api/v1/write", &RW1_HEADERS, &body)
+                    .await
+                    .unwrap();
+            assert_eq!(status, 204);
+            assert_eq!(
+                stream.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Full),
+                "attempt {attempt}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn san_dns_identity_over_tls() {
+    use slo_gateway::config::receiver::IdentitySource;
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let mut config = receiver_config(&pki, &upstream.url());
+    config.identity.source = IdentitySource::SanDns;
+    config.identity.san_suffix = Some(".seeds.example.com".into());
+    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let files = pki.client(
+        "san-seed",
+        &ClientSubject {
+            common_name: "not a gardener name".into(),
+            dns_names: vec!["gcp-2.seeds.example.com".into()],
+            ..ClientSubject::default()
+        },
+    );
+    let body = write_body(vec![series(&[("__name__", "up"), ("seed", "aws-1")], 1)]);
+    let (status, _, text) = post_write(&https_client(&files), &receiver.write_url(), body).await;
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(
+        label_pairs(&upstream.write_requests()[0].timeseries[0]),
+        pairs(&[("__name__", "up"), ("seed", "gcp-2")])
+    );
+}
+
+#[tokio::test]
+async fn half_written_rotation_keeps_the_last_good_certificate() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let addr = receiver.addr;
+    let seed = client_config(&pki.seed_client("aws-1"));
+    let old_cert = cert_der(&pki.server_cert);
+
+    // The new certificate lands before its key: the pair does not match, the reload fails.
+    let rotated = pki.ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    pki.write("server.pem", &rotated.cert_pem);
+    let new_cert = cert_der(&pki.server_cert);
+    let failures = || {
+        metric_value(
+            &receiver.metrics_text(),
+            "slo_gateway_receiver_tls_reloads_total",
+            r#"{reason="failure"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || failures() >= 1.0).await,
+        "{}",
+        receiver.metrics_text()
+    );
+    assert_eq!(
+        presented_server_cert(addr, seed.clone()).await,
+        Some(old_cert),
+        "a broken replacement must keep the last good certificate"
+    );
+    assert_eq!(try_write(addr, seed.clone()).await.unwrap(), 204);
+
+    // Garbage in the client CA bundle is also survived.
+    let good_ca = std::fs::read_to_string(&pki.client_ca_file).unwrap();
+    pki.write("client-ca.pem", "not a PEM file\n");
+    let before = failures();
+    assert!(eventually(Duration::from_secs(10), || failures() > before).await);
+    assert_eq!(try_write(addr, seed.clone()).await.unwrap(), 204);
+    pki.write("client-ca.pem", &good_ca);
+
+    // The key arrives: the next tick picks up the complete pair.
+    pki.write("server-key.pem", &rotated.key_pem);
+    assert!(
+        eventually_async(Duration::from_secs(10), || {
+            let seed = seed.clone();
+            let new_cert = new_cert.clone();
+            async move { presented_server_cert(addr, seed).await == Some(new_cert) }
+        })
+        .await
+    );
+    assert_eq!(try_write(addr, seed).await.unwrap(), 204);
+}
