@@ -51,6 +51,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     slo_gateway::telemetry::init_logging(cli.log_json);
+    slo_gateway::tls::install_default_crypto_provider();
     let result = match cli.command {
         Command::Agent { config } => {
             runtime().and_then(|rt| rt.block_on(slo_gateway::agent::run_from_config(&config)))

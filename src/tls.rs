@@ -50,6 +50,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Installs ring as the process-wide rustls provider, for clients built without an explicit
+/// config (reqwest is built without a provider of its own). Idempotent.
+pub fn install_default_crypto_provider() {
+    // Err means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// All certificates in a PEM file (a chain, leaf first, or a CA bundle).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_error = |message: String| TlsError::Pem {
