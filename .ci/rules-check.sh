@@ -21,8 +21,8 @@ done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-# Until `slo-gateway rules` is wired into the binary, the example runs the same CLI code.
-rules() { cargo run --quiet --example rules -- "$@"; }
+cargo build --quiet --locked --bin slo-gateway
+rules() { "$CARGO_TARGET_DIR/debug/slo-gateway" rules "$@"; }
 
 fail() { echo "rules-check: FAIL: $*" >&2; exit 1; }
 

@@ -43,11 +43,15 @@ enum Command {
         /// Config file (YAML); agent or receiver is told by its keys.
         file: PathBuf,
     },
+    /// Generate SLO recording rules, alerts, Alertmanager routing, dashboards and the agent's
+    /// match[] selectors from SLO specs (`rules check` validates them).
+    Rules(slo_gateway::rules::RulesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     slo_gateway::telemetry::init_logging(cli.log_json);
+    slo_gateway::tls::install_default_crypto_provider();
     let result = match cli.command {
         Command::Agent { config } => {
             runtime().and_then(|rt| rt.block_on(slo_gateway::agent::run_from_config(&config)))
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => slo_gateway::config::check_file(&file)
             .map(|kind| println!("{}: valid {kind} config", file.display()))
             .map_err(Into::into),
+        Command::Rules(args) => slo_gateway::rules::run_cli(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

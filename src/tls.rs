@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
@@ -48,6 +48,13 @@ pub enum TlsError {
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs ring as the process-wide rustls provider, for clients built without an explicit
+/// config (reqwest is built without a provider of its own). Idempotent.
+pub fn install_default_crypto_provider() {
+    // Err means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// All certificates in a PEM file (a chain, leaf first, or a CA bundle).
@@ -155,17 +162,13 @@ pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, TlsError>
     Ok(Arc::new(config))
 }
 
-/// Change stamp of a set of files: modification time and length of each (following symlinks, so
-/// a Kubernetes secret volume's `..data` swap counts as a change).
-fn stamp(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
-    files
-        .iter()
-        .map(|f| {
-            std::fs::metadata(f)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
+/// Change stamp of a set of files: the contents of each (following symlinks, so a Kubernetes
+/// secret volume's `..data` swap counts as a change). Not modification time and length: a
+/// rotated certificate usually has the same length, and file systems with coarse timestamps give
+/// a replacement written within the same tick the same mtime, so the change would go unnoticed
+/// until the next one. The files are a few KiB; reading them every interval is cheap.
+fn stamp(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files.iter().map(|f| std::fs::read(f).ok()).collect()
 }
 
 /// Builds a value from `files` now, then rebuilds it every `interval` in which the files changed.

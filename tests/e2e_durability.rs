@@ -191,7 +191,9 @@ async fn tiny_buffer_drops_oldest_and_stays_healthy() {
         queue_bytes <= 1_048_576.0,
         "queue holds {queue_bytes} bytes"
     );
-    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", p.agent_admin))
+    let health = support::http()
+        .get(format!("http://127.0.0.1:{}/healthz", p.agent_admin))
+        .send()
         .await
         .unwrap();
     assert!(

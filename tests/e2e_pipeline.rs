@@ -27,7 +27,9 @@ node_cpu_seconds_total{cpu="0"} 42
 "#;
 
 async fn metrics_text(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    support::http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()

@@ -71,7 +71,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (status, format!("{self}\n")).into_response();
         let retry_after = match &self {
-            Self::RateLimited { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            // Rounded up: a sender that waits the truncated time would be refused again.
+            Self::RateLimited { retry_after, .. } => {
+                Some((retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1))
+            }
             Self::Unavailable(_) => Some(5),
             _ => None,
         };

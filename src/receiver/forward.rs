@@ -40,23 +40,29 @@ impl Forwarder {
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
     ) -> Result<Self, ForwardError> {
-        let mut builder = reqwest::Client::builder()
+        // Always hand reqwest a config: built with `rustls-tls-manual-roots-no-provider`, reqwest
+        // panics ("No provider set") when it has to build one itself and no process-wide
+        // CryptoProvider is installed, even for a plain-http upstream. Without `ca_file` the
+        // trust store is empty: the system's roots are never used.
+        let roots = match ca_file {
+            Some(ca) => crate::tls::load_roots(ca)?,
+            None => rustls::RootCertStore::empty(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|source| crate::tls::TlsError::Rustls {
+            context: "upstream TLS",
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(headers::USER_AGENT)
-            .pool_max_idle_per_host(32);
-        if let Some(ca) = ca_file {
-            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|source| crate::tls::TlsError::Rustls {
-                context: "upstream TLS",
-                source,
-            })?
-            .with_root_certificates(crate::tls::load_roots(ca)?)
-            .with_no_client_auth();
-            builder = builder.use_preconfigured_tls(config);
-        }
+            .pool_max_idle_per_host(32)
+            .use_preconfigured_tls(config);
         Ok(Self {
             client: builder.build()?,
             url: url.to_string(),

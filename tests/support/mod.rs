@@ -14,6 +14,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A plain HTTP client for talking to Prometheus and the components' admin ports.
+pub fn http() -> reqwest::Client {
+    slo_gateway::tls::install_default_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 /// A free port on 127.0.0.1 (bound and released; the window for a race is tiny in tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -182,7 +191,7 @@ impl Prometheus {
             || {
                 let url = url.clone();
                 async move {
-                    let resp = reqwest::get(&url).await.ok()?;
+                    let resp = http().get(&url).send().await.ok()?;
                     resp.status().is_success().then_some(())
                 }
             },
@@ -196,7 +205,7 @@ impl Prometheus {
 
     /// Instant query; each result as (labels, value). Query errors panic with Prometheus' message.
     pub async fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let text = reqwest::Client::new()
+        let text = http()
             .get(format!("{}/api/v1/query", self.url()))
             .query(&[("query", promql)])
             .send()

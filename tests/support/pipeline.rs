@@ -253,7 +253,9 @@ fn tail(text: &str) -> String {
 
 /// Reads `/metrics` on `port` and sums the samples named `name` whose labels include `labels`.
 pub async fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    let text = super::http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
         .await
         .ok()?
         .text()

@@ -1,0 +1,1029 @@
+//! The receiver over real mTLS on loopback (certificates generated per test), plus `oneshot` tests
+//! of `receiver::app()` for the HTTP mapping where TLS adds nothing.
+//!
+//! What is pinned here is issue 2's receiver contract and FIELD-NOTES "Receiver security": only a
+//! certificate from the client CA in Gardener's convention may write, the seed label always ends
+//! up as the certificate identity, limits refuse before allocating, and statuses tell the agent
+//! exactly when a retry can help.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use slo_gateway::certs::{CertificateAuthority, ClientSubject};
+use slo_gateway::config::receiver::{IdentityConfig, IdentityMode, LimitsConfig};
+use slo_gateway::receiver::forward::Forwarder;
+use slo_gateway::receiver::identity::{IdentityError, SeedIdentity};
+use slo_gateway::receiver::server::ConnectionIdentity;
+use slo_gateway::receiver::{app, ReceiverMetrics, WriteState};
+use slo_gateway::remote_write::codec::compress;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+const ACCEPTED: &str = "slo_gateway_receiver_samples_accepted_total";
+const LAST_PUSH: &str = "slo_gateway_receiver_last_push_timestamp_seconds";
+const CONN_FAILURES: &str = "slo_gateway_receiver_connection_failures_total";
+
+/// POSTs an RW 1.0 body with the standard headers; returns status, headers and body text.
+async fn post_write(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = client
+        .post(url)
+        .header("content-encoding", "snappy")
+        .header("content-type", "application/x-protobuf")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+fn pairs(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Connects with `config` and does one write; `Err` is the TLS/IO error (for TLS 1.3, a refused
+/// client certificate surfaces as an alert on the first read).
+async fn try_write(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<u16> {
+    let mut stream = tls_connect(addr, config).await?;
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _) =
+        raw_request(&mut stream, "POST", "/api/v1/write", &RW1_HEADERS, &body).await?;
+    Ok(status)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity over mTLS
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn seed_label_is_overwritten_with_the_certificate_identity() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let client = https_client(&pki.seed_client("aws-1"));
+
+    let before = now_ms() as f64 / 1000.0;
+    let body = write_body(vec![
+        series(&[("__name__", "up"), ("job", "x"), ("seed", "other")], 2),
+        series(
+            &[
+                ("__name__", "shoot:availability"),
+                ("job", "y"),
+                ("zone", "a"),
+            ],
+            3,
+        ),
+    ]);
+    let (status, _, text) = post_write(&client, &receiver.write_url(), body).await;
+    assert_eq!(status, 204, "body: {text}");
+
+    let requests = upstream.write_requests();
+    assert_eq!(requests.len(), 1);
+    let forwarded = &requests[0].timeseries;
+    assert_eq!(forwarded.len(), 2);
+    assert_eq!(
+        label_pairs(&forwarded[0]),
+        pairs(&[("__name__", "up"), ("job", "x"), ("seed", "aws-1")])
+    );
+    assert_eq!(
+        label_pairs(&forwarded[1]),
+        pairs(&[
+            ("__name__", "shoot:availability"),
+            ("job", "y"),
+            ("seed", "aws-1"),
+            ("zone", "a")
+        ])
+    );
+    assert_eq!(forwarded[0].samples.len(), 2);
+    assert_eq!(forwarded[1].samples.len(), 3);
+    let headers = &upstream.received()[0].headers;
+    assert_eq!(headers["content-encoding"], "snappy");
+    assert_eq!(headers["x-prometheus-remote-write-version"], "0.1.0");
+
+    let metrics = receiver.metrics_text();
+    assert_eq!(
+        metric_value(&metrics, ACCEPTED, r#"{seed="aws-1"}"#),
+        Some(5.0),
+        "{metrics}"
+    );
+    let last_push = metric_value(&metrics, LAST_PUSH, r#"{seed="aws-1"}"#).expect("last push");
+    assert!(
+        last_push >= before - 1.0 && last_push <= now_ms() as f64 / 1000.0 + 1.0,
+        "{last_push}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "slo_gateway_receiver_requests_total",
+            r#"{seed="aws-1",code="204"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn reject_mode_refuses_a_foreign_seed_label() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let mut config = receiver_config(&pki, &upstream.url());
+    config.identity.mode = IdentityMode::Reject;
+    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let client = https_client(&pki.seed_client("aws-1"));
+
+    let body = write_body(vec![
+        series(&[("__name__", "up"), ("seed", "aws-1")], 1),
+        series(&[("__name__", "up"), ("job", "x"), ("seed", "other")], 1),
+    ]);
+    let (status, _, text) = post_write(&client, &receiver.write_url(), body).await;
+    assert_eq!(status, 403, "body: {text}");
+    assert!(
+        text.contains("\"other\"") && text.contains("aws-1"),
+        "{text}"
+    );
+    assert!(upstream.received().is_empty(), "nothing may reach upstream");
+
+    // Its own label, or none, is fine in reject mode.
+    let body = write_body(vec![
+        series(&[("__name__", "up"), ("seed", "aws-1")], 1),
+        series(&[("__name__", "down")], 1),
+    ]);
+    let (status, _, text) = post_write(&client, &receiver.write_url(), body).await;
+    assert_eq!(status, 204, "body: {text}");
+    assert_eq!(upstream.write_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn client_without_certificate_cannot_complete_the_handshake() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+
+    let error = try_write(
+        receiver.addr,
+        client_config_without_cert(&pki.server_ca_file),
+    )
+    .await
+    .expect_err("a client without a certificate must be refused");
+    assert!(
+        error.to_string().contains("CertificateRequired"),
+        "unexpected error: {error}"
+    );
+    assert!(upstream.received().is_empty());
+    assert!(
+        eventually(Duration::from_secs(5), || metric_value(
+            &receiver.metrics_text(),
+            CONN_FAILURES,
+            r#"{reason="handshake"}"#
+        ) == Some(1.0))
+        .await,
+        "{}",
+        receiver.metrics_text()
+    );
+}
+
+#[tokio::test]
+async fn client_certificate_from_another_ca_fails_the_handshake() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let foreign = CertificateAuthority::new("someone else's CA").unwrap();
+    let files = pki.client_signed_by(&foreign, "foreign", &ClientSubject::gardener_seed("aws-1"));
+
+    let error = try_write(receiver.addr, client_config(&files))
+        .await
+        .expect_err("a certificate from another CA must be refused");
+    assert!(
+        error.to_string().contains("UnknownCA"),
+        "unexpected error: {error}"
+    );
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn certificate_outside_gardener_convention_gets_403_with_the_reason() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let admin = pki.client(
+        "admin",
+        &ClientSubject {
+            common_name: "gardener.cloud:system:seed:aws-1".into(),
+            organizations: vec!["system:masters".into()],
+            ..ClientSubject::default()
+        },
+    );
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _, text) = post_write(&https_client(&admin), &receiver.write_url(), body).await;
+    assert_eq!(status, 403);
+    assert!(
+        text.contains("lacks O=gardener.cloud:system:seeds"),
+        "{text}"
+    );
+    assert!(upstream.received().is_empty());
+    assert!(
+        eventually(Duration::from_secs(5), || metric_value(
+            &receiver.metrics_text(),
+            CONN_FAILURES,
+            r#"{reason="identity"}"#
+        ) == Some(1.0))
+        .await
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits over mTLS (the rest are oneshot tests below)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn body_above_the_limit_gets_413_over_tls() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let mut config = receiver_config(&pki, &upstream.url());
+    config.limits.max_body_bytes = 1024;
+    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let client = https_client(&pki.seed_client("aws-1"));
+
+    let big = vec![0u8; 16 * 1024];
+    let (status, _, text) = post_write(&client, &receiver.write_url(), big).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(upstream.received().is_empty());
+
+    // A small body on a fresh request still works.
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _, text) = post_write(&client, &receiver.write_url(), body).await;
+    assert_eq!(status, 204, "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream mapping over mTLS
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn upstream_results_map_to_statuses_the_agent_acts_on() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let client = https_client(&pki.seed_client("aws-1"));
+    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+
+    upstream.reply_with(400, "out of order sample");
+    let (status, headers, text) = post_write(&client, &receiver.write_url(), body()).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("out of order sample"), "{text}");
+    assert!(headers.get("retry-after").is_none());
+
+    upstream.reply_with(500, "tsdb append failed");
+    let (status, headers, text) = post_write(&client, &receiver.write_url(), body()).await;
+    assert_eq!(status, 503, "{text}");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+
+    upstream.reply_with(429, "slow down");
+    let (status, _, _) = post_write(&client, &receiver.write_url(), body()).await;
+    assert_eq!(status, 503, "upstream overload is retryable");
+
+    upstream.reply_with(204, "");
+    let (status, _, _) = post_write(&client, &receiver.write_url(), body()).await;
+    assert_eq!(status, 204);
+    assert_eq!(upstream.received().len(), 4);
+
+    let metrics = receiver.metrics_text();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "slo_gateway_receiver_samples_rejected_total",
+            r#"{seed="aws-1",reason="upstream_refused"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, ACCEPTED, r#"{seed="aws-1"}"#),
+        Some(1.0)
+    );
+
+    // The upstream goes away (idle pooled connections closed too): 503, retryable.
+    upstream.close().await;
+    let (status, headers, text) = post_write(&client, &receiver.write_url(), body()).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn unreachable_upstream_gets_503() {
+    let pki = TestPki::new();
+    let receiver = start_receiver(
+        &receiver_config(&pki, &closed_port_url().await),
+        pki.dir.path(),
+    )
+    .await;
+    let client = https_client(&pki.seed_client("aws-1"));
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, headers, text) = post_write(&client, &receiver.write_url(), body).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("unreachable"), "{text}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limit
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rate_limit_is_per_seed_and_answers_429_with_retry_after() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let mut config = receiver_config(&pki, &upstream.url());
+    config.limits.samples_per_second_per_seed = 10;
+    config.limits.burst_samples_per_seed = Some(10);
+    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let aws = https_client(&pki.seed_client("aws-1"));
+    let gcp = https_client(&pki.seed_client("gcp-1"));
+    let ten = || write_body(vec![series(&[("__name__", "up")], 10)]);
+
+    let (status, _, text) = post_write(&aws, &receiver.write_url(), ten()).await;
+    assert_eq!(status, 204, "{text}");
+    let (status, headers, text) = post_write(&aws, &receiver.write_url(), ten()).await;
+    assert_eq!(status, 429, "{text}");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "the limited request is not forwarded"
+    );
+
+    let (status, _, text) = post_write(&gcp, &receiver.write_url(), ten()).await;
+    assert_eq!(status, 204, "another seed is unaffected: {text}");
+    assert_eq!(
+        metric_value(
+            &receiver.metrics_text(),
+            "slo_gateway_receiver_samples_rejected_total",
+            r#"{seed="aws-1",reason="rate_limited"}"#
+        ),
+        Some(10.0)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificate hot reload
+// ---------------------------------------------------------------------------------------------
+
+/// The leaf certificate the server presents on a new connection.
+async fn presented_server_cert(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Option<Vec<u8>> {
+    let stream = tls_connect(addr, config).await.ok()?;
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?.to_vec();
+    Some(leaf)
+}
+
+#[tokio::test]
+async fn server_certificate_rotation_applies_to_new_connections_only() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let seed = client_config(&pki.seed_client("aws-1"));
+    let old_cert = cert_der(&pki.server_cert);
+    let addr = receiver.addr;
+    assert_eq!(
+        presented_server_cert(receiver.addr, seed.clone()).await,
+        Some(old_cert.clone())
+    );
+
+    // A connection made before the rotation.
+    let mut existing = tls_connect(receiver.addr, seed.clone()).await.unwrap();
+    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _) = raw_request(
+        &mut existing,
+        "POST",
+        "/api/v1/write",
+        &RW1_HEADERS,
+        &body(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 204);
+
+    let rotated = pki.ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    pki.write("server-key.pem", &rotated.key_pem);
+    pki.write("server.pem", &rotated.cert_pem);
+    let new_cert = cert_der(&pki.server_cert);
+    assert_ne!(new_cert, old_cert);
+
+    assert!(
+        eventually_async(Duration::from_secs(10), || {
+            let seed = seed.clone();
+            let new_cert = new_cert.clone();
+            async move { presented_server_cert(addr, seed).await == Some(new_cert) }
+        })
+        .await,
+        "the new server certificate was not presented within 10 s"
+    );
+    // Writes over a new connection succeed with the new certificate...
+    let (status, _, text) = post_write(
+        &https_client(&pki.seed_client("aws-1")),
+        &receiver.write_url(),
+        body(),
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    // ...and the connection from before keeps working.
+    let (status, _) = raw_request(
+        &mut existing,
+        "POST",
+        "/api/v1/write",
+        &RW1_HEADERS,
+        &body(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 204);
+    assert_eq!(
+        existing.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
+        old_cert
+    );
+    assert!(
+        metric_value(
+            &receiver.metrics_text(),
+            "slo_gateway_receiver_tls_reloads_total",
+            r#"{reason="success"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{}",
+        receiver.metrics_text()
+    );
+}
+
+#[tokio::test]
+async fn client_ca_rotation_refuses_the_old_ca_on_new_connections() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let old_seed = client_config(&pki.seed_client("aws-1"));
+    let addr = receiver.addr;
+    assert_eq!(
+        try_write(receiver.addr, old_seed.clone()).await.unwrap(),
+        204
+    );
+    let mut existing = tls_connect(receiver.addr, old_seed.clone()).await.unwrap();
+
+    let new_ca = CertificateAuthority::new("rotated client CA").unwrap();
+    let new_seed = client_config(&pki.client_signed_by(
+        &new_ca,
+        "seed-aws-1-new",
+        &ClientSubject::gardener_seed("aws-1"),
+    ));
+    pki.write("client-ca.pem", &new_ca.cert_pem());
+
+    assert!(
+        eventually_async(Duration::from_secs(10), || {
+            let old_seed = old_seed.clone();
+            async move { try_write(addr, old_seed).await.is_err() }
+        })
+        .await,
+        "a certificate from the old client CA was still accepted after 10 s"
+    );
+    let error = try_write(receiver.addr, old_seed).await.unwrap_err();
+    assert!(error.to_string().contains("UnknownCA"), "{error}");
+    assert_eq!(try_write(receiver.addr, new_seed).await.unwrap(), 204);
+
+    // Established connections were verified at their handshake and stay usable.
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _) = raw_request(&mut existing, "POST", "/api/v1/write", &RW1_HEADERS, &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection handling
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn stalled_handshake_neither_blocks_accepts_nor_lives_past_the_timeout() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let mut config = receiver_config(&pki, &upstream.url());
+    config.tls.handshake_timeout = Duration::from_millis(300);
+    let receiver = start_receiver(&config, pki.dir.path()).await;
+
+    let started = Instant::now();
+    let mut stalled = TcpStream::connect(receiver.addr).await.unwrap();
+    // While it sends nothing, another client is served.
+    assert_eq!(
+        try_write(receiver.addr, client_config(&pki.seed_client("aws-1")))
+            .await
+            .unwrap(),
+        204
+    );
+    // The server closes the stalled connection: EOF or reset, well within a bounded wait.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("the stalled connection was not closed within 5 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected EOF or an error, got {read:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(
+        eventually(Duration::from_secs(5), || metric_value(
+            &receiver.metrics_text(),
+            CONN_FAILURES,
+            r#"{reason="handshake_timeout"}"#
+        ) == Some(1.0))
+        .await
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_completes_and_refuses_new_connections() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let addr = receiver.addr;
+    let seed = client_config(&pki.seed_client("aws-1"));
+    // An idle keep-alive connection must not hold shutdown for the whole grace period (10 s).
+    let mut idle = tls_connect(addr, seed.clone()).await.unwrap();
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _) = raw_request(&mut idle, "POST", "/api/v1/write", &RW1_HEADERS, &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+
+    receiver
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("run did not return within 5 s of shutdown");
+    let refused = TcpStream::connect(addr).await;
+    assert!(
+        refused.is_err(),
+        "the listener still accepts after shutdown"
+    );
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the idle connection was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// oneshot tests of app(): the HTTP mapping without TLS
+// ---------------------------------------------------------------------------------------------
+
+fn state(upstream_url: &str, limits: LimitsConfig) -> Arc<WriteState> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    Arc::new(WriteState::new(
+        limits,
+        IdentityConfig::default(),
+        Forwarder::new(upstream_url, Duration::from_secs(5), None).unwrap(),
+        ReceiverMetrics::register(&mut registry),
+    ))
+}
+
+fn seed(name: &str) -> ConnectionIdentity {
+    ConnectionIdentity(Ok(SeedIdentity(name.into())))
+}
+
+/// Sends `body` with `headers` (name, value) and the identity extension through `app(state)`.
+async fn oneshot(
+    state: Arc<WriteState>,
+    identity: Option<ConnectionIdentity>,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder().method("POST").uri("/api/v1/write");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(identity) = identity {
+        request = request.extension(identity);
+    }
+    let response = app(state)
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn rw1(state: Arc<WriteState>, body: Vec<u8>) -> (StatusCode, String) {
+    oneshot(state, Some(seed("aws-1")), &RW1_HEADERS, body).await
+}
+
+#[tokio::test]
+async fn oneshot_body_above_max_body_bytes_is_413() {
+    let upstream = RecordingUpstream::start().await;
+    let limits = LimitsConfig {
+        max_body_bytes: 100,
+        ..LimitsConfig::default()
+    };
+    let (status, text) = rw1(state(&upstream.url(), limits), vec![0; 101]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("100 bytes"), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn oneshot_snappy_bomb_is_413_from_its_declared_length() {
+    let upstream = RecordingUpstream::start().await;
+    let limits = LimitsConfig {
+        max_decoded_bytes: 1 << 20,
+        ..LimitsConfig::default()
+    };
+    // 6 bytes declaring 4 GiB - 1 of output: refused from the header, nothing allocated.
+    let bomb = vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+    let (status, text) = rw1(state(&upstream.url(), limits), bomb).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("4294967295"), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn oneshot_garbage_snappy_and_garbage_protobuf_are_400() {
+    let upstream = RecordingUpstream::start().await;
+    let state = state(&upstream.url(), LimitsConfig::default());
+    // Declares 16 bytes, then is not a valid block.
+    let (status, text) = rw1(state.clone(), b"\x10\xff\xff\xff not snappy".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("snappy"), "{text}");
+    // Framed snappy (what some clients send by mistake) is not the block format.
+    let mut framed = snap::write::FrameEncoder::new(Vec::new());
+    std::io::Write::write_all(&mut framed, b"hello").unwrap();
+    let (status, text) = rw1(state.clone(), framed.into_inner().unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+
+    let (status, text) = rw1(state, compress(b"\xff\xff\xff\xff")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("protobuf"), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn oneshot_wrong_encoding_or_rw2_content_type_is_415() {
+    let upstream = RecordingUpstream::start().await;
+    let state = state(&upstream.url(), LimitsConfig::default());
+    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+
+    let (status, text) = oneshot(
+        state.clone(),
+        Some(seed("aws-1")),
+        &[("content-type", "application/x-protobuf")],
+        body(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(text.contains("snappy"), "{text}");
+
+    let (status, text) = oneshot(
+        state.clone(),
+        Some(seed("aws-1")),
+        &[
+            ("content-encoding", "snappy"),
+            (
+                "content-type",
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            ),
+            ("x-prometheus-remote-write-version", "2.0.0"),
+        ],
+        body(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+
+    let (status, text) = oneshot(
+        state.clone(),
+        Some(seed("aws-1")),
+        &[
+            ("content-encoding", "snappy"),
+            ("content-type", "text/plain"),
+        ],
+        body(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(upstream.received().is_empty());
+
+    // RW 1.0 named explicitly, with different case and spacing, is accepted.
+    let (status, text) = oneshot(
+        state,
+        Some(seed("aws-1")),
+        &[
+            ("content-encoding", "SNAPPY"),
+            (
+                "content-type",
+                "application/x-protobuf; proto=prometheus.WriteRequest",
+            ),
+        ],
+        body(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(upstream.received().len(), 1);
+}
+
+#[tokio::test]
+async fn oneshot_too_many_series_is_413() {
+    let upstream = RecordingUpstream::start().await;
+    let limits = LimitsConfig {
+        max_series_per_request: 2,
+        ..LimitsConfig::default()
+    };
+    let body = write_body(vec![
+        series(&[("__name__", "a")], 1),
+        series(&[("__name__", "b")], 1),
+        series(&[("__name__", "c")], 1),
+    ]);
+    let (status, text) = rw1(state(&upstream.url(), limits), body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("3 series"), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn oneshot_invalid_series_is_named_and_valid_ones_are_forwarded() {
+    let upstream = RecordingUpstream::start().await;
+    let state = state(&upstream.url(), LimitsConfig::default());
+
+    let body = write_body(vec![
+        series(&[("job", "x"), ("__name__", "unsorted")], 1),
+        series(&[("__name__", "good"), ("job", "x")], 1),
+    ]);
+    let (status, text) = rw1(state.clone(), body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("not sorted"), "{text}");
+
+    let body = write_body(vec![
+        series(&[("job", "nameless")], 1),
+        series(&[("__name__", "good2")], 1),
+    ]);
+    let (status, text) = rw1(state.clone(), body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("no __name__"), "{text}");
+
+    let forwarded: Vec<Vec<(String, String)>> = upstream
+        .write_requests()
+        .iter()
+        .flat_map(|r| r.timeseries.iter().map(label_pairs))
+        .collect();
+    assert_eq!(
+        forwarded,
+        vec![
+            pairs(&[("__name__", "good"), ("job", "x"), ("seed", "aws-1")]),
+            pairs(&[("__name__", "good2"), ("seed", "aws-1")]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn oneshot_empty_labels_are_dropped_before_validation() {
+    let upstream = RecordingUpstream::start().await;
+    let body = write_body(vec![series(
+        &[("__name__", "up"), ("instance", ""), ("job", "x")],
+        1,
+    )]);
+    let (status, text) = rw1(state(&upstream.url(), LimitsConfig::default()), body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(
+        label_pairs(&upstream.write_requests()[0].timeseries[0]),
+        pairs(&[("__name__", "up"), ("job", "x"), ("seed", "aws-1")])
+    );
+}
+
+#[tokio::test]
+async fn oneshot_missing_or_failed_identity_is_403() {
+    let upstream = RecordingUpstream::start().await;
+    let state = state(&upstream.url(), LimitsConfig::default());
+    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+
+    let (status, text) = oneshot(state.clone(), None, &RW1_HEADERS, body()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("no client certificate"), "{text}");
+
+    let (status, text) = oneshot(
+        state,
+        Some(ConnectionIdentity(Err(IdentityError::BadCommonName(
+            "admin".into(),
+        )))),
+        &RW1_HEADERS,
+        body(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("\"admin\""), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn oneshot_empty_request_is_204_without_forwarding() {
+    let upstream = RecordingUpstream::start().await;
+    let (status, text) = rw1(
+        state(&upstream.url(), LimitsConfig::default()),
+        write_body(Vec::new()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[test]
+fn rate_limit_retry_after_is_rounded_up() {
+    use axum::response::IntoResponse;
+    use slo_gateway::receiver::ApiError;
+    let retry_after = |d: Duration| {
+        ApiError::RateLimited {
+            seed: "aws-1".into(),
+            retry_after: d,
+        }
+        .into_response()
+        .headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(retry_after(Duration::from_millis(1500)), "2");
+    assert_eq!(retry_after(Duration::from_secs(3)), "3");
+    assert_eq!(retry_after(Duration::from_millis(10)), "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// More TLS: versions, resumption, SAN identity, broken rotation
+// ---------------------------------------------------------------------------------------------
+
+/// `files`' client config restricted to TLS 1.2, or with no certificate when `files` is `None`.
+fn tls12_config(
+    pki: &TestPki,
+    files: Option<&slo_gateway::tls::ClientFiles>,
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(slo_gateway::tls::load_roots(&pki.server_ca_file).unwrap());
+    Arc::new(match files {
+        Some(files) => builder
+            .with_client_auth_cert(
+                slo_gateway::tls::load_certs(&files.cert).unwrap(),
+                slo_gateway::tls::load_key(&files.key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+#[tokio::test]
+async fn tls12_clients_are_served_and_still_need_a_certificate() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+
+    let with_cert = tls12_config(&pki, Some(&pki.seed_client("aws-1")));
+    let stream = tls_connect(receiver.addr, with_cert.clone()).await.unwrap();
+    assert_eq!(
+        stream.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(try_write(receiver.addr, with_cert).await.unwrap(), 204);
+
+    // TLS 1.2 refuses a missing certificate inside the handshake itself.
+    let error = tls_connect(receiver.addr, tls12_config(&pki, None))
+        .await
+        .expect_err("TLS 1.2 without a client certificate must fail the handshake");
+    assert!(!error.to_string().is_empty());
+    assert_eq!(upstream.received().len(), 1);
+}
+
+#[tokio::test]
+async fn sessions_are_never_resumed() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    // Resumption would skip client-certificate verification (FIELD-NOTES): every handshake of a
+    // client that keeps its session cache must still be a full one, for TLS 1.3 and 1.2.
+    for config in [
+        client_config(&pki.seed_client("aws-1")),
+        tls12_config(&pki, Some(&pki.seed_client("aws-1"))),
+    ] {
+        for attempt in 0..3 {
+            let mut stream = tls_connect(receiver.addr, config.clone()).await.unwrap();
+            let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+            // A full exchange, so a TLS 1.3 ticket (if any were sent) reaches the client.
+            let (status, _) =
+                raw_request(&mut stream, "POST", "/api/v1/write", &RW1_HEADERS, &body)
+                    .await
+                    .unwrap();
+            assert_eq!(status, 204);
+            assert_eq!(
+                stream.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Full),
+                "attempt {attempt}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn san_dns_identity_over_tls() {
+    use slo_gateway::config::receiver::IdentitySource;
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let mut config = receiver_config(&pki, &upstream.url());
+    config.identity.source = IdentitySource::SanDns;
+    config.identity.san_suffix = Some(".seeds.example.com".into());
+    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let files = pki.client(
+        "san-seed",
+        &ClientSubject {
+            common_name: "not a gardener name".into(),
+            dns_names: vec!["gcp-2.seeds.example.com".into()],
+            ..ClientSubject::default()
+        },
+    );
+    let body = write_body(vec![series(&[("__name__", "up"), ("seed", "aws-1")], 1)]);
+    let (status, _, text) = post_write(&https_client(&files), &receiver.write_url(), body).await;
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(
+        label_pairs(&upstream.write_requests()[0].timeseries[0]),
+        pairs(&[("__name__", "up"), ("seed", "gcp-2")])
+    );
+}
+
+#[tokio::test]
+async fn half_written_rotation_keeps_the_last_good_certificate() {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let addr = receiver.addr;
+    let seed = client_config(&pki.seed_client("aws-1"));
+    let old_cert = cert_der(&pki.server_cert);
+
+    // The new certificate lands before its key: the pair does not match, the reload fails.
+    let rotated = pki.ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    pki.write("server.pem", &rotated.cert_pem);
+    let new_cert = cert_der(&pki.server_cert);
+    let failures = || {
+        metric_value(
+            &receiver.metrics_text(),
+            "slo_gateway_receiver_tls_reloads_total",
+            r#"{reason="failure"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || failures() >= 1.0).await,
+        "{}",
+        receiver.metrics_text()
+    );
+    assert_eq!(
+        presented_server_cert(addr, seed.clone()).await,
+        Some(old_cert),
+        "a broken replacement must keep the last good certificate"
+    );
+    assert_eq!(try_write(addr, seed.clone()).await.unwrap(), 204);
+
+    // Garbage in the client CA bundle is also survived.
+    let good_ca = std::fs::read_to_string(&pki.client_ca_file).unwrap();
+    pki.write("client-ca.pem", "not a PEM file\n");
+    let before = failures();
+    assert!(eventually(Duration::from_secs(10), || failures() > before).await);
+    assert_eq!(try_write(addr, seed.clone()).await.unwrap(), 204);
+    pki.write("client-ca.pem", &good_ca);
+
+    // The key arrives: the next tick picks up the complete pair.
+    pki.write("server-key.pem", &rotated.key_pem);
+    assert!(
+        eventually_async(Duration::from_secs(10), || {
+            let seed = seed.clone();
+            let new_cert = new_cert.clone();
+            async move { presented_server_cert(addr, seed).await == Some(new_cert) }
+        })
+        .await
+    );
+    assert_eq!(try_write(addr, seed).await.unwrap(), 204);
+}
