@@ -189,7 +189,7 @@ impl Agent {
         let mut tasks = tokio::task::JoinSet::new();
         let mut lanes = Vec::with_capacity(rw.shards);
         for index in 0..rw.shards.max(1) {
-            let (tx, rx) = mpsc::channel(2);
+            let (tx, rx) = mpsc::channel(sender::LANE_BUFFER);
             lanes.push(tx);
             tasks.spawn(sender::lane(
                 index,
@@ -244,6 +244,9 @@ fn sender_shared(
             let host = url
                 .host_str()
                 .context("remote_write.url has no host")?
+                // An IPv6 literal comes bracketed; the resolver wants it bare.
+                .trim_start_matches('[')
+                .trim_end_matches(']')
                 .to_string();
             let port = url.port_or_known_default().unwrap_or(443);
             url.set_host(Some(name))

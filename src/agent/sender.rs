@@ -45,7 +45,7 @@ use crate::config::agent::RetryConfig;
 use crate::remote_write::headers;
 
 /// Records buffered per lane between dispatcher and lane.
-const LANE_BUFFER: usize = 2;
+pub(crate) const LANE_BUFFER: usize = 2;
 /// How often old records are expired and the queue gauges refreshed; also the idle poll.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Bytes of an error response kept for the log.

@@ -613,3 +613,48 @@ async fn shutdown_is_bounded_and_keeps_the_request_in_flight_queued() {
     assert_eq!(old(&sink), backlog);
     assert_per_series_order(&sink.samples());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_name_is_verified_instead_of_the_url_host() {
+    // A PKI whose receiver certificate names only receiver.example, not 127.0.0.1.
+    let s = setup();
+    let ca = crate::certs::CertificateAuthority::new("server_name test CA").unwrap();
+    let server = ca.issue_server(&["receiver.example"]).unwrap();
+    let client = ca.issue_seed("a").unwrap();
+    let dir = s.dir.path().join("named");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        dir.join(name)
+    };
+    let pki = DevPki {
+        ca: write("ca.pem", &ca.cert_pem()),
+        server_cert: write("server.pem", &server.cert_pem),
+        server_key: write("server-key.pem", &server.key_pem),
+        seeds: vec![(
+            "a".into(),
+            write("seed-a.pem", &client.cert_pem),
+            write("seed-a-key.pem", &client.key_pem),
+        )],
+    };
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&pki, sink.clone()).await;
+    let mut config = agent_config(&s, fed_addr, sink_addr, "");
+    config.remote_write.tls.ca_file = dir.join("ca.pem");
+    config.remote_write.tls.cert_file = dir.join("seed-a.pem");
+    config.remote_write.tls.key_file = dir.join("seed-a-key.pem");
+
+    // Without server_name the certificate does not match 127.0.0.1: nothing gets through.
+    let agent = start(config.clone(), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("failed handshakes", || m.requests("network") >= 3).await;
+    agent.stop().await;
+    assert_eq!(sink.requests.load(Ordering::SeqCst), 0);
+
+    config.remote_write.tls.server_name = Some("receiver.example".into());
+    let agent = start(config, s.dir.path());
+    wait_for("samples via server_name", || sink.count() >= 3).await;
+    agent.stop().await;
+    assert_per_series_order(&sink.samples());
+}
