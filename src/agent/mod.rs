@@ -199,10 +199,12 @@ impl Agent {
                 cancel.clone(),
             ));
         }
-        let catch_up = rw
-            .max_catchup_requests_per_second
-            .filter(|r| *r > 0.0)
-            .map(|rate| (rate, self.config.scrape.interval * 2));
+        let catch_up = rw.max_catchup_requests_per_second.map(|rate| {
+            // Validated positive; a day per request bounds absurdly small rates.
+            let day = Duration::from_secs(86_400);
+            let step = Duration::try_from_secs_f64(1.0 / rate).map_or(day, |s| s.min(day));
+            (step, self.config.scrape.interval * 2)
+        });
         let housekeeping = tokio::spawn(sender::housekeeping_loop(
             self.queue.clone(),
             self.metrics.clone(),

@@ -204,12 +204,14 @@ pub(crate) async fn build_client(
     Ok(builder.build()?)
 }
 
-/// Takes records oldest first and hands each to its lane, until `cancel`.
+/// Takes records oldest first and hands each to its lane, until `cancel`. With
+/// `catch_up = Some((step, backlog_age))`, records older than `backlog_age` leave at most one per
+/// `step`.
 pub(crate) async fn dispatch(
     queue: QueueHandle,
     lanes: Vec<mpsc::Sender<Record>>,
     metrics: AgentMetrics,
-    catch_up: Option<(f64, Duration)>,
+    catch_up: Option<(Duration, Duration)>,
     cancel: CancellationToken,
 ) {
     let mut next_catch_up = tokio::time::Instant::now();
@@ -241,38 +243,43 @@ pub(crate) async fn dispatch(
                     continue;
                 }
             };
-            if let Some((rate, backlog_age)) = catch_up {
+            if let Some((step, backlog_age)) = catch_up {
                 let age_ms = crate::telemetry::now_unix_ms().saturating_sub(record.created_unix_ms);
                 if u128::try_from(age_ms).unwrap_or(0) > backlog_age.as_millis() {
-                    let now = tokio::time::Instant::now();
-                    next_catch_up = next_catch_up.max(now);
+                    next_catch_up = next_catch_up.max(tokio::time::Instant::now());
                     let wait = tokio::time::sleep_until(next_catch_up);
-                    next_catch_up += Duration::from_secs_f64(1.0 / rate);
+                    next_catch_up += step;
                     tokio::select! {
                         () = wait => {}
                         () = cancel.cancelled() => {
-                            let ids = std::iter::once(record.id).chain(pending.map(|r| r.id));
-                            queue.requeue(ids.collect()).await;
+                            give_back(&queue, record, pending).await;
                             return;
                         }
                     }
                 }
             }
             let lane = &lanes[usize::from(header.lane) % lanes.len()];
-            tokio::select! {
-                sent = lane.send(record) => {
-                    if sent.is_err() {
-                        // The lane ended (shutdown): the record stays unacknowledged.
-                        return;
-                    }
-                }
-                () = cancel.cancelled() => {
-                    queue.requeue(pending.map(|r| r.id).collect()).await;
+            // Reserve first: a cancelled `send` would drop the record it owns without requeueing.
+            let permit = tokio::select! {
+                permit = lane.reserve() => permit.ok(),
+                () = cancel.cancelled() => None,
+            };
+            match permit {
+                Some(permit) => permit.send(record),
+                None => {
+                    // Shutdown (or the lane ended with it).
+                    give_back(&queue, record, pending).await;
                     return;
                 }
             }
         }
     }
+}
+
+/// Requeues `record` and the rest of a take that will not be dispatched.
+async fn give_back(queue: &QueueHandle, record: Record, rest: std::vec::IntoIter<Record>) {
+    let ids = std::iter::once(record.id).chain(rest.map(|r| r.id));
+    queue.requeue(ids.collect()).await;
 }
 
 /// Every [`HOUSEKEEPING`] until `cancel`: expires records older than `buffer.max_age` and
@@ -522,4 +529,103 @@ async fn first_line(mut response: reqwest::Response) -> String {
     buf.truncate(ERROR_BODY_BYTES);
     let text = String::from_utf8_lossy(&buf);
     text.lines().next().unwrap_or("").trim().to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::agent::batch::{encode_payload, Header};
+    use crate::agent::queue::QueueOptions;
+
+    /// A queue in a tempdir with `old` records from an hour ago, then `fresh` ones from now.
+    fn queue_with(dir: &Path, old: u8, fresh: u8) -> QueueHandle {
+        let (mut q, _) = DiskQueue::open(dir, QueueOptions::default()).unwrap();
+        let now = crate::telemetry::now_unix_ms();
+        for i in 0..old + fresh {
+            let created = if i < old { now - 3_600_000 } else { now };
+            let header = Header {
+                lane: i % 2,
+                samples: 1,
+            };
+            q.append(created, &encode_payload(header, &[i])).unwrap();
+        }
+        QueueHandle::new(q)
+    }
+
+    use std::path::Path;
+
+    #[tokio::test(start_paused = true)]
+    async fn backlog_is_paced_fresh_data_is_not_and_order_holds_per_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = queue_with(dir.path(), 6, 4);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = AgentMetrics::register(&mut registry);
+        let (tx0, mut rx0) = mpsc::channel(16);
+        let (tx1, mut rx1) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let step = Duration::from_secs(1);
+        let started = tokio::time::Instant::now();
+        let task = tokio::spawn(dispatch(
+            queue.clone(),
+            vec![tx0, tx1],
+            metrics,
+            Some((step, Duration::from_secs(60))),
+            cancel.clone(),
+        ));
+        // (body byte, virtual time of arrival) per lane.
+        let mut got: Vec<(u8, Duration)> = Vec::new();
+        while got.len() < 10 {
+            let record = tokio::select! {
+                Some(r) = rx0.recv() => r,
+                Some(r) = rx1.recv() => r,
+            };
+            let lane = decode_header(&record.payload).unwrap().lane;
+            let body = record.payload[HEADER_LEN];
+            assert_eq!(lane, body % 2, "record on its own lane");
+            got.push((body, started.elapsed()));
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        got.sort_by_key(|g| g.0);
+        // Six backlog records at most one per second: the sixth no earlier than 5 s in.
+        assert!(got[5].1 >= step * 5, "{got:?}");
+        // Fresh records right behind the backlog, not paced among themselves.
+        assert!(got[9].1 < got[5].1 + step, "{got:?}");
+        // Dispatch order is queue order.
+        let mut by_time = got.clone();
+        by_time.sort_by_key(|g| (g.1, g.0));
+        assert_eq!(
+            by_time.iter().map(|g| g.0).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn records_held_at_shutdown_are_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = queue_with(dir.path(), 0, 6);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = AgentMetrics::register(&mut registry);
+        // A lane that never receives: the dispatcher blocks on it with records in hand.
+        let (tx, rx) = mpsc::channel(1);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(dispatch(
+            queue.clone(),
+            vec![tx],
+            metrics,
+            None,
+            cancel.clone(),
+        ));
+        // Let it take and fill the lane buffer.
+        while rx.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        drop(rx);
+        // All but the one in the (dropped) lane buffer are back; the lane requeues its own.
+        let again = queue.with(|q| q.take(10)).await.unwrap();
+        assert_eq!(again.len(), 5, "{again:?}");
+    }
 }
