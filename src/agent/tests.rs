@@ -658,3 +658,65 @@ async fn server_name_is_verified_instead_of_the_url_host() {
     agent.stop().await;
     assert_per_series_order(&sink.samples());
 }
+
+/// Runs only as a child of `environment_proxy_settings_are_honoured`, which sets `HTTPS_PROXY`
+/// (and maybe `NO_PROXY`) for it alone: the environment is process-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by environment_proxy_settings_are_honoured in a child process"]
+async fn env_proxy_child() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    wait_for("samples", || sink.count() >= 3).await;
+    agent.stop().await;
+    println!("SINK {sink_addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_proxy_settings_are_honoured() {
+    let (proxy, seen) = spawn_connect_proxy().await;
+    let run = |no_proxy: Option<&str>| {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "agent::tests::env_proxy_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("HTTPS_PROXY", format!("http://{proxy}"))
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("no_proxy");
+        match no_proxy {
+            Some(v) => child.env("NO_PROXY", v),
+            None => child.env_remove("NO_PROXY"),
+        };
+        tokio::task::spawn_blocking(move || child.output().unwrap())
+    };
+    let output = run(None).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{stdout}");
+    let sink = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SINK "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string();
+    assert!(
+        seen.lock().unwrap().contains(&sink),
+        "HTTPS_PROXY was not used"
+    );
+
+    // NO_PROXY exempts the receiver: nothing more goes through the proxy.
+    let before = seen.lock().unwrap().len();
+    let output = run(Some("127.0.0.1")).await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY was ignored");
+}
