@@ -241,9 +241,11 @@ impl AgentMetrics {
             .set(crate::telemetry::now_unix_ms() as f64 / 1000.0);
     }
     pub(crate) fn dropped_samples(&self, reason: &'static str, n: u64) {
-        self.samples_dropped
-            .get_or_create(&Reason { reason })
-            .inc_by(n);
+        if n > 0 {
+            self.samples_dropped
+                .get_or_create(&Reason { reason })
+                .inc_by(n);
+        }
     }
     pub(crate) fn dropped_records(&self, reason: &'static str, n: u64) {
         if n > 0 {

@@ -303,6 +303,9 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             agent
                 .metrics
                 .dropped_samples("not_newer", applied.not_newer);
+            agent
+                .metrics
+                .dropped_samples("hash_collision", applied.collisions);
             samples.extend(applied.samples);
         }
         agent.metrics.set_series_active(state.active());

@@ -129,6 +129,8 @@ pub(crate) struct Applied {
     pub not_newer: u64,
     /// Stale markers among `samples`.
     pub stale_markers: u64,
+    /// Samples skipped because another series has the same hash.
+    pub collisions: u64,
 }
 
 /// Every series the agent sends, and which ones each target returned last time.
@@ -183,6 +185,12 @@ impl SeriesState {
             let labels = match self.series.entry(sample.hash) {
                 Entry::Occupied(mut e) => {
                     let e = e.get_mut();
+                    if *e.labels != *sample.labels {
+                        // A 64-bit hash collision (practically never): never send one series'
+                        // value under another's labels.
+                        out.collisions += 1;
+                        continue;
+                    }
                     e.target = target;
                     if ts <= e.last_ts {
                         out.not_newer += 1;
@@ -422,6 +430,17 @@ mod tests {
         state.apply(0, 40_000, vec![sample("b 1 50000")], true);
         let a = state.apply(0, 41_000, vec![], true);
         assert_eq!(a.samples[0].timestamp_ms, 50_001);
+    }
+
+    #[test]
+    fn a_hash_collision_drops_the_newcomer_instead_of_mislabelling_it() {
+        let mut state = SeriesState::new(1, false);
+        let a = sample("a 1");
+        let mut b = sample("b 2");
+        b.hash = a.hash;
+        let out = state.apply(0, 1000, vec![a, b], true);
+        assert_eq!((out.samples.len(), out.collisions), (1, 1));
+        assert_eq!(out.samples[0].labels[0].value, "a");
     }
 
     #[test]
