@@ -355,6 +355,14 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 /// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz` and
 /// `/readyz` on `listen`.
 pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
+    serve_from_config(path, telemetry::shutdown_signal()).await
+}
+
+/// [`run_from_config`] until `shutdown` completes.
+async fn serve_from_config(
+    path: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let config: AgentConfig = config::load(path)?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let listen = config.listen;
@@ -367,8 +375,10 @@ pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
-        telemetry::shutdown_signal().await;
-        trigger.cancel();
+        tokio::select! {
+            () = shutdown => trigger.cancel(),
+            () = trigger.cancelled() => {}
+        }
     });
     let admin = tokio::spawn(telemetry::serve_admin(
         listener,

@@ -720,3 +720,60 @@ async fn environment_proxy_settings_are_honoured() {
     );
     assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY was ignored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_from_a_config_file_serves_the_admin_endpoints() {
+    crate::tls::install_default_crypto_provider();
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let admin = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let text = format!(
+        "listen: {admin}\nscrape:\n  interval: 50ms\n  timeout: 50ms\n  targets: [{{url: 'http://{fed_addr}/federate', match: [up]}}]\nremote_write:\n  url: https://{sink_addr}/api/v1/write\n  tls: {{ca_file: ca.pem, cert_file: seed-a.pem, key_file: seed-a-key.pem}}\nbuffer: {{path: buffer}}\n"
+    );
+    let file = s.dir.path().join("agent.yaml");
+    std::fs::write(&file, text).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        serve_from_config(&file, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(format!("http://{admin}{path}"))
+                .send()
+                .await
+                .ok()?;
+            Some((response.status().as_u16(), response.text().await.ok()?))
+        }
+    };
+    let mut ready = false;
+    for _ in 0..500 {
+        if get("/readyz").await.is_some_and(|(code, _)| code == 200) && sink.count() > 0 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "never ready or nothing delivered");
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    let (_, metrics) = get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("slo_gateway_agent_samples_sent_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("slo_gateway_agent_scrapes_total{result=\"success\"}"));
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    // The buffer is relative to the config file.
+    assert!(s.dir.path().join("buffer").is_dir());
+}
