@@ -1,0 +1,159 @@
+//! Remote Write encode, the receiver's per-request path without network, and the snappy-bomb refusal.
+//!
+//! The request is shaped like what an agent sends from a Gardener seed: 2000 series × 1 sample,
+//! ~8 labels each (recording-rule names with `:`, `cluster=shoot--<project>--<name>`, `seed`,
+//! `instance=""` as `/federate` emits it, …), labels sorted by name.
+//!
+//! Run: `cargo bench --bench remote_write -- --warm-up-time 1 --measurement-time 3`.
+//! Throughput is in samples (= series, one sample each); requests/s = samples/s ÷ 2000.
+
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use slo_gateway::config::receiver::IdentityMode;
+use slo_gateway::receiver::enforce::enforce_identity;
+use slo_gateway::remote_write::codec::{compress, decompress_capped};
+use slo_gateway::remote_write::validate::strip_empty_labels;
+use slo_gateway::remote_write::{
+    decode_write_request, encode_write_request, validate_series, DecodeError, Label, Sample,
+    TimeSeries, ValidationLimits, WriteRequest,
+};
+
+const SERIES: usize = 2000;
+const NOW_MS: i64 = 1_700_000_000_000;
+/// The receiver's default `max_decoded_bytes` (32 MiB).
+const MAX_DECODED: usize = 32 << 20;
+const SEED: &str = "aws-eu1";
+
+/// One series; `extra` are sorted label pairs between `cluster` and `instance`/`job`.
+fn series(name: &str, i: usize, extra: &[(&str, String)]) -> TimeSeries {
+    let mut labels: Vec<(&str, String)> = vec![
+        ("__name__", name.to_owned()),
+        ("cluster", format!("shoot--project-{}--cluster-{i}", i % 97)),
+        ("instance", String::new()),
+        ("job", "shoot-prometheus".to_owned()),
+        ("project", format!("project-{}", i % 97)),
+        ("seed", SEED.to_owned()),
+    ];
+    labels.extend(extra.iter().cloned());
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    TimeSeries {
+        labels: labels
+            .into_iter()
+            .map(|(name, value)| Label {
+                name: name.to_owned(),
+                value,
+            })
+            .collect(),
+        samples: vec![Sample {
+            value: (i % 2) as f64,
+            timestamp: NOW_MS - 15_000 + (i % 1000) as i64,
+        }],
+        exemplars: Vec::new(),
+    }
+}
+
+fn gardener_request() -> WriteRequest {
+    let codes = ["200", "201", "404", "409", "429", "500"];
+    let verbs = ["GET", "LIST", "WATCH", "PATCH", "POST"];
+    let timeseries = (0..SERIES)
+        .map(|i| match i % 4 {
+            0 => series(
+                "shoot:availability",
+                i,
+                &[("kind", ["apiserver", "etcd", "vpn"][i % 3].to_owned())],
+            ),
+            1 => series(
+                "apiserver_request_total",
+                i,
+                &[
+                    ("code", codes[i % codes.len()].to_owned()),
+                    ("verb", verbs[i % verbs.len()].to_owned()),
+                ],
+            ),
+            2 => series(
+                "shoot:apiserver_latency_seconds:quantile",
+                i,
+                &[("quantile", "0.99".to_owned()), ("verb", "GET".to_owned())],
+            ),
+            _ => series(
+                "probe_success",
+                i,
+                &[("kind", "external".to_owned()), ("code", "200".to_owned())],
+            ),
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: Vec::new(),
+    }
+}
+
+/// What the receiver does with one decoded body before forwarding (see `receiver::api`).
+fn receiver_path(body: &[u8], limits: &ValidationLimits) -> Vec<u8> {
+    let mut request = decode_write_request(body, MAX_DECODED).unwrap();
+    let mut valid = Vec::with_capacity(request.timeseries.len());
+    for mut series in std::mem::take(&mut request.timeseries) {
+        strip_empty_labels(&mut series);
+        series.exemplars.clear();
+        enforce_identity(&mut series, "seed", SEED, IdentityMode::Overwrite).unwrap();
+        if validate_series(&series, limits, NOW_MS).is_ok() {
+            valid.push(series);
+        }
+    }
+    assert_eq!(valid.len(), SERIES);
+    encode_write_request(&WriteRequest {
+        timeseries: valid,
+        metadata: Vec::new(),
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let request = gardener_request();
+    let body = encode_write_request(&request);
+    let raw_len = prost::Message::encoded_len(&request);
+    let labels: usize = request.timeseries.iter().map(|s| s.labels.len()).sum();
+    println!(
+        "remote_write: {SERIES} series x 1 sample, {:.1} labels/series, {raw_len} B protobuf, \
+         {} B snappy ({:.1} B/sample compressed, ratio {:.2})",
+        labels as f64 / SERIES as f64,
+        body.len(),
+        body.len() as f64 / SERIES as f64,
+        raw_len as f64 / body.len() as f64,
+    );
+    let limits = ValidationLimits::default();
+
+    let mut group = c.benchmark_group("remote_write");
+    group.throughput(Throughput::Elements(SERIES as u64));
+    group.bench_function("encode_2000_series", |b| {
+        b.iter(|| encode_write_request(black_box(&request)))
+    });
+    // The decode share of the receiver path, for the breakdown.
+    group.bench_function("decode_2000_series", |b| {
+        b.iter(|| decode_write_request(black_box(&body), MAX_DECODED).unwrap())
+    });
+    group.bench_function("receiver_path_2000_series", |b| {
+        b.iter(|| receiver_path(black_box(&body), &limits))
+    });
+
+    // A real bomb: 64 MiB of zeros compresses to ~3 MiB and declares 64 MiB, above the cap.
+    let bomb = compress(&vec![0u8; 64 << 20]);
+    assert!(matches!(
+        decompress_capped(&bomb, MAX_DECODED),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    println!(
+        "remote_write: snappy bomb of {} B declares 64 MiB; cap {MAX_DECODED} B",
+        bomb.len()
+    );
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decompress_capped_refuses_bomb", |b| {
+        b.iter(|| decompress_capped(black_box(&bomb), MAX_DECODED).is_err())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
