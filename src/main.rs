@@ -46,11 +46,20 @@ enum Command {
     /// Generate SLO recording rules, alerts, Alertmanager routing, dashboards and the agent's
     /// match[] selectors from SLO specs (`rules check` validates them).
     Rules(slo_gateway::rules::RulesArgs),
+    /// Run the whole pipeline on this machine: generated certs, simulated seeds, agents,
+    /// receiver and a sink (or a real Prometheus with --forward-url).
+    Demo(slo_gateway::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    slo_gateway::telemetry::init_logging(cli.log_json);
+    // The demo prints a progress table; its components' info logs would drown it.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    slo_gateway::telemetry::init_logging(cli.log_json, default_level);
     slo_gateway::tls::install_default_crypto_provider();
     let result = match cli.command {
         Command::Agent { config } => {
@@ -73,6 +82,9 @@ fn main() -> ExitCode {
             .map(|kind| println!("{}: valid {kind} config", file.display()))
             .map_err(Into::into),
         Command::Rules(args) => slo_gateway::rules::run_cli(args),
+        Command::Demo(args) => {
+            runtime().and_then(|rt| rt.block_on(slo_gateway::demo::run(args)).map(|_| ()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

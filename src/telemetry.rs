@@ -11,10 +11,10 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 
-/// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), logfmt-like text or JSON.
-pub fn init_logging(json: bool) {
+/// Installs the tracing subscriber: `RUST_LOG` filter (default `default_level`), text or JSON.
+pub fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
