@@ -145,14 +145,18 @@ pub struct ClientFiles {
     pub key: PathBuf,
 }
 
+/// A TLS 1.2/1.3 client config builder on the ring provider.
+fn client_builder(
+    context: &'static str,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, TlsError> {
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|source| TlsError::Rustls { context, source })
+}
+
 /// A TLS 1.2/1.3 client config presenting `cert` and trusting only `ca`.
 pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, TlsError> {
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|source| TlsError::Rustls {
-            context: "client protocol versions",
-            source,
-        })?
+    let config = client_builder("client protocol versions")?
         .with_root_certificates(load_roots(&files.ca)?)
         .with_client_auth_cert(load_certs(&files.cert)?, load_key(&files.key)?)
         .map_err(|source| TlsError::Rustls {
@@ -160,6 +164,21 @@ pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, TlsError>
             source,
         })?;
     Ok(Arc::new(config))
+}
+
+/// A client config that authenticates the server against `ca_file` and presents no
+/// certificate (scraping https targets, an https upstream). Without a CA file the trust store
+/// is empty, so only plain HTTP works: the system's roots are never used.
+///
+/// reqwest is built without a crypto provider of its own and must always be handed a config.
+pub fn server_auth_client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    let roots = match ca_file {
+        Some(path) => load_roots(path)?,
+        None => RootCertStore::empty(),
+    };
+    Ok(client_builder("client protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Change stamp of a set of files: the contents of each (following symlinks, so a Kubernetes

@@ -87,6 +87,13 @@ impl Agent {
         // Fail at startup, not at the first send, when the certificates are unusable.
         tls::client_config(&tls_files).context("remote_write.tls")?;
         config.buffer.path = config::resolve(base_dir, &config.buffer.path);
+        // Selectors derived from SLO specs join the hand-written ones once, at startup.
+        for (i, target) in config.scrape.targets.iter_mut().enumerate() {
+            target.match_selectors = target
+                .resolved_selectors(base_dir)
+                .with_context(|| format!("scrape.targets[{i}].match_from_specs"))?;
+            target.match_from_specs.clear();
+        }
         let scrape_ca = config
             .scrape
             .ca_file
@@ -104,7 +111,7 @@ impl Agent {
             })
             .collect();
         let scraper = Scraper::new(
-            scrape::scrape_tls(scrape_ca.as_deref()).context("scrape.ca_file")?,
+            tls::server_auth_client_config(scrape_ca.as_deref()).context("scrape.ca_file")?,
             config.scrape.timeout,
             config.scrape.max_body_bytes,
             external,

@@ -1,6 +1,5 @@
 //! Scraping `/federate`: one streamed GET per target, parsed line by line as the body arrives.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,6 @@ use super::series::{normalize, ScrapedSample};
 use crate::config::agent::TargetConfig;
 use crate::exposition::{parse_line, Entry, LineSplitter};
 use crate::remote_write::Label;
-use crate::tls::{self, TlsError};
 
 /// `Accept` of a federate scrape: the text format, which `/federate` serves.
 const ACCEPT: &str = "text/plain;version=0.0.4";
@@ -53,25 +51,6 @@ pub(crate) struct Scraper {
     max_body_bytes: u64,
     external_labels: Arc<[Label]>,
     metrics: AgentMetrics,
-}
-
-/// TLS for `https` targets: server authentication against `ca_file` (no client certificate).
-/// Without a CA file the root store is empty, so only plain-HTTP targets work.
-pub(crate) fn scrape_tls(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
-    let roots = match ca_file {
-        Some(path) => tls::load_roots(path)?,
-        None => rustls::RootCertStore::empty(),
-    };
-    Ok(
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|source| TlsError::Rustls {
-                context: "scrape client protocol versions",
-                source,
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
 }
 
 impl Scraper {

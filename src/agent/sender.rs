@@ -474,12 +474,7 @@ async fn post(
 ) -> (Outcome, Option<String>) {
     let started = Instant::now();
     let bytes = body.len() as u64;
-    let result = client
-        .post(shared.url.clone())
-        .header(reqwest::header::CONTENT_ENCODING, headers::CONTENT_ENCODING)
-        .header(reqwest::header::CONTENT_TYPE, headers::CONTENT_TYPE)
-        .header(headers::VERSION_HEADER, headers::VERSION)
-        .body(body)
+    let result = headers::post(client, shared.url.as_str(), body)
         .send()
         .await;
     let (outcome, code, detail) = match result {

@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use super::{check_file_exists, check_positive, Problem, Validate};
 use crate::remote_write::validate::{is_valid_label_name, is_valid_metric_name};
+use crate::rules::agent_match_selectors_from_files;
+use crate::rules::spec::SpecError;
 
 /// Top level of the agent config.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,9 +63,32 @@ pub struct ScrapeConfig {
 pub struct TargetConfig {
     /// Full URL of `/federate`, e.g. `http://prometheus-aggregate:9090/federate`.
     pub url: String,
-    /// `match[]` selectors, sent as given.
+    /// `match[]` selectors, sent as given. Default none; with `match_from_specs` both are sent.
     #[serde(default, rename = "match")]
     pub match_selectors: Vec<String>,
+    /// SLO spec files (as for `slo-gateway rules`, relative to this config's directory) whose
+    /// inputs this target must federate: the selectors `rules` writes to `agent-match.yaml`,
+    /// derived at startup so the filter never drifts from the SLOs. Default none.
+    #[serde(default)]
+    pub match_from_specs: Vec<PathBuf>,
+}
+
+impl TargetConfig {
+    /// `match` plus the selectors derived from `match_from_specs`, sorted and deduplicated.
+    pub fn resolved_selectors(&self, base_dir: &Path) -> Result<Vec<String>, SpecError> {
+        let specs: Vec<PathBuf> = self
+            .match_from_specs
+            .iter()
+            .map(|p| super::resolve(base_dir, p))
+            .collect();
+        let mut selectors = self.match_selectors.clone();
+        if !specs.is_empty() {
+            selectors.extend(agent_match_selectors_from_files(&specs)?);
+        }
+        selectors.sort();
+        selectors.dedup();
+        Ok(selectors)
+    }
 }
 
 /// Remote-write destination (the receiver).
@@ -278,11 +303,19 @@ impl Validate for AgentConfig {
                 &target.url,
                 &["http", "https"],
             );
-            if target.match_selectors.is_empty() {
+            if target.match_selectors.is_empty() && target.match_from_specs.is_empty() {
                 problems.push(Problem::new(
                     format!("scrape.targets[{i}].match"),
-                    "at least one match[] selector is required (/federate returns nothing without one)",
+                    "at least one match[] selector (or match_from_specs) is required (/federate returns nothing without one)",
                 ));
+            }
+            if !target.match_from_specs.is_empty() {
+                if let Err(error) = target.resolved_selectors(base_dir) {
+                    problems.push(Problem::new(
+                        format!("scrape.targets[{i}].match_from_specs"),
+                        format!("invalid SLO spec: {error}"),
+                    ));
+                }
             }
             for (j, selector) in target.match_selectors.iter().enumerate() {
                 if let Err(message) = check_selector(selector) {
@@ -463,5 +496,39 @@ remote_write:
         assert!(!config.scrape.honor_timestamps);
         assert_eq!(config.scrape.interval, Duration::from_secs(15));
         assert!(config.remote_write.retry.retry_on_429);
+    }
+
+    #[test]
+    fn match_from_specs_adds_the_selectors_rules_derives() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/slos.yaml");
+        std::fs::copy(&spec, dir.path().join("slos.yaml")).unwrap();
+        let target = TargetConfig {
+            url: "http://127.0.0.1:9090/federate".into(),
+            match_selectors: vec!["ALERTS".into()],
+            match_from_specs: vec!["slos.yaml".into()],
+        };
+        let selectors = target.resolved_selectors(dir.path()).unwrap();
+        let loaded = crate::rules::spec::load_file(&spec).unwrap();
+        let mut expected = crate::rules::agent_match_selectors(&[loaded.spec]);
+        expected.push("ALERTS".into());
+        expected.sort();
+        assert_eq!(selectors, expected);
+        assert!(
+            selectors.iter().any(|s| s.contains("shoot:availability")),
+            "{selectors:?}"
+        );
+
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "version: slo-gateway/v1\nservice: s\nslos: []\nbogus: 1\n",
+        )
+        .unwrap();
+        let bad = TargetConfig {
+            match_from_specs: vec!["bad.yaml".into()],
+            ..target
+        };
+        let error = bad.resolved_selectors(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("bad.yaml"), "{error}");
     }
 }

@@ -40,24 +40,7 @@ impl Forwarder {
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
     ) -> Result<Self, ForwardError> {
-        // Always hand reqwest a config: built with `rustls-tls-manual-roots-no-provider`, reqwest
-        // panics ("No provider set") when it has to build one itself and no process-wide
-        // CryptoProvider is installed, even for a plain-http upstream. Without `ca_file` the
-        // trust store is empty: the system's roots are never used.
-        let roots = match ca_file {
-            Some(ca) => crate::tls::load_roots(ca)?,
-            None => rustls::RootCertStore::empty(),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|source| crate::tls::TlsError::Rustls {
-            context: "upstream TLS",
-            source,
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = crate::tls::server_auth_client_config(ca_file)?;
         let builder = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(headers::USER_AGENT)
@@ -71,15 +54,7 @@ impl Forwarder {
 
     /// POSTs a snappy-compressed RW 1.0 body.
     pub async fn send(&self, body: Vec<u8>) -> UpstreamOutcome {
-        let response = self
-            .client
-            .post(&self.url)
-            .header(http::header::CONTENT_ENCODING, headers::CONTENT_ENCODING)
-            .header(http::header::CONTENT_TYPE, headers::CONTENT_TYPE)
-            .header(headers::VERSION_HEADER, headers::VERSION)
-            .body(body)
-            .send()
-            .await;
+        let response = headers::post(&self.client, &self.url, body).send().await;
         match response {
             Err(e) => UpstreamOutcome::Unavailable(format!("SLO Prometheus unreachable: {e}")),
             Ok(resp) => {

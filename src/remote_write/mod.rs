@@ -41,4 +41,18 @@ pub mod headers {
     pub const VERSION: &str = "0.1.0";
     /// `User-Agent` of everything slo-gateway sends.
     pub const USER_AGENT: &str = concat!("slo-gateway/", env!("CARGO_PKG_VERSION"));
+
+    /// A POST of a snappy-compressed RW 1.0 `body` to `url` with the protocol's headers.
+    pub fn post(
+        client: &reqwest::Client,
+        url: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::RequestBuilder {
+        client
+            .post(url)
+            .header(reqwest::header::CONTENT_ENCODING, CONTENT_ENCODING)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(VERSION_HEADER, VERSION)
+            .body(body)
+    }
 }
