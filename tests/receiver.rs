@@ -76,9 +76,7 @@ async fn try_write(
 
 #[tokio::test]
 async fn seed_label_is_overwritten_with_the_certificate_identity() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, upstream, receiver) = start_default().await;
     let client = https_client(&pki.seed_client("aws-1"));
 
     let before = now_ms() as f64 / 1000.0;
@@ -174,9 +172,7 @@ async fn reject_mode_refuses_a_foreign_seed_label() {
 
 #[tokio::test]
 async fn client_without_certificate_cannot_complete_the_handshake() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, upstream, receiver) = start_default().await;
 
     let error = try_write(
         receiver.addr,
@@ -203,9 +199,7 @@ async fn client_without_certificate_cannot_complete_the_handshake() {
 
 #[tokio::test]
 async fn client_certificate_from_another_ca_fails_the_handshake() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, upstream, receiver) = start_default().await;
     let foreign = CertificateAuthority::new("someone else's CA").unwrap();
     let files = pki.client_signed_by(&foreign, "foreign", &ClientSubject::gardener_seed("aws-1"));
 
@@ -221,9 +215,7 @@ async fn client_certificate_from_another_ca_fails_the_handshake() {
 
 #[tokio::test]
 async fn certificate_outside_gardener_convention_gets_403_with_the_reason() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, upstream, receiver) = start_default().await;
     let admin = pki.client(
         "admin",
         &ClientSubject {
@@ -280,9 +272,7 @@ async fn body_above_the_limit_gets_413_over_tls() {
 
 #[tokio::test]
 async fn upstream_results_map_to_statuses_the_agent_acts_on() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, upstream, receiver) = start_default().await;
     let client = https_client(&pki.seed_client("aws-1"));
     let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
 
@@ -401,9 +391,7 @@ async fn presented_server_cert(
 
 #[tokio::test]
 async fn server_certificate_rotation_applies_to_new_connections_only() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, _upstream, receiver) = start_default().await;
     let seed = client_config(&pki.seed_client("aws-1"));
     let old_cert = cert_der(&pki.server_cert);
     let addr = receiver.addr;
@@ -478,9 +466,7 @@ async fn server_certificate_rotation_applies_to_new_connections_only() {
 
 #[tokio::test]
 async fn client_ca_rotation_refuses_the_old_ca_on_new_connections() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, _upstream, receiver) = start_default().await;
     let old_seed = client_config(&pki.seed_client("aws-1"));
     let addr = receiver.addr;
     assert_eq!(
@@ -560,9 +546,7 @@ async fn stalled_handshake_neither_blocks_accepts_nor_lives_past_the_timeout() {
 
 #[tokio::test]
 async fn graceful_shutdown_completes_and_refuses_new_connections() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, _upstream, receiver) = start_default().await;
     let addr = receiver.addr;
     let seed = client_config(&pki.seed_client("aws-1"));
     // An idle keep-alive connection must not hold shutdown for the whole grace period (10 s).
@@ -899,9 +883,7 @@ fn tls12_config(
 
 #[tokio::test]
 async fn tls12_clients_are_served_and_still_need_a_certificate() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, upstream, receiver) = start_default().await;
 
     let with_cert = tls12_config(&pki, Some(&pki.seed_client("aws-1")));
     let stream = tls_connect(receiver.addr, with_cert.clone()).await.unwrap();
@@ -921,9 +903,7 @@ async fn tls12_clients_are_served_and_still_need_a_certificate() {
 
 #[tokio::test]
 async fn sessions_are_never_resumed() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, _upstream, receiver) = start_default().await;
     // Resumption would skip client-certificate verification (FIELD-NOTES): every handshake of a
     // client that keeps its session cache must still be a full one, for TLS 1.3 and 1.2.
     for config in [
@@ -976,9 +956,7 @@ async fn san_dns_identity_over_tls() {
 
 #[tokio::test]
 async fn half_written_rotation_keeps_the_last_good_certificate() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    let (pki, _upstream, receiver) = start_default().await;
     let addr = receiver.addr;
     let seed = client_config(&pki.seed_client("aws-1"));
     let old_cert = cert_der(&pki.server_cert);

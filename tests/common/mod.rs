@@ -350,6 +350,15 @@ impl RunningReceiver {
     }
 }
 
+/// A PKI, a recording upstream answering 204, and a receiver with the default test config
+/// forwarding to it: the setup most tests start from.
+pub async fn start_default() -> (TestPki, RecordingUpstream, RunningReceiver) {
+    let pki = TestPki::new();
+    let upstream = RecordingUpstream::start().await;
+    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
+    (pki, upstream, receiver)
+}
+
 /// The value of the sample of `name` with exactly `labels` (`{a="b",c="d"}` form, or "" for
 /// none) in a text exposition, if present.
 pub fn metric_value(text: &str, name: &str, labels: &str) -> Option<f64> {
