@@ -74,7 +74,7 @@ pub struct TargetConfig {
 }
 
 impl TargetConfig {
-    /// `match` plus the selectors derived from `match_from_specs`, sorted and deduplicated.
+    /// `match` as written, then the selectors derived from `match_from_specs` that it lacks.
     pub fn resolved_selectors(&self, base_dir: &Path) -> Result<Vec<String>, SpecError> {
         let specs: Vec<PathBuf> = self
             .match_from_specs
@@ -83,10 +83,12 @@ impl TargetConfig {
             .collect();
         let mut selectors = self.match_selectors.clone();
         if !specs.is_empty() {
-            selectors.extend(agent_match_selectors_from_files(&specs)?);
+            for selector in agent_match_selectors_from_files(&specs)? {
+                if !selectors.contains(&selector) {
+                    selectors.push(selector);
+                }
+            }
         }
-        selectors.sort();
-        selectors.dedup();
         Ok(selectors)
     }
 }
@@ -510,9 +512,8 @@ remote_write:
         };
         let selectors = target.resolved_selectors(dir.path()).unwrap();
         let loaded = crate::rules::spec::load_file(&spec).unwrap();
-        let mut expected = crate::rules::agent_match_selectors(&[loaded.spec]);
-        expected.push("ALERTS".into());
-        expected.sort();
+        let mut expected = vec!["ALERTS".to_string()];
+        expected.extend(crate::rules::agent_match_selectors(&[loaded.spec]));
         assert_eq!(selectors, expected);
         assert!(
             selectors.iter().any(|s| s.contains("shoot:availability")),
