@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
+use futures_util::StreamExt;
 use slo_gateway::certs::{CertificateAuthority, ClientSubject};
 use slo_gateway::config::receiver::{IdentityConfig, IdentityMode, LimitsConfig};
 use slo_gateway::receiver::forward::Forwarder;
@@ -630,6 +631,37 @@ async fn oneshot_body_above_max_body_bytes_is_413() {
     let (status, text) = rw1(state(&upstream.url(), limits), vec![0; 101]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("100 bytes"), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn oneshot_trickling_body_is_503_after_body_read_timeout() {
+    let upstream = RecordingUpstream::start().await;
+    let limits = LimitsConfig {
+        body_read_timeout: Duration::from_millis(200),
+        ..LimitsConfig::default()
+    };
+    // One chunk, then nothing: a client that holds the connection without finishing its body.
+    let stalled = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![0u8; 8]) })
+        .chain(futures_util::stream::pending());
+    let mut request = Request::builder().method("POST").uri("/api/v1/write");
+    for (name, value) in RW1_HEADERS {
+        request = request.header(name, value);
+    }
+    let request = request
+        .extension(seed("aws-1"))
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        app(state(&upstream.url(), limits)).oneshot(request),
+    )
+    .await
+    .expect("the receiver stops waiting for the body")
+    .unwrap();
+    // 503, not 4xx: a slow link is no reason for the agent to drop the batch.
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
     assert!(upstream.received().is_empty());
 }
 

@@ -131,6 +131,10 @@ pub struct LimitsConfig {
     /// Largest decoded (decompressed) request, bytes; checked before decompressing. Default 32 MiB.
     #[serde(default = "default_max_decoded_bytes")]
     pub max_decoded_bytes: usize,
+    /// Most time to receive a request body once its headers arrived; slower gets 503 (retry).
+    /// Default `60s`.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Most series in one request. Default 50000.
     #[serde(default = "default_max_series_per_request")]
     pub max_series_per_request: usize,
@@ -159,6 +163,7 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: default_max_body_bytes(),
             max_decoded_bytes: default_max_decoded_bytes(),
+            body_read_timeout: default_body_read_timeout(),
             max_series_per_request: default_max_series_per_request(),
             max_labels_per_series: default_max_labels(),
             max_label_name_bytes: default_max_label_name_bytes(),
@@ -202,6 +207,9 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_max_decoded_bytes() -> usize {
     32 << 20
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_series_per_request() -> usize {
     50_000
@@ -264,6 +272,11 @@ impl Validate for ReceiverConfig {
             self.tls.reload_interval,
         );
         check_positive(&mut problems, "forward.timeout", self.forward.timeout);
+        check_positive(
+            &mut problems,
+            "limits.body_read_timeout",
+            self.limits.body_read_timeout,
+        );
         match self.identity.source {
             IdentitySource::Gardener
                 if self.identity.san_suffix.is_some() || self.identity.san_prefix.is_some() =>

@@ -222,9 +222,19 @@ async fn handle_write(
     let seed = identity.0.as_str();
     check_headers(request_headers)?;
     let limit = state.limits.max_body_bytes;
-    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::TooLarge(format!("request body above the limit of {limit} bytes"))
-    })?;
+    let timeout = state.limits.body_read_timeout;
+    let body: Bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            // Not the data's fault: a slow link. 503 makes the agent retry instead of dropping.
+            ApiError::Unavailable(format!(
+                "request body not received within {}",
+                humantime::format_duration(timeout)
+            ))
+        })?
+        .map_err(|_| {
+            ApiError::TooLarge(format!("request body above the limit of {limit} bytes"))
+        })?;
     let mut request = decode_write_request(&body, state.limits.max_decoded_bytes)?;
     drop(body);
     if request.timeseries.len() > state.limits.max_series_per_request {
