@@ -58,7 +58,7 @@ async fn slo_series(slo: &Prometheus) -> BTreeMap<BTreeMap<String, String>, f64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federated_series_arrive_with_the_certificate_identity() {
-    let p = Pipeline::start(Options {
+    let mut p = Pipeline::start(Options {
         target_body: TARGET_V1.into(),
         ..Options::default()
     })
@@ -140,4 +140,26 @@ async fn federated_series_arrive_with_the_certificate_identity() {
     assert!(receiver_metrics.contains(&format!(
         "slo_gateway_receiver_last_push_timestamp_seconds{{seed=\"{SEED}\"}}"
     )));
+
+    // SIGTERM: both binaries shut down gracefully, well within a pod's termination grace period.
+    let started = std::time::Instant::now();
+    assert!(
+        p.agent.terminate(Duration::from_secs(15)),
+        "agent ignored SIGTERM\n{}",
+        p.logs()
+    );
+    assert!(
+        p.receiver.terminate(Duration::from_secs(15)),
+        "receiver ignored SIGTERM\n{}",
+        p.logs()
+    );
+    assert!(
+        p.agent.log_text().contains("SIGTERM received"),
+        "{}",
+        p.logs()
+    );
+    println!(
+        "agent and receiver stopped on SIGTERM in {:?}",
+        started.elapsed()
+    );
 }
