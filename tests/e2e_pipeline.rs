@@ -153,11 +153,13 @@ async fn federated_series_arrive_with_the_certificate_identity() {
         "receiver ignored SIGTERM\n{}",
         p.logs()
     );
+    let (agent_log, receiver_log) = (p.agent.log_text(), p.receiver.log_text());
     assert!(
-        p.agent.log_text().contains("SIGTERM received"),
+        agent_log.contains("SIGTERM received") && agent_log.contains("agent stopped"),
         "{}",
         p.logs()
     );
+    assert!(receiver_log.contains("receiver stopped"), "{}", p.logs());
     println!(
         "agent and receiver stopped on SIGTERM in {:?}",
         started.elapsed()
