@@ -4,12 +4,13 @@
 //! SLO Prometheus stores (`count_over_time` through its HTTP API).
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod common;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use support::pipeline::{Options, Pipeline};
+use common::pipeline::{Options, Pipeline};
+use common::processes::http;
 
 /// Outage length the issue asks for.
 const OUTAGE: Duration = Duration::from_secs(120);
@@ -191,7 +192,7 @@ async fn tiny_buffer_drops_oldest_and_stays_healthy() {
         queue_bytes <= 1_048_576.0,
         "queue holds {queue_bytes} bytes"
     );
-    let health = support::http()
+    let health = http()
         .get(format!("http://127.0.0.1:{}/healthz", p.agent_admin))
         .send()
         .await

@@ -5,13 +5,13 @@
 //! Prometheus HTTP API.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::pipeline::{Options, Pipeline, SEED};
-use support::{eventually, Prometheus};
+use common::pipeline::{Options, Pipeline, SEED};
+use common::processes::{http, wait_for, Prometheus};
 
 const TARGET_V1: &str = r#"# HELP shoot:availability Availability of the shoot's API server.
 # TYPE shoot:availability gauge
@@ -27,7 +27,7 @@ node_cpu_seconds_total{cpu="0"} 42
 "#;
 
 async fn metrics_text(port: u16) -> String {
-    support::http()
+    http()
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
@@ -63,7 +63,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
         ..Options::default()
     })
     .await;
-    let expected = eventually(
+    let expected = wait_for(
         "the source to scrape the target",
         Duration::from_secs(30),
         || async {
@@ -74,7 +74,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
     .await;
 
     // Every federated series arrives, with seed = the certificate identity, and current values.
-    eventually(
+    wait_for(
         &format!("all series in the SLO Prometheus\n{}", p.logs()),
         Duration::from_secs(60),
         || async { (slo_series(&p.slo).await == expected).then_some(()) },
@@ -93,7 +93,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
     // Values keep flowing: a change at the target shows up in the SLO Prometheus.
     p.target
         .set(&TARGET_V1.replace(r#"kind="vpn"} 0"#, r#"kind="vpn"} 1"#));
-    eventually(
+    wait_for(
         "the new value in the SLO Prometheus",
         Duration::from_secs(60),
         || async {
@@ -111,7 +111,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
         "shoot:availability{cluster=\"shoot--p2--b\",kind=\"vpn\"} 0\n",
         "",
     ));
-    eventually(
+    wait_for(
         "the vanished series to be marked stale",
         Duration::from_secs(60),
         || async {

@@ -7,7 +7,9 @@
 //!   [`raw_request`]: the client side of mTLS, with reqwest or a raw tokio-rustls stream.
 //! - [`receiver_config`], [`start_receiver`], [`RunningReceiver`]: a `Receiver` on 127.0.0.1:0.
 //! - [`RecordingUpstream`], [`closed_port_url`]: a Remote Write sink whose answer can be switched.
-//! - [`eventually`], [`eventually_async`]: bounded polling instead of sleeps.
+//! - [`poll_until`], [`eventually`], [`eventually_async`]: bounded polling instead of sleeps.
+//! - [`processes`]: real processes (Prometheus 2.42, the `slo-gateway` binary) and a scrape
+//!   target; [`pipeline`]: the whole pipeline as processes, each part stoppable.
 //! - [`series`], [`write_body`]: Remote Write payloads.
 //!
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
@@ -42,6 +44,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
+
+pub mod pipeline;
+pub mod processes;
 
 // ---------------------------------------------------------------------------------------------
 // PKI
@@ -487,6 +492,24 @@ pub async fn closed_port_url() -> String {
 // Waiting and payloads
 // ---------------------------------------------------------------------------------------------
 
+/// Calls `check` every `every` until it returns `Some` (returned) or `within` has passed (None).
+pub async fn poll_until<T, F, Fut>(within: Duration, every: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `condition` every 10 ms until it holds or `within` has passed; returns whether it held.
 pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     eventually_async(within, || std::future::ready(condition())).await
@@ -498,16 +521,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut attempt = || {
+        let outcome = condition();
+        async move { outcome.await.then_some(()) }
+    };
+    poll_until(within, Duration::from_millis(10), &mut attempt)
+        .await
+        .is_some()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{eventually, free_port, slo_gateway_bin, MetricsTarget, Process, Prometheus};
+use super::processes::{
+    dev_pki, free_port, http, prometheus_available, slo_gateway_bin, wait_for, MetricsTarget,
+    Process, Prometheus,
+};
 
 /// The seed every pipeline's client certificate names.
 pub const SEED: &str = "aws-eu1";
@@ -70,12 +73,12 @@ impl Pipeline {
     /// Starts every part and returns once both Prometheus servers are ready.
     pub async fn start(options: Options) -> Self {
         assert!(
-            super::prometheus_available(),
+            prometheus_available(),
             "the prometheus binary is required (apt-get install prometheus); .ci/run installs it"
         );
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let pki = super::dev_pki(&root, &[SEED]);
+        let pki = dev_pki(&root, &[SEED]);
         let target = MetricsTarget::start(&options.target_body).await;
         let source = Prometheus::start("source", &root, &source_config(target.addr), false).await;
         let slo = Prometheus::start("slo", &root, SLO_CONFIG, true).await;
@@ -167,7 +170,7 @@ impl Pipeline {
         timeout: Duration,
         pred: impl Fn(f64) -> bool,
     ) -> f64 {
-        eventually(
+        wait_for(
             &format!("agent metric {name}{labels:?}\n{}", self.logs()),
             timeout,
             || async { self.agent_metric(name, labels).await.filter(|v| pred(*v)) },
@@ -253,7 +256,7 @@ fn tail(text: &str) -> String {
 
 /// Reads `/metrics` on `port` and sums the samples named `name` whose labels include `labels`.
 pub async fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = super::http()
+    let text = http()
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await

@@ -3,9 +3,6 @@
 //!
 //! Every process is killed when its handle drops, every wait has a deadline, and everything
 //! listens on 127.0.0.1.
-#![allow(dead_code, clippy::unwrap_used)]
-
-pub mod pipeline;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,22 +29,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    match super::poll_until(timeout, Duration::from_millis(200), check).await {
+        Some(value) => value,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
@@ -185,7 +175,7 @@ impl Prometheus {
     async fn wait_ready(&self) {
         let url = format!("{}/-/ready", self.url());
         let log = self.process.log.clone();
-        eventually(
+        wait_for(
             &format!("Prometheus ready at {url} (log {})", log.display()),
             Duration::from_secs(60),
             || {
