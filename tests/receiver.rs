@@ -233,13 +233,20 @@ async fn certificate_outside_gardener_convention_gets_403_with_the_reason() {
         "{text}"
     );
     assert!(upstream.received().is_empty());
+    assert_one_connection_failure(&receiver, "identity").await;
+}
+
+/// Waits (bounded) until the receiver counted exactly one connection failure with `reason`.
+async fn assert_one_connection_failure(receiver: &RunningReceiver, reason: &str) {
+    let labels = format!(r#"{{reason="{reason}"}}"#);
     assert!(
         eventually(Duration::from_secs(5), || metric_value(
             &receiver.metrics_text(),
             CONN_FAILURES,
-            r#"{reason="identity"}"#
+            &labels
         ) == Some(1.0))
-        .await
+        .await,
+        "connection failure {reason} not counted once"
     );
 }
 
@@ -535,14 +542,7 @@ async fn stalled_handshake_neither_blocks_accepts_nor_lives_past_the_timeout() {
         "expected EOF or an error, got {read:?}"
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
-    assert!(
-        eventually(Duration::from_secs(5), || metric_value(
-            &receiver.metrics_text(),
-            CONN_FAILURES,
-            r#"{reason="handshake_timeout"}"#
-        ) == Some(1.0))
-        .await
-    );
+    assert_one_connection_failure(&receiver, "handshake_timeout").await;
 }
 
 #[tokio::test]
