@@ -35,6 +35,7 @@ pub struct AgentMetrics {
     samples_dropped: Family<Reason, Counter>,
     records_dropped: Family<Reason, Counter>,
     stale_markers: Counter,
+    scrape_overruns: Counter,
     parse_errors: Counter,
     scrapes: Family<ScrapeResult, Counter>,
     scrape_duration: Histogram,
@@ -60,6 +61,7 @@ impl AgentMetrics {
             samples_dropped: Family::default(),
             records_dropped: Family::default(),
             stale_markers: Counter::default(),
+            scrape_overruns: Counter::default(),
             parse_errors: Counter::default(),
             scrapes: Family::default(),
             scrape_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -101,6 +103,11 @@ impl AgentMetrics {
             p("stale_markers"),
             "Stale markers emitted for vanished series",
             m.stale_markers.clone(),
+        );
+        r.register(
+            p("scrape_overruns"),
+            "Scrape rounds (scrape, parse, queue) that took longer than scrape.interval, delaying the next",
+            m.scrape_overruns.clone(),
         );
         r.register(
             p("parse_errors"),
@@ -257,6 +264,9 @@ impl AgentMetrics {
     pub(crate) fn stale(&self, n: u64) {
         self.stale_markers.inc_by(n);
     }
+    pub(crate) fn overrun(&self) {
+        self.scrape_overruns.inc();
+    }
     pub(crate) fn parse_error(&self) {
         self.parse_errors.inc();
     }
@@ -331,6 +341,7 @@ mod tests {
             "slo_gateway_agent_queue_bytes 2",
             "slo_gateway_agent_queue_oldest_record_age_seconds 3",
             "slo_gateway_agent_stale_markers_total 0",
+            "slo_gateway_agent_scrape_overruns_total 0",
             "slo_gateway_agent_parse_errors_total 0",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");

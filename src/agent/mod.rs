@@ -290,6 +290,7 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
         }
         let scrape_ts = telemetry::now_unix_ms();
+        let round_started = std::time::Instant::now();
         let round = futures_util::future::join_all(
             targets
                 .iter()
@@ -343,6 +344,21 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
                 .metrics
                 .dropped_samples("queue_error", failure.samples);
         }
+        report_overrun(agent, round_started.elapsed());
+    }
+}
+
+/// A round longer than the interval delays the next ones (`MissedTickBehavior::Delay`): say
+/// so, or a seed too large for its interval silently gets coarser data than configured.
+fn report_overrun(agent: &Agent, round: Duration) {
+    let interval = agent.config.scrape.interval;
+    if round > interval {
+        agent.metrics.overrun();
+        tracing::warn!(
+            ?round,
+            ?interval,
+            "a scrape round (scrape, parse, queue) took longer than scrape.interval; later rounds are delayed"
+        );
     }
 }
 
