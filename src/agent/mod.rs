@@ -166,14 +166,7 @@ impl Agent {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let cancel = CancellationToken::new();
-        let trigger = cancel.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown => trigger.cancel(),
-                () = trigger.cancelled() => {}
-            }
-        });
+        let cancel = cancelled_by(shutdown);
         let result = self.run_until(cancel.clone()).await;
         // Also ends the shutdown watcher when we stop on an error.
         cancel.cancel();
@@ -362,6 +355,19 @@ fn report_overrun(agent: &Agent, round: Duration) {
     }
 }
 
+/// A token cancelled when `shutdown` completes; cancelling it early ends the watcher task too.
+fn cancelled_by(shutdown: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => trigger.cancel(),
+            () = trigger.cancelled() => {}
+        }
+    });
+    token
+}
+
 /// An error with its sources: reqwest's own message ("error sending request") hides the connect
 /// or TLS cause that an operator needs.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
@@ -395,14 +401,7 @@ async fn serve_from_config(
         .await
         .with_context(|| format!("binding listen address {listen}"))?;
     tracing::info!(%listen, "agent admin endpoints listening");
-    let stop = CancellationToken::new();
-    let trigger = stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => trigger.cancel(),
-            () = trigger.cancelled() => {}
-        }
-    });
+    let stop = cancelled_by(shutdown);
     let admin = tokio::spawn(telemetry::serve_admin(
         listener,
         Arc::new(registry),
