@@ -278,17 +278,6 @@ struct Segment {
 }
 
 impl Segment {
-    /// Accounts a record of `bytes` bytes just written at the end of the file.
-    fn push(&mut self, meta: Meta, bytes: u64) {
-        if meta.state != State::Done {
-            self.live += 1;
-        }
-        self.min_created = self.min_created.min(meta.created);
-        self.recs.push(meta);
-        self.advance_head();
-        self.len += bytes;
-    }
-
     fn advance_head(&mut self) {
         while self
             .recs
@@ -1160,27 +1149,22 @@ impl DiskQueue {
             }
             return Err(e);
         }
-        let mut segment = Segment {
+        self.segments.push_back(Segment {
             path,
             first_id: id,
-            len: SEG_HEADER_LEN,
-            recs: Vec::new(),
-            live: 0,
-            head: 0,
-            min_created: created,
-            reader: None,
-        };
-        segment.push(
-            Meta {
+            len: buf.len() as u64,
+            recs: vec![Meta {
                 id,
                 offset: SEG_HEADER_LEN,
                 len: len as u32,
                 created,
                 state,
-            },
-            buf.len() as u64 - SEG_HEADER_LEN,
-        );
-        self.segments.push_back(segment);
+            }],
+            live: usize::from(state != State::Done),
+            head: 0,
+            min_created: created,
+            reader: None,
+        });
         self.disk_bytes += buf.len() as u64;
         self.writer = Some(f);
         Ok(())
@@ -1212,16 +1196,19 @@ impl DiskQueue {
             self.seal_active();
             return Err(e);
         }
-        seg.push(
-            Meta {
-                id,
-                offset,
-                len: len as u32,
-                created,
-                state,
-            },
-            buf.len() as u64,
-        );
+        seg.recs.push(Meta {
+            id,
+            offset,
+            len: len as u32,
+            created,
+            state,
+        });
+        if state != State::Done {
+            seg.live += 1;
+        }
+        seg.advance_head();
+        seg.min_created = seg.min_created.min(created);
+        seg.len += buf.len() as u64;
         self.disk_bytes += buf.len() as u64;
         Ok(())
     }
