@@ -278,6 +278,17 @@ struct Segment {
 }
 
 impl Segment {
+    /// Accounts a record of `bytes` bytes just written at the end of the file.
+    fn push(&mut self, meta: Meta, bytes: u64) {
+        if meta.state != State::Done {
+            self.live += 1;
+        }
+        self.min_created = self.min_created.min(meta.created);
+        self.recs.push(meta);
+        self.advance_head();
+        self.len += bytes;
+    }
+
     fn advance_head(&mut self) {
         while self
             .recs
@@ -1149,22 +1160,27 @@ impl DiskQueue {
             }
             return Err(e);
         }
-        self.segments.push_back(Segment {
+        let mut segment = Segment {
             path,
             first_id: id,
-            len: buf.len() as u64,
-            recs: vec![Meta {
+            len: SEG_HEADER_LEN,
+            recs: Vec::new(),
+            live: 0,
+            head: 0,
+            min_created: created,
+            reader: None,
+        };
+        segment.push(
+            Meta {
                 id,
                 offset: SEG_HEADER_LEN,
                 len: len as u32,
                 created,
                 state,
-            }],
-            live: usize::from(state != State::Done),
-            head: 0,
-            min_created: created,
-            reader: None,
-        });
+            },
+            buf.len() as u64 - SEG_HEADER_LEN,
+        );
+        self.segments.push_back(segment);
         self.disk_bytes += buf.len() as u64;
         self.writer = Some(f);
         Ok(())
@@ -1196,19 +1212,16 @@ impl DiskQueue {
             self.seal_active();
             return Err(e);
         }
-        seg.recs.push(Meta {
-            id,
-            offset,
-            len: len as u32,
-            created,
-            state,
-        });
-        if state != State::Done {
-            seg.live += 1;
-        }
-        seg.advance_head();
-        seg.min_created = seg.min_created.min(created);
-        seg.len += buf.len() as u64;
+        seg.push(
+            Meta {
+                id,
+                offset,
+                len: len as u32,
+                created,
+                state,
+            },
+            buf.len() as u64,
+        );
         self.disk_bytes += buf.len() as u64;
         Ok(())
     }
