@@ -59,16 +59,7 @@ mod tests {
     use super::*;
 
     fn series(labels: &[(&str, &str)]) -> TimeSeries {
-        TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            ..TimeSeries::default()
-        }
+        crate::remote_write::test_series(labels, &[])
     }
 
     fn pairs(s: &TimeSeries) -> Vec<(&str, &str)> {

@@ -70,25 +70,9 @@ pub fn decode_write_request(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::remote_write::proto::{v1, v2};
+    use crate::remote_write::proto::v2;
+    use crate::remote_write::test_series as series;
     use proptest::prelude::*;
-
-    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> v1::TimeSeries {
-        v1::TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| v1::Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            samples: samples
-                .iter()
-                .map(|&(value, timestamp)| v1::Sample { value, timestamp })
-                .collect(),
-            exemplars: vec![],
-        }
-    }
 
     #[test]
     fn wire_bytes_match_the_proto_field_numbers() {

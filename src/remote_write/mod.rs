@@ -56,3 +56,23 @@ pub mod headers {
             .body(body)
     }
 }
+
+/// A series with `labels` in the given order (tests send unsorted ones on purpose) and
+/// `samples` as (value, timestamp ms).
+#[cfg(test)]
+pub(crate) fn test_series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(value, timestamp)| Sample { value, timestamp })
+            .collect(),
+        exemplars: vec![],
+    }
+}

@@ -182,26 +182,11 @@ pub fn validate_series(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::remote_write::proto::v1::{Label, Sample};
+    use crate::remote_write::test_series;
 
     fn ts(labels: &[(&str, &str)], stamps: &[i64]) -> TimeSeries {
-        TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            samples: stamps
-                .iter()
-                .map(|&timestamp| Sample {
-                    value: 1.0,
-                    timestamp,
-                })
-                .collect(),
-            exemplars: vec![],
-        }
+        let samples: Vec<(f64, i64)> = stamps.iter().map(|&t| (1.0, t)).collect();
+        test_series(labels, &samples)
     }
 
     #[test]
