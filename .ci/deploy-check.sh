@@ -10,6 +10,7 @@
 # system site-packages touched). `--write-kustomize` regenerates deploy/kustomize instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "--- deployment manifests: render, validate, cross-check (deploy/, .ci/deploy_check.py)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 py_dir="$CARGO_TARGET_DIR/deploy-check-py"
