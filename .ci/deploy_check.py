@@ -45,7 +45,10 @@ K8S_VERSIONS = ["1.28.0", "1.37.0"]
 
 # Release names and namespaces the charts are rendered with (the kustomize bases use the same).
 SEED_RELEASE = ("slo-gateway-seed", "garden")
-RUNTIME_RELEASE = ("slo-gateway-runtime", "slo-gateway")
+RUNTIME_RELEASE = ("slo-gateway-runtime", "slo-prometheus")
+# The kustomize base of the runtime side is rendered as if released elsewhere, so that it carries
+# both Namespace objects (the chart leaves out the release's own namespace).
+KUSTOMIZE_RUNTIME_RELEASE = ("slo-gateway-runtime", "default")
 
 # --- Gardener facts (github.com/gardener/gardener at b312835d, see docs/gardener.md) ---------------
 # pkg/component/observability/monitoring/prometheus/prometheus.go + seed/components.go: the seed
@@ -923,7 +926,7 @@ def check_gardener_registrations(crds: dict, report: Report) -> None:
 
 
 def kustomize_bases() -> list[tuple[str, pathlib.Path, tuple[str, str]]]:
-    return [("seed", SEED_CHART, SEED_RELEASE), ("runtime", RUNTIME_CHART, RUNTIME_RELEASE)]
+    return [("seed", SEED_CHART, SEED_RELEASE), ("runtime", RUNTIME_CHART, KUSTOMIZE_RUNTIME_RELEASE)]
 
 
 KUSTOMIZE_HEADER = """# GENERATED from deploy/charts/{chart} with its default values by `.ci/deploy_check.py
