@@ -20,7 +20,9 @@ use axum::Router;
 use serde_json::{json, Value};
 use slo_gateway::shootrules::kube::{KubeClient, KubeTarget};
 use slo_gateway::shootrules::plan::{DesiredRule, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
-use slo_gateway::shootrules::reconcile_once;
+use slo_gateway::shootrules::{reconcile_once, serve, ShootRulesArgs};
+
+mod common;
 
 const TOKEN: &str = "test-token";
 
@@ -48,7 +50,18 @@ fn reply(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+/// A list answer.
+fn listed(kind: &str, items: &[Value]) -> Response {
+    reply(
+        StatusCode::OK,
+        &json!({"kind": kind, "metadata": {}, "items": items}),
+    )
+}
+
+/// Whether `labels` match the request's `labelSelector` (equality terms only, as the controller
+/// sends).
+fn selector_matches(query: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    let selector = query.get("labelSelector").map_or("", String::as_str);
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
         let (key, value) = term.split_once('=').unwrap();
         labels.get(key).map(String::as_str) == Some(value)
@@ -101,12 +114,11 @@ async fn list_namespaces(
             &json!({"kind": "Status", "message": "Unauthorized"}),
         );
     }
-    let selector = query.get("labelSelector").cloned().unwrap_or_default();
     let c = cluster.lock().unwrap();
     let items: Vec<Value> = c
         .namespaces
         .iter()
-        .filter(|(_, (labels, _))| selector_matches(&selector, labels))
+        .filter(|(_, (labels, _))| selector_matches(&query, labels))
         .map(|(name, (labels, terminating))| {
             let mut meta = json!({"name": name, "labels": labels});
             if *terminating {
@@ -115,10 +127,7 @@ async fn list_namespaces(
             json!({"metadata": meta, "status": {"phase": if *terminating {"Terminating"} else {"Active"}}})
         })
         .collect();
-    reply(
-        StatusCode::OK,
-        &json!({"kind": "NamespaceList", "metadata": {}, "items": items}),
-    )
+    listed("NamespaceList", &items)
 }
 
 async fn list_rules(
@@ -133,7 +142,6 @@ async fn list_rules(
         &query,
         &headers,
     );
-    let selector = query.get("labelSelector").cloned().unwrap_or_default();
     let c = cluster.lock().unwrap();
     let items: Vec<Value> = c
         .rules
@@ -141,14 +149,11 @@ async fn list_rules(
         .filter(|rule| {
             let labels: BTreeMap<String, String> =
                 serde_json::from_value(rule["metadata"]["labels"].clone()).unwrap_or_default();
-            selector_matches(&selector, &labels)
+            selector_matches(&query, &labels)
         })
         .cloned()
         .collect();
-    reply(
-        StatusCode::OK,
-        &json!({"kind": "PrometheusRuleList", "metadata": {}, "items": items}),
-    )
+    listed("PrometheusRuleList", &items)
 }
 
 async fn apply_rule(
@@ -202,8 +207,17 @@ async fn delete_rule(
     }
 }
 
-/// Starts the fake API server; returns the shared state and a client for it.
-async fn fake_api_server() -> (Shared, KubeClient, tempfile::TempDir) {
+/// The fake API server and what a controller needs to talk to it.
+struct FakeApi {
+    cluster: Shared,
+    client: KubeClient,
+    url: String,
+    token: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// Starts the fake API server on 127.0.0.1 (it stops with the test's runtime).
+async fn fake_api_server() -> FakeApi {
     let cluster: Shared = Arc::default();
     let app = Router::new()
         .route("/api/v1/namespaces", get(list_namespaces))
@@ -217,15 +231,20 @@ async fn fake_api_server() -> (Shared, KubeClient, tempfile::TempDir) {
         )
         .with_state(cluster.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let target =
-        KubeTarget::in_cluster(Some(&format!("http://{address}")), None, Some(&token)).unwrap();
+    let target = KubeTarget::in_cluster(Some(&url), None, Some(&token)).unwrap();
     let client = KubeClient::new(target, Duration::from_secs(5)).unwrap();
-    (cluster, client, dir)
+    FakeApi {
+        cluster,
+        client,
+        url,
+        token,
+        dir,
+    }
 }
 
 fn add_namespace(cluster: &Shared, name: &str, role: &str) {
@@ -263,22 +282,20 @@ fn rule_namespaces(cluster: &Shared) -> Vec<String> {
 
 #[tokio::test]
 async fn rules_follow_shoots_as_they_come_and_go() {
-    let (cluster, client, _dir) = fake_api_server().await;
-    add_namespace(&cluster, "shoot--dev--a", "shoot");
-    add_namespace(&cluster, "shoot--dev--b", "shoot");
-    add_namespace(&cluster, "garden", "seed");
+    let api = fake_api_server().await;
+    let (cluster, client) = (&api.cluster, &api.client);
+    add_namespace(cluster, "shoot--dev--a", "shoot");
+    add_namespace(cluster, "shoot--dev--b", "shoot");
+    add_namespace(cluster, "garden", "seed");
     let desired = DesiredRule::parse(RULE).unwrap();
     let selector = "gardener.cloud/role=shoot";
 
-    let outcome = reconcile_once(&client, &desired, selector).await.unwrap();
+    let outcome = reconcile_once(client, &desired, selector).await.unwrap();
     assert_eq!(
         (outcome.shoot_namespaces, outcome.applied, outcome.deleted),
         (2, 2, 0)
     );
-    assert_eq!(
-        rule_namespaces(&cluster),
-        ["shoot--dev--a", "shoot--dev--b"]
-    );
+    assert_eq!(rule_namespaces(cluster), ["shoot--dev--a", "shoot--dev--b"]);
     {
         let c = cluster.lock().unwrap();
         let rule = &c.rules[&(
@@ -310,7 +327,7 @@ async fn rules_follow_shoots_as_they_come_and_go() {
 
     // Nothing changed: no writes.
     let before = cluster.lock().unwrap().requests.len();
-    let outcome = reconcile_once(&client, &desired, selector).await.unwrap();
+    let outcome = reconcile_once(client, &desired, selector).await.unwrap();
     assert_eq!((outcome.applied, outcome.deleted), (0, 0));
     let writes = cluster.lock().unwrap().requests[before..]
         .iter()
@@ -320,7 +337,7 @@ async fn rules_follow_shoots_as_they_come_and_go() {
 
     // A shoot comes, another goes (its namespace loses the role, as in a control-plane migration
     // away from this seed), a third is being deleted.
-    add_namespace(&cluster, "shoot--dev--c", "shoot");
+    add_namespace(cluster, "shoot--dev--c", "shoot");
     cluster
         .lock()
         .unwrap()
@@ -329,8 +346,8 @@ async fn rules_follow_shoots_as_they_come_and_go() {
         .unwrap()
         .0
         .clear();
-    add_namespace(&cluster, "shoot--dev--d", "shoot");
-    reconcile_once(&client, &desired, selector).await.unwrap();
+    add_namespace(cluster, "shoot--dev--d", "shoot");
+    reconcile_once(client, &desired, selector).await.unwrap();
     cluster
         .lock()
         .unwrap()
@@ -338,16 +355,16 @@ async fn rules_follow_shoots_as_they_come_and_go() {
         .get_mut("shoot--dev--d")
         .unwrap()
         .1 = true;
-    let outcome = reconcile_once(&client, &desired, selector).await.unwrap();
+    let outcome = reconcile_once(client, &desired, selector).await.unwrap();
     assert_eq!(outcome.shoot_namespaces, 2);
     assert_eq!(
-        rule_namespaces(&cluster),
+        rule_namespaces(cluster),
         ["shoot--dev--b", "shoot--dev--c", "shoot--dev--d"]
     );
 
     // A new rule file version reaches every shoot.
     let changed = DesiredRule::parse(&RULE.replace("[5m]", "[10m]")).unwrap();
-    let outcome = reconcile_once(&client, &changed, selector).await.unwrap();
+    let outcome = reconcile_once(client, &changed, selector).await.unwrap();
     assert_eq!(
         outcome.applied, 2,
         "live shoots b and c, not the terminating d"
@@ -369,16 +386,17 @@ async fn rules_follow_shoots_as_they_come_and_go() {
 
 #[tokio::test]
 async fn one_refused_namespace_does_not_stop_the_others() {
-    let (cluster, client, _dir) = fake_api_server().await;
-    add_namespace(&cluster, "shoot--dev--a", "shoot");
-    add_namespace(&cluster, "shoot--dev--b", "shoot");
+    let api = fake_api_server().await;
+    let (cluster, client) = (&api.cluster, &api.client);
+    add_namespace(cluster, "shoot--dev--a", "shoot");
+    add_namespace(cluster, "shoot--dev--b", "shoot");
     cluster
         .lock()
         .unwrap()
         .forbidden
         .push("shoot--dev--a".into());
     let desired = DesiredRule::parse(RULE).unwrap();
-    let outcome = reconcile_once(&client, &desired, "gardener.cloud/role=shoot")
+    let outcome = reconcile_once(client, &desired, "gardener.cloud/role=shoot")
         .await
         .unwrap();
     assert_eq!(outcome.applied, 1);
@@ -388,15 +406,16 @@ async fn one_refused_namespace_does_not_stop_the_others() {
         "{:?}",
         outcome.failures
     );
-    assert_eq!(rule_namespaces(&cluster), ["shoot--dev--b"]);
+    assert_eq!(rule_namespaces(cluster), ["shoot--dev--b"]);
 }
 
 #[tokio::test]
 async fn a_wrong_token_fails_the_pass_with_the_api_servers_message() {
-    let (_cluster, client, dir) = fake_api_server().await;
-    std::fs::write(dir.path().join("token"), "rotated-away").unwrap();
+    let api = fake_api_server().await;
+    std::fs::write(&api.token, "rotated-away").unwrap();
+    let client = &api.client;
     let desired = DesiredRule::parse(RULE).unwrap();
-    let error = reconcile_once(&client, &desired, "gardener.cloud/role=shoot")
+    let error = reconcile_once(client, &desired, "gardener.cloud/role=shoot")
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -404,4 +423,118 @@ async fn a_wrong_token_fails_the_pass_with_the_api_servers_message() {
         message.contains("401") && message.contains("Unauthorized"),
         "{message}"
     );
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_controller_loop_reconciles_reports_and_stops() {
+    let api = fake_api_server().await;
+    add_namespace(&api.cluster, "shoot--dev--a", "shoot");
+    let rule_file = api.dir.path().join("prometheusrule.yaml");
+    std::fs::write(&rule_file, RULE).unwrap();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = ShootRulesArgs {
+        rule_file: rule_file.clone(),
+        namespace_selector: "gardener.cloud/role=shoot".into(),
+        interval: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(5),
+        listen,
+        api_server: Some(api.url.clone()),
+        ca_file: None,
+        token_file: Some(api.token.clone()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(serve(args, async move {
+        let _ = stopped.await;
+    }));
+    slo_gateway::tls::install_default_crypto_provider();
+    let http = reqwest::Client::new();
+    let metric = |name: &'static str, labels: &'static [(&'static str, &'static str)]| {
+        common::pipeline::metric(listen.port(), name, labels)
+    };
+
+    // Ready after the first clean pass; the rule is in place and counted.
+    let ready = common::poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let status = http
+                .get(format!("http://{listen}/readyz"))
+                .send()
+                .await
+                .ok()?
+                .status();
+            status.is_success().then_some(())
+        },
+    )
+    .await;
+    assert!(ready.is_some(), "never ready");
+    assert_eq!(rule_namespaces(&api.cluster), ["shoot--dev--a"]);
+    assert_eq!(
+        metric("slo_gateway_shoot_rules_applied_total", &[]).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("slo_gateway_shoot_rules_shoot_namespaces", &[]).await,
+        Some(1.0)
+    );
+    let ok = metric(
+        "slo_gateway_shoot_rules_reconciles_total",
+        &[("result", "ok")],
+    )
+    .await;
+    assert!(ok >= Some(1.0), "{ok:?}");
+    let last = metric(
+        "slo_gateway_shoot_rules_last_success_timestamp_seconds",
+        &[],
+    )
+    .await;
+    assert!(last > Some(1.0e9), "{last:?}");
+
+    // A new shoot is picked up by a later pass; an edited rule file is re-read and rolled out.
+    add_namespace(&api.cluster, "shoot--dev--b", "shoot");
+    std::fs::write(&rule_file, RULE.replace("[5m]", "[10m]")).unwrap();
+    let changed = DesiredRule::parse(&RULE.replace("[5m]", "[10m]")).unwrap();
+    let rolled_out = common::eventually(Duration::from_secs(10), || {
+        let c = api.cluster.lock().unwrap();
+        c.rules.len() == 2
+            && c.rules
+                .values()
+                .all(|r| r["metadata"]["annotations"][HASH_ANNOTATION] == changed.hash.as_str())
+    })
+    .await;
+    assert!(rolled_out, "{:?}", rule_namespaces(&api.cluster));
+
+    // A broken rule file fails the passes (counted) and leaves the rules alone.
+    std::fs::write(&rule_file, "kind: ConfigMap\n").unwrap();
+    let failing = common::poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let errors = metric(
+                "slo_gateway_shoot_rules_reconciles_total",
+                &[("result", "error")],
+            )
+            .await?;
+            (errors >= 1.0).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        failing.is_some(),
+        "a broken rule file was not counted as a failed pass"
+    );
+    assert_eq!(api.cluster.lock().unwrap().rules.len(), 2);
+
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
 }

@@ -119,13 +119,6 @@ impl ShootRulesMetrics {
         );
         metrics
     }
-
-    /// Reconciliations with `result` so far.
-    pub fn reconciles(&self, result: &str) -> u64 {
-        self.reconciles
-            .get_or_create(&vec![("result".to_string(), result.to_string())])
-            .get()
-    }
 }
 
 /// What one reconciliation did.
