@@ -14,6 +14,7 @@
 //! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
 //!   agent's `match[]` filter. Uses no network crates.
 //! - [`demo`]: the whole pipeline in one process, for a first look.
+//! - [`shootrules`]: runs in a seed: keeps the shoot-tier PrometheusRule in every shoot namespace.
 
 pub mod agent;
 pub mod certs;
@@ -23,5 +24,6 @@ pub mod exposition;
 pub mod receiver;
 pub mod remote_write;
 pub mod rules;
+pub mod shootrules;
 pub mod telemetry;
 pub mod tls;
