@@ -725,6 +725,16 @@ def check_runtime(r: Rendering, report: Report, slo_windows_s: float) -> None:
                          if any(s.get("name") == sa and s.get("namespace") == ns for s in b.get("subjects", []))]
                 if not bound:
                     report.error(f"{r.label} {ref(obj)}", f"Prometheus' ServiceAccount {sa} may not discover targets in {sm_ns} (no RoleBinding)")
+    # Reachable seeds: SLOGatewaySeedUnreachable reads `up` of this job by the targets' `seed` label.
+    unreachable = [rule["expr"] for group in yaml.safe_load((r.chart / "files/prometheusrule.yaml").read_text())["spec"]["groups"]
+                   for rule in group["rules"] if rule.get("alert") == "SLOGatewaySeedUnreachable"]
+    for sc in find(r.objects, "ScrapeConfig", "federate-seed-aggregates"):
+        job = sc["spec"].get("jobName", "")
+        if unreachable and not any(f'job="{job}"' in e or f'job=~"' in e and job in e for e in unreachable):
+            report.error(f"{r.label} {ref(sc)}", f"job {job!r} is not a job SLOGatewaySeedUnreachable watches (seed_unreachable.jobs)")
+        for sc_target in sc["spec"].get("staticConfigs", []):
+            if not (sc_target.get("labels") or {}).get("seed"):
+                report.error(f"{r.label} {ref(sc)}", f"targets {sc_target.get('targets')} carry no `seed` label (SLOGatewaySeedUnreachable groups by it)")
     # Alerts go somewhere.
     ams = find(r.objects, "Alertmanager")
     if ams:
@@ -1097,6 +1107,9 @@ def self_test() -> int:
          by_values(SEED_CHART, SEED_RELEASE, {"priorityClassName": "gardener-system-200"}, "broken"), "priorityClassName"),
         ("seed: buffer larger than its volume",
          by_values(SEED_CHART, SEED_RELEASE, {"agent": {"buffer": {"maxBytes": 5000000000}}}, "broken"), "buffer.max_bytes"),
+        ("runtime: reachable seeds federated under a job the unreachable alert does not watch",
+         by_values(RUNTIME_CHART, RUNTIME_RELEASE, {"federation": {"seeds": {"jobName": "federate-seeds", "targets": [{"seed": "aws-eu1", "address": "p-seed.example.com"}]}}}, "broken"),
+         "SLOGatewaySeedUnreachable watches"),
         ("runtime: PrometheusRule labels not selected",
          by_object(base_runtime, "PrometheusRule", None, lambda o: o["metadata"]["labels"].update({"prometheus": "other"})), "not selected by"),
         ("runtime: PrometheusRule in another namespace",
