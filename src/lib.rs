@@ -13,13 +13,16 @@
 //! - [`tls`], [`telemetry`], [`config`], [`certs`]: shared plumbing.
 //! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
 //!   agent's `match[]` filter. Uses no network crates.
-//! - [`demo`]: the whole pipeline in one process, for a first look.
+//! - [`landscape`]: the landscape twin: real Prometheus/Alertmanager processes configured like
+//!   Gardener's around simulated shoot control planes (tests and `demo`).
+//! - [`demo`]: the twin (or, without Prometheus, the pipeline in one process), for a first look.
 
 pub mod agent;
 pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod exposition;
+pub mod landscape;
 pub mod receiver;
 pub mod remote_write;
 pub mod rules;
