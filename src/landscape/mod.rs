@@ -294,16 +294,15 @@ impl Twin {
     /// Generates the rules, starts every process and listener, and returns once series of
     /// every shoot arrive in the SLO Prometheus through both paths.
     pub async fn start(options: TwinOptions) -> Result<Self, LandscapeError> {
-        for program in ["prometheus", "alertmanager"] {
-            if !installed(program) {
-                return Err(LandscapeError::NotInstalled {
-                    program: if program == "prometheus" {
-                        "prometheus"
-                    } else {
-                        "alertmanager"
-                    },
-                });
-            }
+        if !installed("prometheus") {
+            return Err(LandscapeError::NotInstalled {
+                program: "prometheus",
+            });
+        }
+        if process::alertmanager_program().is_none() {
+            return Err(LandscapeError::NotInstalled {
+                program: "alertmanager",
+            });
         }
         crate::tls::install_default_crypto_provider();
         let mut builder = tempfile::Builder::new();
@@ -863,7 +862,7 @@ fn agent_config(
 
 /// Whether the twin can run here (Prometheus and Alertmanager installed).
 pub fn available() -> bool {
-    installed("prometheus") && installed("alertmanager")
+    installed("prometheus") && process::alertmanager_program().is_some()
 }
 
 /// A plain HTTP client (re-exported for callers that query the twin's servers).

@@ -75,6 +75,13 @@ pub fn installed(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The Alertmanager binary: `alertmanager` upstream, `prometheus-alertmanager` in Debian.
+pub fn alertmanager_program() -> Option<&'static str> {
+    ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|p| installed(p))
+}
+
 /// The last `lines` lines of `text`, for error messages.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
@@ -364,7 +371,7 @@ impl PrometheusServer {
     }
 }
 
-/// A real Alertmanager (the Debian package's `alertmanager`), clustering off.
+/// A real Alertmanager (the Debian package's `prometheus-alertmanager`), clustering off.
 #[derive(Debug)]
 pub struct AlertmanagerServer {
     /// The process.
@@ -401,18 +408,20 @@ impl AlertmanagerServer {
         let config_file = dir.join("alertmanager.yml");
         std::fs::write(&config_file, config)
             .map_err(io(format!("writing {}", config_file.display())))?;
-        let (process, port, _) =
-            start_on_free_port(name, &dir, "alertmanager", "/-/ready", |port| {
-                vec![
-                    format!("--config.file={}", config_file.display()),
-                    format!("--storage.path={}", dir.join("data").display()),
-                    format!("--web.listen-address=127.0.0.1:{port}"),
-                    // No gossip: it would bind 0.0.0.0:9094, shared with everyone else.
-                    "--cluster.listen-address=".into(),
-                    "--log.level=warn".into(),
-                ]
-            })
-            .await?;
+        let program = alertmanager_program().ok_or(LandscapeError::NotInstalled {
+            program: "alertmanager",
+        })?;
+        let (process, port, _) = start_on_free_port(name, &dir, program, "/-/ready", |port| {
+            vec![
+                format!("--config.file={}", config_file.display()),
+                format!("--storage.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                // No gossip: it would bind 0.0.0.0:9094, shared with everyone else.
+                "--cluster.listen-address=".into(),
+                "--log.level=warn".into(),
+            ]
+        })
+        .await?;
         Ok(Self { process, port })
     }
 
