@@ -10,7 +10,7 @@
 //! - [`agent`]: runs in a seed: scrape `/federate`, filter, staleness, disk queue, sharded sender.
 //! - [`receiver`]: runs in the runtime cluster: mTLS termination, identity from the client
 //!   certificate, label enforcement, limits, forwarding to the SLO Prometheus.
-//! - [`tls`], [`telemetry`], [`config`], [`certs`]: shared plumbing.
+//! - [`tls`], [`telemetry`], [`config`], [`certs`], [`yaml_locator`]: shared plumbing.
 //! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
 //!   agent's `match[]` filter. Uses no network crates.
 //! - [`landscape`]: the landscape twin: real Prometheus/Alertmanager processes configured like
@@ -28,3 +28,4 @@ pub mod remote_write;
 pub mod rules;
 pub mod telemetry;
 pub mod tls;
+pub mod yaml_locator;

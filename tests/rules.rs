@@ -40,8 +40,18 @@ fn golden(path: &Path, content: &str) {
     );
 }
 
-/// Spec files under tests/rules/specs/; burn-rate is the input of the promtool unit tests.
-const CASES: &[&str] = &["catalog", "events", "raw", "bool_gauge", "burn-rate"];
+/// Spec files under tests/rules/specs/; burn-rate, catalog, traffic and twin are inputs of the
+/// promtool unit tests (tests/rules/promtool/).
+const CASES: &[&str] = &[
+    "catalog",
+    "events",
+    "raw",
+    "bool_gauge",
+    "burn-rate",
+    "shoot_events",
+    "traffic",
+    "twin",
+];
 
 #[test]
 fn golden_files() {
@@ -65,14 +75,35 @@ fn all_outputs() -> Vec<Files> {
     out
 }
 
-fn rule_exprs(files: &Files) -> Vec<String> {
-    let rules: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+/// Every rule of a rule file.
+fn rules_of(files: &Files, file: &str) -> Vec<Value> {
+    let rules: Value = serde_yaml_ng::from_str(&files[file]).unwrap();
     rules["groups"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .flat_map(|g| g["rules"].as_array().unwrap().iter().cloned())
+        .collect()
+}
+
+/// Runtime-tier expressions.
+fn rule_exprs(files: &Files) -> Vec<String> {
+    rules_of(files, "prometheus-rules.yaml")
+        .iter()
         .map(|r| r["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Shoot-tier rules as (record, expr).
+fn shoot_rules(files: &Files) -> Vec<(String, String)> {
+    rules_of(files, "shoot/prometheus-rules.yaml")
+        .iter()
+        .map(|r| {
+            (
+                r["record"].as_str().unwrap().to_owned(),
+                r["expr"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -81,7 +112,8 @@ fn every_expression_parses() {
     let mut n = 0;
     let variable = regex::Regex::new(r"\$\w+").unwrap();
     for files in all_outputs() {
-        for e in rule_exprs(&files) {
+        let shoot = shoot_rules(&files).into_iter().map(|(_, e)| e);
+        for e in rule_exprs(&files).into_iter().chain(shoot) {
             promql_parser::parser::parse(&e).unwrap_or_else(|err| panic!("{err}\n{e}"));
             n += 1;
         }
@@ -107,7 +139,7 @@ fn every_expression_parses() {
             }
         }
     }
-    assert!(n > 300, "only {n} expressions");
+    assert!(n > 400, "only {n} expressions");
 }
 
 #[test]
@@ -126,7 +158,20 @@ fn config_example_is_valid_and_uses_every_kind() {
     let s = load("config/slos.yaml");
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     let text = std::fs::read_to_string(root().join("config/slos.yaml")).unwrap();
-    for kind in ["catalog:", "events:", "raw:", "bool_gauge:"] {
+    for kind in [
+        "catalog:",
+        " events:",
+        "shoot_events:",
+        "raw:",
+        "bool_gauge:",
+        "available_metrics:",
+        "local_metrics:",
+        "seed_silent:",
+        "seed_unreachable:",
+        "shoot_tier:",
+        "runtime_tier:",
+        "dashboards:",
+    ] {
         assert!(text.contains(kind), "{kind}");
     }
 }
@@ -144,6 +189,7 @@ fn error_of(text: &str) -> (usize, String) {
     }
 }
 
+/// A valid spec (its metrics are garden metrics, which reach the SLO Prometheus).
 const VALID: &str = "version: slo-gateway/v1
 service: s
 slos:
@@ -151,8 +197,8 @@ slos:
     objective: 99.9
     sli:
       events:
-        error_query: sum by (cluster, seed) (rate(e[{{.window}}]))
-        total_query: sum by (cluster, seed) (rate(t[{{.window}}]))
+        error_query: sum by (cluster, seed) (rate(garden_e[{{.window}}]))
+        total_query: sum by (cluster, seed) (rate(garden_t[{{.window}}]))
 ";
 
 #[test]
@@ -186,7 +232,7 @@ fn objective_of_100_is_rejected() {
 
 #[test]
 fn missing_window_placeholder_is_rejected() {
-    let (line, msg) = error_of(&VALID.replace("rate(t[{{.window}}])", "rate(t[5m])"));
+    let (line, msg) = error_of(&VALID.replace("rate(garden_t[{{.window}}])", "rate(garden_t[5m])"));
     assert_eq!(line, 9);
     assert_eq!(
         msg,
@@ -211,13 +257,15 @@ fn unknown_catalog_name_is_rejected() {
     assert_eq!(
         msg,
         "slos[0].sli.catalog: unknown catalog SLI \"nope\"; known: apiserver-availability, \
-         apiserver-errors, apiserver-latency, node-availability, shoot-availability"
+         apiserver-latency, apiserver-errors, machine-creation-latency, node-availability, \
+         shoot-availability, shoot-creation-latency, shoot-reconcile-latency"
     );
 }
 
 #[test]
 fn unaggregated_custom_sli_is_rejected() {
-    let (line, msg) = error_of(&VALID.replace("sum by (cluster, seed) (rate(e", "sum(rate(e"));
+    let (line, msg) =
+        error_of(&VALID.replace("sum by (cluster, seed) (rate(garden_e", "sum(rate(garden_e"));
     assert_eq!(line, 8);
     assert!(msg.contains("drops grouping label `cluster`"), "{msg}");
 }
@@ -281,7 +329,32 @@ fn agent_match_from_spec_files() {
     let yaml: Value = serde_yaml_ng::from_str(&files["agent-match.yaml"]).unwrap();
     let listed: Vec<String> = serde_json::from_value(yaml["match"].clone()).unwrap();
     assert_eq!(got, listed);
-    assert!(got.contains(&r#"probe_success{job="blackbox-apiserver"}"#.to_owned()));
+    assert_eq!(
+        got,
+        [
+            "shoot:apiserver_latency:percentage",
+            r#"shoot:availability{kind="seed"}"#,
+            "shoot:slo_apiserver_availability:bad",
+            "shoot:slo_apiserver_availability:total",
+            "shoot:slo_apiserver_errors:bad",
+            "shoot:slo_apiserver_errors:total",
+            "shoot:slo_apiserver_latency:bad",
+            "shoot:slo_apiserver_latency:total",
+            "shoot:slo_custom_gardener_shoots_apiserver_read_errors:bad",
+            "shoot:slo_custom_gardener_shoots_apiserver_read_errors:total",
+            "shoot:slo_node_availability:bad",
+            "shoot:slo_node_availability:total",
+        ]
+    );
+    let garden: Value = serde_yaml_ng::from_str(&files["garden-match.yaml"]).unwrap();
+    assert_eq!(
+        garden["match"],
+        serde_json::json!([
+            r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
+            "garden_shoot_hibernated",
+            "garden_shoot_info",
+        ])
+    );
 }
 
 #[test]
@@ -300,18 +373,29 @@ fn specs_given_together_need_unique_ids() {
 #[test]
 fn agent_match_covers_the_catalog() {
     let s = load("tests/rules/specs/catalog.yaml");
+    let specs = [s.spec];
+    let shoot = |n: &str| [format!("shoot:slo_{n}:bad"), format!("shoot:slo_{n}:total")];
+    let want: Vec<String> = [
+        "apiserver_availability",
+        "apiserver_errors",
+        "apiserver_latency",
+        "machine_creation_latency",
+        "node_availability",
+    ]
+    .iter()
+    .flat_map(|n| shoot(n))
+    .collect();
+    assert_eq!(agent_match_selectors(&specs), want);
     assert_eq!(
-        agent_match_selectors(&[s.spec]),
+        slo_gateway::rules::garden_match_selectors(&specs),
         vec![
-            r#"apiserver_request_duration_seconds_bucket{le="+Inf",verb=~"DELETE|GET|PATCH|POST|PUT"}"#,
-            r#"apiserver_request_duration_seconds_bucket{le="1",verb=~"DELETE|GET|PATCH|POST|PUT"}"#,
-            "apiserver_request_terminations_total",
-            "apiserver_request_total",
             r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
             "garden_shoot_hibernated",
-            "mcm_machine_current_status_phase",
-            "mcm_machine_info",
-            r#"shoot:availability{kind="shoot"}"#,
+            "garden_shoot_info",
+            r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Create"}"#,
+            r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Reconcile"}"#,
+            r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Create"}"#,
+            r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Reconcile"}"#,
         ]
     );
 }
@@ -595,23 +679,51 @@ spec:
 "#;
 
 #[test]
-fn openslo_ratio_metric_imports() {
+fn openslo_ratio_metric_imports_into_the_shoot_tier() {
     let specs = openslo::parse_str("o.yaml", OPENSLO).unwrap();
     assert_eq!(specs.len(), 2);
     let files = render_all(&specs).unwrap();
+    let shoot: BTreeMap<String, String> = shoot_rules(&files)
+        .into_iter()
+        .map(|(r, e)| (r, canon(&e)))
+        .collect();
+    let total = "sum(rate(apiserver_request_total[5m]))";
+    assert_eq!(
+        shoot["shoot:slo_custom_shoot_api_api_errors:bad"],
+        canon(&format!(
+            r#"(sum(rate(apiserver_request_total{{code=~"5.."}}[5m]))) or (0 * ({total}))"#
+        ))
+    );
+    assert_eq!(
+        shoot["shoot:slo_custom_shoot_api_api_errors:total"],
+        canon(total)
+    );
+    assert_eq!(
+        shoot["shoot:slo_custom_shoot_api_good_api_good:bad"],
+        canon(&format!(
+            r#"({total} - sum(rate(apiserver_request_total{{code!~"5.."}}[5m]))) or (0 * ({total}))"#
+        ))
+    );
     let exprs = rule_exprs(&files);
-    let want_bad = canon(
-        r#"(sum by (cluster, seed) (rate(apiserver_request_total{code=~"5.."}[5m])))
-        / (sum by (cluster, seed) (rate(apiserver_request_total[5m])))"#,
+    let runtime_total =
+        canon("sum by (cluster, seed) (shoot:slo_custom_shoot_api_api_errors:total)");
+    assert!(
+        exprs.iter().any(|e| canon(e) == runtime_total),
+        "{exprs:#?}"
     );
-    assert!(exprs.iter().any(|e| canon(e) == want_bad), "{exprs:#?}");
-    let want_good = canon(
-        r#"(sum by (cluster, seed) (rate(apiserver_request_total[5m])) - sum by (cluster, seed) (rate(apiserver_request_total{code!~"5.."}[5m])))
-        / (sum by (cluster, seed) (rate(apiserver_request_total[5m])))"#,
-    );
-    assert!(exprs.iter().any(|e| canon(e) == want_good), "{exprs:#?}");
     assert!(exprs.contains(&"vector(0.995)".to_owned()), "{exprs:#?}");
     assert!(exprs.contains(&"vector(28)".to_owned()));
+}
+
+#[test]
+fn openslo_errors_are_located_in_their_document() {
+    let text = OPENSLO.replace("  objectives:\n    - target: 0.99\n", "  objectives: []\n");
+    let Err(SpecError::Invalid(d)) = openslo::parse_str("o.yaml", &text) else {
+        panic!("accepted")
+    };
+    // `spec.objectives` of the second document (line 41), not of the first (line 12).
+    assert_eq!(d[0].line, 41, "{d:?}");
+    assert!(d[0].message.starts_with("spec.objectives:"), "{d:?}");
 }
 
 #[test]
@@ -719,7 +831,7 @@ fn perses_dashboards_match_the_crd_schema() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6);
+    assert_eq!(checked, all_outputs().len());
     // The validator does catch mistakes.
     let mut errors = Vec::new();
     validate(
@@ -758,6 +870,9 @@ fn cli_generates_and_checks() {
         "prometheusrule.yaml",
         "alertmanager.yaml",
         "agent-match.yaml",
+        "garden-match.yaml",
+        "shoot/prometheus-rules.yaml",
+        "shoot/prometheusrule.yaml",
         "dashboards/gardener-shoots.yaml",
     ] {
         assert!(dir.path().join(f).is_file(), "{f}");

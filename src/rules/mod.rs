@@ -53,8 +53,12 @@ pub mod openslo;
 mod promql;
 pub mod render;
 pub mod sloth;
+pub mod sources;
 pub mod spec;
+pub mod types;
 
 pub use cli::{run_cli, RulesArgs};
-pub use render::agent::{agent_match_selectors, agent_match_selectors_from_files};
+pub use render::agent::{
+    agent_match_selectors, agent_match_selectors_from_files, garden_match_selectors,
+};
 pub use spec::{LoadedSpec, Spec};
