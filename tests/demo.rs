@@ -131,7 +131,11 @@ fn demo_on_the_twin_shows_slos_and_pages_the_outaged_shoot() {
         "the outaged shoot pages: {shop}\n{stdout}"
     );
     let healthy = last_line_of("shoot--dev--web");
-    let sli = healthy.split(" SLI ").nth(1).unwrap_or_default().trim_start();
+    let sli = healthy
+        .split(" SLI ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim_start();
     assert!(
         healthy.contains("no alerts") && sli.starts_with(|c: char| c.is_ascii_digit()),
         "a healthy shoot has an SLI and no alerts: {healthy}\n{stdout}"

@@ -66,6 +66,10 @@ groups:
         expr: sum(up{job="kube-apiserver"}) by (pod)
 "#;
 
+/// The SLO Prometheus' job federating reachable seeds' aggregates (the twin spec's
+/// `seed_unreachable.jobs`).
+pub const AGGREGATE_JOB: &str = "prometheus-aggregate";
+
 /// Intervals of the twin's Prometheus servers.
 #[derive(Debug, Clone, Copy)]
 pub struct Intervals {
@@ -227,17 +231,15 @@ pub fn slo_prometheus(
     sources: &SloSources,
     intervals: Intervals,
 ) -> Result<String, LandscapeError> {
-    let mut jobs: Vec<Value> = sources
+    // One job for every reachable seed's aggregate, each target labelled with its seed (what
+    // the seed-unreachable alert reads from `up`).
+    let mut aggregates = federate(AGGREGATE_JOB, &[], &sources.aggregate_match);
+    aggregates["static_configs"] = sources
         .reachable_aggregates
         .iter()
-        .map(|(seed, target)| {
-            federate(
-                &format!("prometheus-aggregate-{seed}"),
-                std::slice::from_ref(target),
-                &sources.aggregate_match,
-            )
-        })
+        .map(|(seed, target)| json!({"targets": [target], "labels": {"seed": seed}}))
         .collect();
+    let mut jobs = vec![aggregates];
     jobs.push(federate(
         "prometheus-garden",
         std::slice::from_ref(&sources.garden),

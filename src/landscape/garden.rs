@@ -4,7 +4,7 @@
 //! `technical_id` = `shoot--<project>--<name>`, `seed`, …; source:
 //! gardener/gardener-metrics-exporter `pkg/metrics/metrics.go`).
 //!
-//! Plus `garden_shoot_operation_duration_minutes` (labels `name`, `project`, `operation`),
+//! Plus `garden_shoot_operation_duration_minutes` (labels `name`, `project`, `seed`, `operation`),
 //! which GEP-0041 asks for and Gardener does not have yet: every shoot finishes its `Create`
 //! shortly after the twin starts and a `Reconcile` every reconcile period.
 
@@ -171,6 +171,7 @@ impl Garden {
                     ("name", s.id.name.clone()),
                     ("operation", operation.to_owned()),
                     ("project", s.id.project.clone()),
+                    ("seed", s.id.seed.clone()),
                 ];
                 let name = "garden_shoot_operation_duration_minutes";
                 for (le, count) in MINUTE_BUCKETS.iter().zip(ops.buckets) {
@@ -242,6 +243,6 @@ mod tests {
         assert!(down.ends_with(" 0"), "{down}");
         garden.started -= CREATE_FINISHES_AFTER;
         let text = garden.metrics();
-        assert!(text.contains("garden_shoot_operation_duration_minutes_bucket{name=\"web\",operation=\"Create\",project=\"dev\",le=\"15.0\"} 1\n"), "{text}");
+        assert!(text.contains("garden_shoot_operation_duration_minutes_bucket{name=\"web\",operation=\"Create\",project=\"dev\",seed=\"aws-eu1\",le=\"15.0\"} 1\n"), "{text}");
     }
 }
