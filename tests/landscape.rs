@@ -80,23 +80,25 @@ async fn every_slo_has_a_value_for_every_shoot(twin: &Twin) -> Result<(), String
             .query(r#"slo:sli_error:ratio_rate5m"#)
             .await
             .map_err(|e| e.to_string())?;
-        let have: BTreeSet<(String, String)> = found
+        // (SLO, cluster, seed) with a finite value; SLOs grouped by seed have no cluster and
+        // count for every shoot of their seed.
+        let have: BTreeSet<(String, String, String)> = found
             .iter()
             .filter(|(_, v)| v.is_finite())
             .map(|(l, _)| {
                 let get = |k: &str| l.get(k).cloned().unwrap_or_default();
-                (get("sloth_slo"), get("cluster"))
+                (get("sloth_slo"), get("cluster"), get("seed"))
             })
             .collect();
         let missing: Vec<String> = slos
             .iter()
-            .flat_map(|slo| {
-                twin.shoots()
-                    .iter()
-                    .map(move |s| (slo.clone(), s.id.namespace()))
+            .flat_map(|slo| twin.shoots().iter().map(move |s| (slo.clone(), s)))
+            .filter(|(slo, s)| {
+                let (cluster, seed) = (s.id.namespace(), s.id.seed.clone());
+                !have.contains(&(slo.clone(), cluster, seed.clone()))
+                    && !have.contains(&(slo.clone(), String::new(), seed))
             })
-            .filter(|pair| !have.contains(pair))
-            .map(|(slo, shoot)| format!("{slo} / {shoot}"))
+            .map(|(slo, s)| format!("{slo} / {}", s.id.namespace()))
             .collect();
         if missing.is_empty() {
             Ok(())

@@ -541,18 +541,19 @@ impl Twin {
         Ok(twin)
     }
 
-    /// Waits until `shoot:availability` of every shoot is in the SLO Prometheus.
+    /// Waits until series federated from every shoot's Prometheus (`shoot:*`, through the
+    /// aggregate) are in the SLO Prometheus.
     pub async fn wait_for_every_shoot(&self, within: Duration) -> Result<(), LandscapeError> {
         let expected: Vec<String> = self.shoots.iter().map(|s| s.id.namespace()).collect();
         let what = format!(
-            "shoot:availability of every shoot ({}) in the SLO Prometheus\n{}",
+            "shoot:* series of every shoot ({}) in the SLO Prometheus\n{}",
             expected.join(", "),
             self.logs()
         );
         wait_until(&what, within, Duration::from_secs(1), || async {
             let found = self
                 .slo
-                .query("count by (cluster) (shoot:availability)")
+                .query(r#"count by (cluster) ({__name__=~"shoot:.+"})"#)
                 .await
                 .ok()?;
             let clusters: Vec<&str> = found
@@ -724,7 +725,12 @@ impl Twin {
                 let cluster = shoot.id.namespace();
                 let mut slos: BTreeMap<String, SloStatus> = BTreeMap::new();
                 // The period SLI is the longest window of each SLO.
-                for (labels, value) in slis.iter().filter(|(l, _)| key(l, "cluster") == cluster) {
+                // Series of this shoot, or of its whole seed (SLOs grouped by seed only).
+                let ours = |l: &BTreeMap<String, String>| {
+                    key(l, "cluster") == cluster
+                        || (key(l, "cluster").is_empty() && key(l, "seed") == shoot.id.seed)
+                };
+                for (labels, value) in slis.iter().filter(|(l, _)| ours(l)) {
                     let window = key(labels, "sloth_window");
                     let Ok(length) = window.parse::<crate::rules::duration::PromDuration>() else {
                         continue;
@@ -736,8 +742,7 @@ impl Twin {
                         entry.sli = Some(1.0 - value);
                     }
                 }
-                for (labels, value) in budgets.iter().filter(|(l, _)| key(l, "cluster") == cluster)
-                {
+                for (labels, value) in budgets.iter().filter(|(l, _)| ours(l)) {
                     slos.entry(key(labels, "sloth_slo"))
                         .or_default()
                         .budget_left = Some(*value);
