@@ -453,10 +453,8 @@ impl Twin {
             garden_match,
             receiver_admin: format!("127.0.0.1:{receiver_admin}"),
             alertmanager: format!("127.0.0.1:{}", alertmanager.port),
-            rule_files: vec![rules_dir
-                .join("prometheus-rules.yaml")
-                .display()
-                .to_string()],
+            // The runtime rules are loaded once every shoot's data flows (see below).
+            rule_files: Vec::new(),
         };
         let slo = PrometheusServer::start(
             "prometheus-slo",
@@ -464,11 +462,19 @@ impl Twin {
             &configs::slo_prometheus(&sources, intervals)?,
             &[
                 "--web.enable-remote-write-receiver",
+                "--web.enable-lifecycle",
                 // Alerts reach Alertmanager within seconds, as the short windows need.
                 "--rules.alert.resend-delay=5s",
             ],
         )
         .await?;
+        let slo_with_rules = configs::SloSources {
+            rule_files: vec![rules_dir
+                .join("prometheus-rules.yaml")
+                .display()
+                .to_string()],
+            ..sources
+        };
 
         let firewalled: Vec<String> = options
             .seeds
@@ -537,35 +543,99 @@ impl Twin {
             stop,
             dir,
         };
-        twin.wait_for_every_shoot(Duration::from_secs(120)).await?;
+        // A landscape in steady state, as a long-running SLO Prometheus sees it: the runtime
+        // rules start once every shoot's inputs arrive through both paths. Evaluated earlier,
+        // the garden's shoot list (one hop) would meet shoots without data yet, which
+        // apiserver-availability counts as down: a page for every shoot at start.
+        let inputs = metric_names(&aggregate_match);
+        twin.wait_for_every_shoot(&inputs, Duration::from_secs(120))
+            .await?;
+        twin.load_runtime_rules(&configs::slo_prometheus(&slo_with_rules, intervals)?)
+            .await?;
         Ok(twin)
     }
 
-    /// Waits until series federated from every shoot's Prometheus (`shoot:*`, through the
-    /// aggregate) are in the SLO Prometheus.
-    pub async fn wait_for_every_shoot(&self, within: Duration) -> Result<(), LandscapeError> {
+    /// Writes the SLO Prometheus' config with the runtime rules and reloads it.
+    async fn load_runtime_rules(&self, config: &str) -> Result<(), LandscapeError> {
+        write(&self.slo.dir.join("prometheus.yml"), config)?;
+        let resp = http_client()?
+            .post(format!("{}/-/reload", self.slo.url()))
+            .send()
+            .await
+            .map_err(LandscapeError::Http)?;
+        if !resp.status().is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(LandscapeError::Rules(format!(
+                "the SLO Prometheus refused the runtime rules: {body}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until the SLO Prometheus holds, for every shoot, each of the metrics `names`
+    /// (what the runtime tier reads from the aggregates; `shoot:*` when empty) and the garden's
+    /// `garden_shoot_info`.
+    pub async fn wait_for_every_shoot(
+        &self,
+        names: &[String],
+        within: Duration,
+    ) -> Result<(), LandscapeError> {
         let expected: Vec<String> = self.shoots.iter().map(|s| s.id.namespace()).collect();
-        let what = format!(
-            "shoot:* series of every shoot ({}) in the SLO Prometheus\n{}",
-            expected.join(", "),
-            self.logs()
-        );
-        wait_until(&what, within, Duration::from_secs(1), || async {
-            let found = self
-                .slo
-                .query(r#"count by (cluster) ({__name__=~"shoot:.+"})"#)
-                .await
-                .ok()?;
-            let clusters: Vec<&str> = found
-                .iter()
-                .filter_map(|(l, _)| l.get("cluster").map(String::as_str))
-                .collect();
-            expected
-                .iter()
-                .all(|c| clusters.contains(&c.as_str()))
-                .then_some(())
+        let last = std::sync::Mutex::new(Vec::<String>::new());
+        let result = wait_until(
+            "every shoot's inputs",
+            within,
+            Duration::from_secs(1),
+            || async {
+                let found = self
+                    .slo
+                    .query(r#"count by (cluster, __name__) ({__name__=~"shoot:.+"})"#)
+                    .await
+                    .ok()?;
+                let garden = self
+                    .slo
+                    .query("count by (technical_id) (garden_shoot_info)")
+                    .await
+                    .ok()?;
+                let has = |cluster: &str, name: &str| {
+                    found.iter().any(|(l, _)| {
+                        l.get("cluster").is_some_and(|c| c == cluster)
+                            && (name.is_empty() || l.get("__name__").is_some_and(|n| n == name))
+                    })
+                };
+                let mut missing = Vec::new();
+                for cluster in &expected {
+                    if names.is_empty() && !has(cluster, "") {
+                        missing.push(format!("{cluster}: shoot:*"));
+                    }
+                    for name in names.iter().filter(|n| !has(cluster, n)) {
+                        missing.push(format!("{cluster}: {name}"));
+                    }
+                    if !garden
+                        .iter()
+                        .any(|(l, _)| l.get("technical_id") == Some(cluster))
+                    {
+                        missing.push(format!("{cluster}: garden_shoot_info"));
+                    }
+                }
+                let done = missing.is_empty();
+                *last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = missing;
+                done.then_some(())
+            },
+        )
+        .await;
+        result.map_err(|_| LandscapeError::Timeout {
+            what: format!(
+                "every shoot's inputs in the SLO Prometheus; missing:\n  {}\n{}",
+                last.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .join("\n  "),
+                self.logs()
+            ),
+            after: within,
         })
-        .await
     }
 
     /// The shoots, seed by seed.
@@ -785,6 +855,18 @@ pub struct ShootStatus {
     pub slos: BTreeMap<String, SloStatus>,
     /// Alerts Alertmanager holds for this shoot or its seed.
     pub alerts: Vec<AlertState>,
+}
+
+/// The plain metric names among `selectors` (`name` or `name{…}`; `{__name__…}` ones are
+/// skipped).
+fn metric_names(selectors: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = selectors
+        .iter()
+        .map(|s| s.split('{').next().unwrap_or_default().trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.dedup();
+    names
 }
 
 /// Runs `binary rules --spec spec --out out`.
