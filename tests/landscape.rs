@@ -118,6 +118,7 @@ async fn outages_page_only_their_shoots(twin: &Twin, outaged: &[String]) -> Resu
     for shoot in outaged {
         twin.set_outage(shoot, true).map_err(|e| e.to_string())?;
     }
+    let injected = Instant::now();
     let am = twin.alertmanager();
     let alerts = eventually(Duration::from_secs(240), || async {
         let alerts = am.alerts().await.map_err(|e| e.to_string())?;
@@ -155,26 +156,38 @@ async fn outages_page_only_their_shoots(twin: &Twin, outaged: &[String]) -> Resu
             describe(&others.into_iter().cloned().collect::<Vec<_>>())
         ));
     }
-    // Both paths: the same outage gives the same SLI (queried at one instant).
-    let query = format!(
-        r#"slo:sli_error:ratio_rate5m{{sloth_slo="apiserver-availability",cluster=~"{}"}}"#,
-        outaged.join("|")
-    );
-    let values = twin.slo().query(&query).await.map_err(|e| e.to_string())?;
-    let ratios: Vec<(String, f64)> = values
-        .iter()
-        .map(|(l, v)| (l.get("cluster").cloned().unwrap_or_default(), *v))
-        .collect();
-    let agree = ratios.len() == outaged.len()
-        && ratios.iter().all(|(_, v)| *v > 0.0)
-        && ratios.windows(2).all(|w| (w[0].1 - w[1].1).abs() <= 0.1);
-    if !agree {
-        return Err(format!(
-            "phase 2: the 5m error ratios of the outaged shoots differ by more than 0.1 or are \
-             missing: {ratios:?}"
-        ));
+    // Both paths: the same outage gives the same SLI. Once the outage outlasted the 1m window
+    // both must read fully down there, and the 5m windows (part outage, part healthy) may
+    // differ by the push path's lag of a few seconds only. Queried at one instant.
+    let outage_age = injected.elapsed();
+    if outage_age < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_secs(90) - outage_age).await;
     }
-    eprintln!("phase 2: 5m error ratios of the outaged shoots: {ratios:?}");
+    let mut ratios = Vec::new();
+    for (window, tolerance, at_least) in [("1m", 0.02, 0.98), ("5m", 0.1, 0.0)] {
+        let query = format!(
+            r#"slo:sli_error:ratio_rate{window}{{sloth_slo="apiserver-availability",cluster=~"{}"}}"#,
+            outaged.join("|")
+        );
+        let values = twin.slo().query(&query).await.map_err(|e| e.to_string())?;
+        let by_shoot: Vec<(String, f64)> = values
+            .iter()
+            .map(|(l, v)| (l.get("cluster").cloned().unwrap_or_default(), *v))
+            .collect();
+        let agree = by_shoot.len() == outaged.len()
+            && by_shoot.iter().all(|(_, v)| *v > at_least && *v > 0.0)
+            && by_shoot
+                .windows(2)
+                .all(|w| (w[0].1 - w[1].1).abs() <= tolerance);
+        if !agree {
+            return Err(format!(
+                "phase 2: the {window} error ratios of the outaged shoots (pulled vs pushed) \
+                 differ by more than {tolerance}, are missing or not above {at_least}: {by_shoot:?}"
+            ));
+        }
+        ratios.push((window, by_shoot));
+    }
+    eprintln!("phase 2: error ratios of the outaged shoots: {ratios:?}");
     Ok(())
 }
 
