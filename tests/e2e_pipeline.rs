@@ -89,6 +89,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
         .slo
         .query(r#"{seed="claimed-by-aggregate"}"#)
         .await
+        .unwrap()
         .is_empty());
     assert!(
         p.slo

@@ -78,7 +78,7 @@ pub struct Intervals {
 }
 
 impl Intervals {
-    fn global(&self, external_labels: Value) -> Value {
+    fn global(&self, external_labels: &Value) -> Value {
         let interval = humantime::format_duration(self.scrape).to_string();
         json!({
             "scrape_interval": interval,
@@ -155,7 +155,7 @@ pub fn shoot_prometheus(
         {"source_labels": ["__param_target"], "target_label": "instance", "action": "replace"},
     ]);
     let config = json!({
-        "global": intervals.global(external_labels),
+        "global": intervals.global(&external_labels),
         "rule_files": rule_files,
         "scrape_configs": [
             job("kube-apiserver", &target, &format!("/{ns}/kube-apiserver/metrics")),
@@ -190,7 +190,7 @@ pub fn aggregate_prometheus(
 ) -> Result<String, LandscapeError> {
     let selectors: Vec<String> = AGGREGATE_MATCH.iter().map(|s| s.to_string()).collect();
     to_yaml(&json!({
-        "global": intervals.global(json!({"seed": seed})),
+        "global": intervals.global(&json!({"seed": seed})),
         "scrape_configs": [federate("shoot-prometheus", shoot_prometheus, &selectors)],
     }))
 }
@@ -201,7 +201,7 @@ pub fn garden_prometheus(
     intervals: Intervals,
 ) -> Result<String, LandscapeError> {
     to_yaml(&json!({
-        "global": intervals.global(json!({})),
+        "global": intervals.global(&json!({})),
         "scrape_configs": [job("gardener-metrics-exporter", &exporter.to_string(), "/metrics")],
     }))
 }
@@ -251,7 +251,7 @@ pub fn slo_prometheus(
         "/metrics",
     ));
     to_yaml(&json!({
-        "global": intervals.global(json!({})),
+        "global": intervals.global(&json!({})),
         "storage": {"tsdb": {"out_of_order_time_window": "2h"}},
         "rule_files": sources.rule_files,
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [sources.alertmanager]}]}]},
