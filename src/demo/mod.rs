@@ -31,7 +31,8 @@ pub struct DemoArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Forward to this remote-write URL (a Prometheus started with
-    /// `--web.enable-remote-write-receiver`) instead of the in-process sink.
+    /// `--web.enable-remote-write-receiver`) instead of the in-process sink (simulated pipeline;
+    /// implies `--simulated`).
     #[arg(long)]
     pub forward_url: Option<String>,
     /// Number of simulated seeds (each with its own agent and client certificate).
@@ -86,7 +87,7 @@ fn spawn_server(listener: TcpListener, app: axum::Router, stop: watch::Receiver<
 /// twin when Prometheus and Alertmanager are installed (unless `--simulated`), the simulated
 /// pipeline otherwise.
 pub async fn run(args: DemoArgs) -> anyhow::Result<DemoSummary> {
-    if !args.simulated {
+    if !args.simulated && args.forward_url.is_none() {
         if crate::landscape::available() {
             let started = Instant::now();
             let twin = twin::run(&args).await?;

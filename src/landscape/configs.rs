@@ -13,18 +13,9 @@ use serde_json::{json, Value};
 use super::control_plane::ShootId;
 use super::LandscapeError;
 
-/// What `prometheus-aggregate` federates from every shoot Prometheus, verbatim from Gardener.
-pub const AGGREGATE_MATCH: [&str; 9] = [
-    r#"{__name__="shoot:availability"}"#,
-    r#"{__name__=~"shoot:(.+):(.+)",__name__!="shoot:apiserver_latency_seconds:quantile"}"#,
-    r#"{__name__="ALERTS"}"#,
-    r#"{__name__="prometheus_tsdb_lowest_timestamp"}"#,
-    r#"{__name__="prometheus_tsdb_storage_blocks_bytes"}"#,
-    r#"{__name__="kubeproxy_network_latency:quantile"}"#,
-    r#"{__name__="kubeproxy_sync_proxy:quantile"}"#,
-    r#"{__name__="kube_customresource_verticalpodautoscaler_status_recommendation_containerrecommendations_target_cpu"}"#,
-    r#"{__name__="container_cpu_usage_seconds_total"}"#,
-];
+/// What `prometheus-aggregate` federates from every shoot Prometheus, verbatim from Gardener
+/// (one list for the rules' reachability check and the twin).
+pub use crate::rules::sources::AGGREGATE_MATCH;
 
 /// Gardener's own recording rules in every shoot Prometheus that the SLOs build on: the
 /// blackbox probes' `shoot:availability{kind}` and the API server's latency share
