@@ -178,15 +178,9 @@ fn config_example_is_valid_and_uses_every_kind() {
 
 /// The single error of an invalid spec, as `line: message`.
 fn error_of(text: &str) -> (usize, String) {
-    match spec::parse_str("t.yaml", text) {
-        Ok(_) => panic!("accepted:\n{text}"),
-        Err(SpecError::Invalid(d)) => {
-            let errors: Vec<_> = d.iter().filter(|d| d.level == Level::Error).collect();
-            assert_eq!(errors.len(), 1, "{d:?}");
-            (errors[0].line, errors[0].message.clone())
-        }
-        Err(e) => panic!("{e}"),
-    }
+    let mut errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors.remove(0)
 }
 
 /// A valid spec (its metrics are garden metrics, which reach the SLO Prometheus).
@@ -890,5 +884,486 @@ fn cli_generates_and_checks() {
     assert!(
         Cli::try_parse_from(["x", "--spec", "a.yaml"]).is_err(),
         "--out is required"
+    );
+    let catalog = Cli::try_parse_from(["x", "catalog"]).unwrap().args;
+    slo_gateway::rules::run_cli(catalog).unwrap();
+}
+
+// ---- Two tiers -----------------------------------------------------------------------------
+
+/// All errors of an invalid spec, as `line: message`.
+fn errors_of(text: &str) -> Vec<(usize, String)> {
+    match spec::parse_str("t.yaml", text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(SpecError::Invalid(d)) => d
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .map(|d| (d.line, d.message.clone()))
+            .collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`VALID`] on raw API server series, which exist only in each shoot's Prometheus.
+fn runtime_on_raw() -> String {
+    VALID
+        .replace("garden_e", "apiserver_request_terminations_total")
+        .replace("garden_t", "apiserver_request_total")
+}
+
+#[test]
+fn runtime_sli_on_a_series_that_cannot_reach_the_slo_prometheus_is_rejected() {
+    let runtime_on_raw = runtime_on_raw();
+    let errors = errors_of(&runtime_on_raw);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    let (line, msg) = &errors[1];
+    assert_eq!(*line, 7);
+    assert!(
+        msg.starts_with(
+            "slos[0].sli.events: runtime rule `slo:sli_events:total` of SLO \"s-a\" reads \
+             `apiserver_request_total`, which cannot reach the SLO Prometheus"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("`shoot_events`"), "{msg}");
+    assert!(errors[0].1.contains(
+        "`slo:sli_events:bad` of SLO \"s-a\" reads `apiserver_request_terminations_total`"
+    ));
+    // The same SLI in the shoot tier is fine.
+    let shoot = runtime_on_raw
+        .replace("events:", "shoot_events:")
+        .replace("sum by (cluster, seed) (", "sum(");
+    spec::parse_str("t.yaml", &shoot).unwrap();
+    // So is the runtime SLI when the SLO Prometheus scrapes the metrics itself.
+    let local = runtime_on_raw.replace(
+        "slos:",
+        "local_metrics: ['apiserver_request_(terminations_)?total']\nslos:",
+    );
+    spec::parse_str("t.yaml", &local).unwrap();
+    // A selector without a metric name cannot be checked.
+    let unnamed = runtime_on_raw.replace(
+        "rate(apiserver_request_total[",
+        "rate({__name__=~\"garden_.+\"}[",
+    );
+    assert!(errors_of(&unnamed)
+        .iter()
+        .any(|(_, m)| m.contains("which names no metric")));
+}
+
+#[test]
+fn sloth_specs_on_unreachable_series_only_warn() {
+    let s = sloth::parse_str("sloth.yaml", SLOTH_SPEC, "30d".parse().unwrap()).unwrap();
+    assert!(
+        s.warnings.iter().any(
+            |w| w.message.contains("http_request_duration_seconds_count")
+                && w.message.contains("cannot reach the SLO Prometheus")
+        ),
+        "{:#?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn shoot_tier_queries_cannot_group_by_labels_added_on_the_way_out() {
+    let base = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli:\n      shoot_events:\n        error_query: ERR\n        total_query: sum(rate(apiserver_request_total[{{.window}}]))\n";
+    let err = |q: &str| errors_of(&base.replace("ERR", q));
+    let e = err("sum by (cluster) (rate(apiserver_request_terminations_total[{{.window}}]))");
+    assert_eq!(e[0].0, 8);
+    assert!(
+        e[0].1
+            .contains("uses `cluster`, which the shoot Prometheus does not have"),
+        "{e:?}"
+    );
+    let e = err("sum by ({{.by}}) (rate(apiserver_request_terminations_total[{{.window}}]))");
+    assert!(e[0].1.contains("aggregate away every label"), "{e:?}");
+    let e = err("rate(apiserver_request_terminations_total[{{.window}}])");
+    assert!(e[0].1.contains("is not aggregated"), "{e:?}");
+    let e = err("sum(rate(x[{{.window}}])) / on (seed) sum(rate(y[{{.window}}]))");
+    assert!(e[0].1.contains("uses `seed`"), "{e:?}");
+}
+
+#[test]
+fn catalog_entries_without_a_gardener_metric_are_off_until_declared() {
+    let base = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    grouping: [seed]\n    sli: {catalog: shoot-creation-latency}\n";
+    let e = errors_of(base);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, 7);
+    assert_eq!(
+        e[0].1,
+        "slos[0].sli.catalog: `shoot-creation-latency` needs \
+         `garden_shoot_operation_duration_minutes_bucket`, which Gardener does not expose yet; \
+         if this landscape has it, list it under `available_metrics`"
+    );
+    let on = format!("{base}available_metrics: [garden_shoot_operation_duration_minutes_bucket]\n");
+    spec::parse_str("t.yaml", &on).unwrap();
+    // Only by seed: the histogram has no per-shoot series.
+    let e = errors_of(&on.replace("grouping: [seed]", "grouping: [cluster, seed]"));
+    assert!(e[0].1.contains("can only be grouped by `seed`"), "{e:?}");
+    // A typo in available_metrics is no silent no-op.
+    let e = errors_of(&format!(
+        "{base}available_metrics: [garden_shoot_operation_duration]\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 8 && m.contains("is no metric a catalog SLI waits for")),
+        "{e:?}"
+    );
+}
+
+/// Metric names of every selector in `expr`.
+fn metrics_of(expr: &str) -> Vec<String> {
+    let parsed = slo_gateway::rules::promql::parse(expr).unwrap();
+    slo_gateway::rules::promql::selectors(&parsed)
+        .into_iter()
+        .map(|s| {
+            s.metric
+                .unwrap_or_else(|| panic!("unnamed selector {}", s.text))
+        })
+        .collect()
+}
+
+#[test]
+fn shoot_tier_records_federated_label_free_series() {
+    let mut records = 0;
+    for files in all_outputs() {
+        for (record, expr) in shoot_rules(&files) {
+            assert!(
+                slo_gateway::rules::sources::aggregate_carries(&record),
+                "{record} would not be federated by prometheus-aggregate"
+            );
+            // Neither the identity labels nor anything the SLO Prometheus records.
+            for forbidden in ["cluster", "seed", "slo:"] {
+                assert!(!expr.contains(forbidden), "{record}: {expr}");
+            }
+            records += 1;
+        }
+    }
+    assert!(records >= 14, "{records}");
+}
+
+#[test]
+fn runtime_rules_read_only_what_reaches_the_slo_prometheus() {
+    let local = slo_gateway::rules::sources::local_regexes(&[
+        "http_requests_total|http_errors_total".to_owned(),
+    ])
+    .unwrap();
+    for files in all_outputs() {
+        let rules = rules_of(&files, "prometheus-rules.yaml");
+        let recorded: Vec<&str> = rules.iter().filter_map(|r| r["record"].as_str()).collect();
+        for r in &rules {
+            for m in metrics_of(r["expr"].as_str().unwrap()) {
+                let ok = recorded.contains(&m.as_str())
+                    || m == "up" // the seed-unreachable alert: the SLO Prometheus' own scrape
+                    || slo_gateway::rules::sources::classify(&m, &local).is_some();
+                assert!(ok, "{m} in {}", r["expr"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn prometheusrule_metadata_follows_the_spec() {
+    let meta = |files: &Files, file: &str| -> Value {
+        serde_yaml_ng::from_str::<Value>(&files[file]).unwrap()["metadata"].clone()
+    };
+    let defaults = render(&["config/slos.yaml"]);
+    assert_eq!(
+        meta(&defaults, "prometheusrule.yaml"),
+        serde_json::json!({"name": "slo-gateway-slos", "namespace": "slo-prometheus",
+            "labels": {"prometheus": "slo", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    assert_eq!(
+        meta(&defaults, "shoot/prometheusrule.yaml"),
+        serde_json::json!({"name": "shoot-slo-gateway-slis",
+            "labels": {"prometheus": "shoot", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    let twin = render(&["tests/rules/specs/twin.yaml"]);
+    assert_eq!(
+        meta(&twin, "prometheusrule.yaml"),
+        serde_json::json!({"name": "twin-slos",
+            "labels": {"role": "slo-rules", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    assert_eq!(
+        meta(&twin, "shoot/prometheusrule.yaml"),
+        serde_json::json!({"name": "twin-shoot-slis", "namespace": "shoot--twin--a",
+            "labels": {"prometheus": "shoot", "twin": "true", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    // Rule group intervals and the input range follow the spec too.
+    let groups: Value = serde_yaml_ng::from_str(&twin["shoot/prometheus-rules.yaml"]).unwrap();
+    assert_eq!(groups["groups"][0]["interval"], "15s");
+    assert!(shoot_rules(&twin).iter().any(|(_, e)| e.contains("[1m]")));
+    assert!(!twin["shoot/prometheus-rules.yaml"].contains("[5m]"));
+}
+
+#[test]
+fn output_wide_sections_may_be_set_once() {
+    let a = spec::parse_str("a.yaml", &format!("{VALID}shoot_tier: {{range: 1m}}\n")).unwrap();
+    let b = spec::parse_str(
+        "b.yaml",
+        &format!(
+            "{}shoot_tier: {{range: 2m}}\n",
+            VALID.replace("service: s", "service: t")
+        ),
+    )
+    .unwrap();
+    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        d[0].to_string(),
+        "b.yaml:10: error: shoot_tier: `shoot_tier` is already set in a.yaml: only one of the spec files given together may set it"
+    );
+}
+
+#[test]
+fn shoot_tier_series_names_must_be_unambiguous() {
+    let spec = |service: &str, slo: &str| {
+        format!("version: slo-gateway/v1\nservice: {service}\nslos:\n  - name: {slo}\n    objective: 99\n    sli:\n      shoot_events:\n        error_query: sum(rate(x{{s=\"{service}\"}}[{{{{.window}}}}]))\n        total_query: sum(rate(y[{{{{.window}}}}]))\n")
+    };
+    let a = spec::parse_str("a.yaml", &spec("a-b", "c")).unwrap();
+    let b = spec::parse_str("b.yaml", &spec("a", "b_c")).unwrap();
+    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+        panic!("accepted")
+    };
+    assert!(
+        d[0].message.contains(
+            "records `shoot:slo_custom_a_b_c:bad` for the shoot tier, as SLO \"a-b-c\" does"
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn windows_shorter_than_the_input_range_are_warned_about() {
+    let text = format!(
+        "{VALID}    alerting:\n      windows:\n        - {{severity: page, budget_percent: 2, long: 1h, short: 1m}}\nshoot_tier: {{range: 2m}}\n"
+    );
+    let s = spec::parse_str("t.yaml", &text).unwrap();
+    let w = spec::check_together(&[s]).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0]
+        .message
+        .contains("the 1m window is shorter than shoot_tier.range 2m"));
+}
+
+#[test]
+fn alertmanager_groups_by_seed_and_seed_alerts_inhibit_their_seed() {
+    let files = render(&["config/slos.yaml"]);
+    let am: Value = serde_yaml_ng::from_str(&files["alertmanager.yaml"]).unwrap();
+    assert_eq!(am["route"]["group_by"], serde_json::json!(["seed"]));
+    assert_eq!(
+        am["inhibit_rules"][1],
+        serde_json::json!({
+            "source_matchers": ["alertname=~\"SLOGatewaySeedSilent|SLOGatewaySeedUnreachable\""],
+            "target_matchers": ["sloth_severity=~\"page|ticket\""],
+            "equal": ["seed"],
+        })
+    );
+    // Both seed alerts carry `seed` (by construction of their expressions) and page.
+    let rules = rules_of(&files, "prometheus-rules.yaml");
+    for name in ["SLOGatewaySeedSilent", "SLOGatewaySeedUnreachable"] {
+        let r = rules.iter().find(|r| r["alert"] == name).unwrap();
+        assert!(
+            r["expr"]
+                .as_str()
+                .unwrap()
+                .starts_with("time() - max by (seed)")
+                || r["expr"].as_str().unwrap().starts_with("max by (seed)")
+        );
+        assert_eq!(r["labels"]["severity"], "page");
+        assert_eq!(r["keep_firing_for"], "30m", "the longest page short window");
+    }
+    // Without seed alerts there is nothing to inhibit with.
+    let raw = render(&["tests/rules/specs/raw.yaml"]);
+    let am: Value = serde_yaml_ng::from_str(&raw["alertmanager.yaml"]).unwrap();
+    let seed_rule = am["inhibit_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["equal"] == serde_json::json!(["seed"]));
+    assert!(
+        seed_rule,
+        "raw.yaml disables only seed_silent; unreachable stays"
+    );
+    let bool_gauge = render(&["tests/rules/specs/bool_gauge.yaml"]);
+    let am: Value = serde_yaml_ng::from_str(&bool_gauge["alertmanager.yaml"]).unwrap();
+    assert_eq!(
+        am["inhibit_rules"][1]["source_matchers"],
+        serde_json::json!(["alertname=~\"SLOGatewaySeedSilent\""])
+    );
+}
+
+// ---- Dashboards -----------------------------------------------------------------------------
+
+/// Fields of Perses plugin specs (perses/plugins and perses/shared CUE schemas); anything else
+/// would be refused by Perses' validation.
+fn perses_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "TimeSeriesChart" => &[
+            "legend",
+            "tooltip",
+            "yAxis",
+            "thresholds",
+            "visual",
+            "querySettings",
+        ],
+        "StatChart" => &[
+            "calculation",
+            "metricLabel",
+            "format",
+            "thresholds",
+            "sparkline",
+            "valueFontSize",
+            "colorMode",
+            "legendMode",
+            "mappings",
+        ],
+        "Table" => &[
+            "density",
+            "defaultColumnWidth",
+            "defaultColumnHeight",
+            "defaultColumnHidden",
+            "pagination",
+            "enableFiltering",
+            "enableSorting",
+            "columnSettings",
+            "cellSettings",
+            "transforms",
+            "selection",
+            "actions",
+        ],
+        "PrometheusTimeSeriesQuery" => &[
+            "datasource",
+            "query",
+            "seriesNameFormat",
+            "minStep",
+            "resolution",
+            "instant",
+        ],
+        "PrometheusLabelValuesVariable" => &["datasource", "labelName", "matchers"],
+        other => panic!("unexpected plugin {other}"),
+    }
+}
+
+fn check_plugin(plugin: &Value, datasource: Option<&str>) {
+    let kind = plugin["kind"].as_str().unwrap();
+    let spec = plugin["spec"].as_object().unwrap();
+    for k in spec.keys() {
+        assert!(perses_fields(kind).contains(&k.as_str()), "{kind}.{k}");
+    }
+    if let Some(format) = spec
+        .get("format")
+        .or_else(|| spec.get("yAxis").and_then(|y| y.get("format")))
+    {
+        let unit = format["unit"].as_str().unwrap();
+        assert!(["percent-decimal", "decimal"].contains(&unit), "{unit}");
+    }
+    if kind.starts_with("Prometheus") {
+        match datasource {
+            Some(ds) => assert_eq!(
+                spec["datasource"],
+                serde_json::json!({"kind": "PrometheusDatasource", "name": ds})
+            ),
+            None => assert!(!spec.contains_key("datasource")),
+        }
+    }
+}
+
+#[test]
+fn dashboards_show_slos_per_seed_and_shoot() {
+    for (path, service, datasource) in [
+        ("config/slos.yaml", "gardener-shoots", None),
+        (
+            "tests/rules/specs/twin.yaml",
+            "twin",
+            Some("twin-slo-prometheus"),
+        ),
+    ] {
+        let files = render(&[path]);
+        let dash: Value =
+            serde_yaml_ng::from_str(&files[&format!("dashboards/{service}.yaml")]).unwrap();
+        let config = &dash["spec"]["config"];
+        // Variables: seed, then cluster narrowed by seed, read from series carrying both.
+        let vars = config["variables"].as_array().unwrap();
+        let names: Vec<&str> = vars
+            .iter()
+            .map(|v| v["spec"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["seed", "cluster"]);
+        assert_eq!(
+            vars[1]["spec"]["plugin"]["spec"]["matchers"][0],
+            format!("slo:period_error_budget_remaining:ratio{{sloth_service=\"{service}\", seed=~\"$seed\"}}")
+        );
+        for v in vars {
+            check_plugin(&v["spec"]["plugin"], datasource);
+        }
+        // The budget series is recorded from the per-group SLI, so it carries the grouping labels.
+        let budget = rules_of(&files, "prometheus-rules.yaml")
+            .into_iter()
+            .find(|r| r["record"] == "slo:period_error_budget_remaining:ratio")
+            .unwrap();
+        assert!(budget["expr"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 - slo:period_burn_rate:ratio{"));
+        let panels = config["panels"].as_object().unwrap();
+        let mut kinds = BTreeMap::new();
+        for (key, panel) in panels {
+            let plugin = &panel["spec"]["plugin"];
+            check_plugin(plugin, None);
+            *kinds
+                .entry(plugin["kind"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+            for q in panel["spec"]["queries"].as_array().unwrap() {
+                let qp = &q["spec"]["plugin"];
+                check_plugin(qp, datasource);
+                let legend = qp["spec"]["seriesNameFormat"].as_str().unwrap();
+                if key.ends_with("_sli") || key.ends_with("_burn") {
+                    // Legends name the group and the window.
+                    assert!(
+                        legend.contains("{{seed}}") && legend.ends_with(')'),
+                        "{legend}"
+                    );
+                }
+            }
+            if key.ends_with("_sli") {
+                let steps = &plugin["spec"]["thresholds"]["steps"];
+                assert!(
+                    steps[0]["name"].as_str().unwrap().starts_with("objective"),
+                    "{steps}"
+                );
+            }
+        }
+        let slos = load(path).spec.slos.len();
+        assert_eq!(kinds["StatChart"], slos, "a budget stat per SLO");
+        assert_eq!(kinds["Table"], slos, "a worst-shoots table per SLO");
+        assert_eq!(
+            kinds["TimeSeriesChart"],
+            2 * slos,
+            "SLI and burn rate per SLO"
+        );
+    }
+    // The twin's page threshold is its burn factor: 10 % × 1 h / 100 / 5m = 1.2.
+    let twin = render(&["tests/rules/specs/twin.yaml"]);
+    let dash: Value = serde_yaml_ng::from_str(&twin["dashboards/twin.yaml"]).unwrap();
+    let burn = &dash["spec"]["config"]["panels"]["twin_apiserver_availability_burn"];
+    let steps = burn["spec"]["plugin"]["spec"]["thresholds"]["steps"]
+        .as_array()
+        .unwrap();
+    let values: Vec<f64> = steps.iter().map(|s| s["value"].as_f64().unwrap()).collect();
+    assert!(
+        (values[0] - 1.2).abs() < 1e-9 && (values[1] - 1.0).abs() < 1e-9,
+        "{values:?}"
+    );
+    assert_eq!(dash["metadata"]["namespace"], "twin");
+    assert_eq!(dash["spec"]["config"]["duration"], "1h");
+}
+
+#[test]
+fn the_readme_lists_the_catalog() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&slo_gateway::rules::catalog::markdown_table()),
+        "README.md's catalog table differs from `slo-gateway rules catalog`"
     );
 }

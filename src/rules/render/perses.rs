@@ -35,7 +35,7 @@ impl Builder<'_> {
         spec
     }
 
-    fn query(&self, query: String, legend: &str, instant: bool) -> Value {
+    fn query(&self, query: &str, legend: &str, instant: bool) -> Value {
         let mut spec = json!({"query": query, "seriesNameFormat": legend});
         if instant {
             spec["instant"] = Value::Bool(true);
@@ -169,8 +169,8 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
             "legend": {"position": "bottom", "mode": "table", "values": ["last"]},
         }},
         "queries": [
-            b.query(format!("1 - {}{f}", sli_metric(short)), &legend(&short.to_string()), false),
-            b.query(format!("1 - {}{f}", sli_metric(period)), &legend(&period.to_string()), false),
+            b.query(&format!("1 - {}{f}", sli_metric(short)), &legend(&short.to_string()), false),
+            b.query(&format!("1 - {}{f}", sli_metric(period)), &legend(&period.to_string()), false),
         ],
     });
     let budget = json!({
@@ -183,7 +183,7 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
                 {"value": 0.25, "color": "#56a64b", "name": "a quarter left"},
             ]},
         }},
-        "queries": [b.query(format!("min({BUDGET_LEFT}{f})"), "budget left", false)],
+        "queries": [b.query(&format!("min({BUDGET_LEFT}{f})"), "budget left", false)],
     });
     // One threshold per alert window pair: the burn rate at which it fires.
     let mut seen = BTreeSet::new();
@@ -207,7 +207,7 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
             "thresholds": {"mode": "absolute", "steps": steps},
         }},
         "queries": slo.sli_windows().iter().map(|w| b.query(
-            format!("{}{f}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}", sli_metric(w), slo.id),
+            &format!("{}{f}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}", sli_metric(w), slo.id),
             &legend(&w.to_string()),
             false,
         )).collect::<Vec<_>>(),
@@ -232,7 +232,7 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
             "defaultColumnHidden": true,
             "columnSettings": columns,
         }},
-        "queries": [b.query(format!("bottomk(10, {BUDGET_LEFT}{f})"), "", true)],
+        "queries": [b.query(&format!("bottomk(10, {BUDGET_LEFT}{f})"), "", true)],
     });
     let mut panels = Map::new();
     let mut items = Vec::new();
