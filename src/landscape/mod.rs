@@ -109,6 +109,9 @@ pub enum LandscapeError {
     /// The PKI could not be written.
     #[error(transparent)]
     Certs(#[from] crate::certs::CertError),
+    /// No firewalled seed (with an agent) by that name.
+    #[error("no firewalled seed {0:?} in the twin")]
+    UnknownSeed(String),
     /// No shoot by that name.
     #[error("no shoot {0:?} in the twin (use its name or shoot--<project>--<name>)")]
     UnknownShoot(String),
@@ -729,7 +732,7 @@ impl Twin {
             .agents
             .iter_mut()
             .find(|a| a.seed == seed)
-            .ok_or_else(|| LandscapeError::Config(format!("no agent for seed {seed}")))?;
+            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
         if let Some(mut p) = agent.process.take() {
             p.terminate(Duration::from_secs(15));
         }
@@ -744,7 +747,7 @@ impl Twin {
             .agents
             .iter_mut()
             .find(|a| a.seed == seed)
-            .ok_or_else(|| LandscapeError::Config(format!("no agent for seed {seed}")))?;
+            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
         if agent.process.is_none() {
             agent.process = Some(spawn_component(
                 &binary,
