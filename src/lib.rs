@@ -13,7 +13,9 @@
 //! - [`tls`], [`telemetry`], [`config`], [`certs`], [`yaml_locator`]: shared plumbing.
 //! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
 //!   agent's `match[]` filter. Uses no network crates.
-//! - [`demo`]: the whole pipeline in one process, for a first look.
+//! - [`landscape`]: the landscape twin: real Prometheus/Alertmanager processes configured like
+//!   Gardener's around simulated shoot control planes (tests and `demo`).
+//! - [`demo`]: the twin (or, without Prometheus, the pipeline in one process), for a first look.
 //! - [`shootrules`]: runs in a seed: keeps the shoot-tier PrometheusRule in every shoot namespace.
 
 pub mod agent;
@@ -21,6 +23,7 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod exposition;
+pub mod landscape;
 pub mod receiver;
 pub mod remote_write;
 pub mod rules;
