@@ -347,6 +347,8 @@ fn agent_match_from_spec_files() {
             r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
             "garden_shoot_hibernated",
             "garden_shoot_info",
+            r#"garden_shoot_operation_states{operation="Create"}"#,
+            r#"garden_shoot_operation_states{operation="Delete"}"#,
         ])
     );
 }
@@ -390,6 +392,8 @@ fn agent_match_covers_the_catalog() {
             r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Reconcile"}"#,
             r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Create"}"#,
             r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Reconcile"}"#,
+            r#"garden_shoot_operation_states{operation="Create"}"#,
+            r#"garden_shoot_operation_states{operation="Delete"}"#,
         ]
     );
 }

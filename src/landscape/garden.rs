@@ -1,6 +1,8 @@
 //! The garden as gardener-metrics-exporter shows it to `prometheus-garden`: per shoot
 //! `garden_shoot_condition` (−1 unknown, 0 false, 1 true, 2 progressing), `garden_shoot_info`,
-//! `garden_shoot_hibernated`, with the exporter's label names (`name`, `project`,
+//! `garden_shoot_hibernated`, `garden_shoot_operation_states` (1 succeeded, 2 processing, …,
+//! per operation type; a shoot's `Create` is processing until it finishes), with the exporter's
+//! label names (`name`, `project`,
 //! `technical_id` = `shoot--<project>--<name>`, `seed`, …; source:
 //! gardener/gardener-metrics-exporter `pkg/metrics/metrics.go`).
 //!
@@ -164,6 +166,26 @@ impl Garden {
                 0.0,
             );
         }
+        // As the exporter does: every operation type per shoot, the last one's state (1
+        // succeeded, 2 processing, …), 0 for the others.
+        out.push_str("# TYPE garden_shoot_operation_states gauge\n");
+        for s in &self.shoots {
+            let (last, state) = match (s.created, s.reconcile.count > 0.0) {
+                (false, _) => ("Create", 2.0),
+                (true, false) => ("Create", 1.0),
+                (true, true) if s.api_server_down => ("Reconcile", 2.0),
+                (true, true) => ("Reconcile", 1.0),
+            };
+            for operation in ["Create", "Reconcile", "Delete", "Migrate", "Restore"] {
+                let labels = [
+                    ("name", s.id.name.clone()),
+                    ("project", s.id.project.clone()),
+                    ("operation", operation.to_owned()),
+                ];
+                let value = if operation == last { state } else { 0.0 };
+                sample(&mut out, "garden_shoot_operation_states", &labels, value);
+            }
+        }
         out.push_str("# TYPE garden_shoot_operation_duration_minutes histogram\n");
         for s in &self.shoots {
             for (operation, ops) in [("Create", &s.create), ("Reconcile", &s.reconcile)] {
@@ -241,8 +263,12 @@ mod tests {
             .find(|l| l.contains("condition=\"APIServerAvailable\""))
             .unwrap();
         assert!(down.ends_with(" 0"), "{down}");
+        let creating =
+            "garden_shoot_operation_states{name=\"web\",project=\"dev\",operation=\"Create\"}";
+        assert!(text.contains(&format!("{creating} 2\n")), "{text}");
         garden.started -= CREATE_FINISHES_AFTER;
         let text = garden.metrics();
+        assert!(text.contains(&format!("{creating} 1\n")), "{text}");
         assert!(text.contains("garden_shoot_operation_duration_minutes_bucket{name=\"web\",operation=\"Create\",project=\"dev\",seed=\"aws-eu1\",le=\"15.0\"} 1\n"), "{text}");
     }
 }

@@ -20,9 +20,10 @@
 //!   from the seed; `blackbox-exporter-k8s-service-check`, from inside the shoot) directly, as
 //!   the GEP's query does, rather than the `shoot:availability` recording rules; sampled every
 //!   rule evaluation instead of the GEP's 5m subquery. "Missing data is failure" holds per shoot:
-//!   inside the shoot Prometheus (`or vector(0)`) and in the SLO Prometheus, where every
-//!   non-hibernated shoot of `garden_shoot_info` without data counts as down. Hibernated shoots
-//!   are excluded (their API server is down on purpose).
+//!   inside the shoot Prometheus (`or vector(0)`) and in the SLO Prometheus, where every shoot of
+//!   `garden_shoot_info` without data counts as down. Hibernated shoots, shoots whose creation has
+//!   not succeeded yet and shoots being deleted (`garden_shoot_operation_states`) are excluded:
+//!   their API server is down on purpose, and a shoot in creation would otherwise page.
 //! - **Machine creation latency** uses the histogram the GEP asks for
 //!   (`mcm_machine_creation_duration_minutes_bucket`, bucket `le="20"`) instead of the GEP's
 //!   phase subquery; a machine that never finishes is therefore not counted.
@@ -88,8 +89,8 @@ const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         name: "apiserver-availability",
         gep: "kube-apiserver general availability",
-        meaning: "the shoot's kube-apiserver answers at least one of the seed-side and shoot-side probes; a shoot without data counts as down",
-        source: "`probe_success{job=~\"blackbox-apiserver|blackbox-exporter-k8s-service-check\"}` (shoot Prometheus); `garden_shoot_info`, `garden_shoot_hibernated`",
+        meaning: "the shoot's kube-apiserver answers at least one of the seed-side and shoot-side probes; a shoot without data counts as down; hibernated shoots and shoots being created or deleted excluded",
+        source: "`probe_success{job=~\"blackbox-apiserver|blackbox-exporter-k8s-service-check\"}` (shoot Prometheus); `garden_shoot_info`, `garden_shoot_hibernated`, `garden_shoot_operation_states`",
         tier: Tier::Shoot,
         requires: None,
         groupable: Groupable::PerShoot,
@@ -138,8 +139,8 @@ const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         name: "shoot-availability",
         gep: "Shoot general availability",
-        meaning: "conditions APIServerAvailable, ControlPlaneHealthy, EveryNodeReady, SystemComponentsHealthy healthy or progressing (≥ 1); hibernated shoots excluded",
-        source: "`garden_shoot_condition`, `garden_shoot_hibernated` (prometheus-garden)",
+        meaning: "conditions APIServerAvailable, ControlPlaneHealthy, EveryNodeReady, SystemComponentsHealthy healthy or progressing (≥ 1); hibernated shoots and shoots being created or deleted excluded",
+        source: "`garden_shoot_condition`, `garden_shoot_hibernated`, `garden_shoot_operation_states` (prometheus-garden)",
         tier: Tier::Runtime,
         requires: None,
         groupable: Groupable::PerShoot,
@@ -258,9 +259,19 @@ pub fn with_cluster(series: &str) -> String {
     )
 }
 
-/// Hibernated shoots, by `cluster`.
-fn hibernated() -> String {
-    with_cluster("garden_shoot_hibernated == 1")
+/// Shoots whose API server is not meant to serve, by `cluster`: hibernated, still being created
+/// (last operation `Create` not succeeded: gardener-metrics-exporter's
+/// `garden_shoot_operation_states` is 2–6 for processing … failed, 1 for succeeded, 0 when another
+/// operation came later) or being deleted. Without this every shoot creation would page: the
+/// garden lists the shoot minutes before its control plane reports anything.
+fn not_serving() -> String {
+    format!(
+        "(\n  {}\n  or on (cluster)\n  {}\n)",
+        with_cluster("garden_shoot_hibernated == 1"),
+        with_cluster(
+            r#"garden_shoot_operation_states{operation="Create"} > 1 or garden_shoot_operation_states{operation="Delete"} > 0"#
+        )
+    )
 }
 
 fn apiserver_availability(ctx: &Context<'_>) -> CountedSli {
@@ -274,7 +285,7 @@ fn apiserver_availability(ctx: &Context<'_>) -> CountedSli {
             "sum by ({by}) (\n  (\n    sum by ({shoot}) ({})\n    or on (cluster, seed)\n    group by ({shoot}) ({})\n  )\n  unless on (cluster)\n  {}\n)",
             shoot_series(NAME, suffix),
             with_cluster("garden_shoot_info"),
-            hibernated()
+            not_serving()
         )
     };
     let mut sli = shoot_tier_sli(
@@ -364,7 +375,7 @@ fn shoot_availability(ctx: &Context<'_>) -> CountedSli {
         with_cluster(
             r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#
         ),
-        hibernated()
+        not_serving()
     );
     CountedSli {
         // Unknown (−1) and false (0) are bad; true (1) and progressing (2) are good.
