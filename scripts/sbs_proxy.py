@@ -56,7 +56,7 @@ async def run(listen_port, upstream_port, admin_port):
         body = (
             f'sbs_proxy_bytes_total{{direction="upstream"}} {counts["upstream"]}\n'
             f'sbs_proxy_bytes_total{{direction="downstream"}} {counts["downstream"]}\n'
-            f'sbs_proxy_connections_total {counts["connections"]}\n'
+            f"sbs_proxy_connections_total {counts['connections']}\n"
         ).encode()
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"

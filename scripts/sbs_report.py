@@ -45,19 +45,72 @@ def cpu(r, *roles):
 
 # (label, value of one result or None, format, has a ratio)
 FIGURES = [
-    ("samples delivered of expected", lambda r: r["delivered"] / r["expected"] * 100 if r["expected"] else None, "pct", False),
+    (
+        "samples delivered of expected",
+        lambda r: r["delivered"] / r["expected"] * 100 if r["expected"] else None,
+        "pct",
+        False,
+    ),
     ("CPU-s per 1M samples: agent (the sending process)", lambda r: per_million(r, cpu(r, "sender")), "{:.2f}", True),
-    ("CPU-s per 1M samples: receiver", lambda r: per_million(r, cpu(r, "receiver")) if "receiver" in r["procs"] else None, "{:.2f}", False),
-    ("CPU-s per 1M samples: agent + receiver", lambda r: per_million(r, cpu(r, *[k for k in ("sender", "receiver") if k in r["procs"]])), "{:.2f}", True),
-    ("peak RSS, MiB (VmHWM of the agent)", lambda r: proc(r, "sender") and proc(r, "sender")["hwm_kib"] / MIB, "{:.1f}", True),
-    ("KiB per series (peak RSS ÷ series)", lambda r: proc(r, "sender") and proc(r, "sender")["hwm_kib"] / r["series"], "{:.2f}", True),
-    ("mean RSS in the window, MiB", lambda r: proc(r, "sender") and proc(r, "sender")["mean_rss_kib"] / MIB, "{:.1f}", True),
+    (
+        "CPU-s per 1M samples: receiver",
+        lambda r: per_million(r, cpu(r, "receiver")) if "receiver" in r["procs"] else None,
+        "{:.2f}",
+        False,
+    ),
+    (
+        "CPU-s per 1M samples: agent + receiver",
+        lambda r: per_million(r, cpu(r, *[k for k in ("sender", "receiver") if k in r["procs"]])),
+        "{:.2f}",
+        True,
+    ),
+    (
+        "peak RSS, MiB (VmHWM of the agent)",
+        lambda r: proc(r, "sender") and proc(r, "sender")["hwm_kib"] / MIB,
+        "{:.1f}",
+        True,
+    ),
+    (
+        "KiB per series (peak RSS ÷ series)",
+        lambda r: proc(r, "sender") and proc(r, "sender")["hwm_kib"] / r["series"],
+        "{:.2f}",
+        True,
+    ),
+    (
+        "mean RSS in the window, MiB",
+        lambda r: proc(r, "sender") and proc(r, "sender")["mean_rss_kib"] / MIB,
+        "{:.1f}",
+        True,
+    ),
     ("receiver peak RSS, MiB", lambda r: proc(r, "receiver") and proc(r, "receiver")["hwm_kib"] / MIB, "{:.1f}", False),
-    ("wire bytes per sample (TCP, agent → its receiver)", lambda r: counter(r, "wire_bytes") / r["delivered"] if counter(r, "wire_bytes") is not None and r["delivered"] else None, "{:.2f}", True),
-    ("payload bytes per sample (agent's own counter)", lambda r: counter(r, "payload_bytes") / r["delivered"] if counter(r, "payload_bytes") is not None and r["delivered"] else None, "{:.2f}", True),
+    (
+        "wire bytes per sample (TCP, agent → its receiver)",
+        lambda r: (
+            counter(r, "wire_bytes") / r["delivered"]
+            if counter(r, "wire_bytes") is not None and r["delivered"]
+            else None
+        ),
+        "{:.2f}",
+        True,
+    ),
+    (
+        "payload bytes per sample (agent's own counter)",
+        lambda r: (
+            counter(r, "payload_bytes") / r["delivered"]
+            if counter(r, "payload_bytes") is not None and r["delivered"]
+            else None
+        ),
+        "{:.2f}",
+        True,
+    ),
     ("freshness p50, s (scrape → queryable in the sink)", lambda r: percentile(delays(r), 50), "{:.2f}", True),
     ("freshness p99, s", lambda r: percentile(delays(r), 99), "fresh", True),
-    ("warning/error log lines (agent, receiver)", lambda r: sum(v["count"] for v in r.get("log_issues", {}).values()), "{:.0f}", False),
+    (
+        "warning/error log lines (agent, receiver)",
+        lambda r: sum(v["count"] for v in r.get("log_issues", {}).values()),
+        "{:.0f}",
+        False,
+    ),
 ]
 
 
@@ -97,13 +150,16 @@ def render(meta, results):
     out.append(f"### Side-by-side, {meta.get('date', '?')}\n")
     if meta.get("note"):
         out.append(f"**{meta['note']}**\n")
-    out.append(f"- Machine: {meta.get('machine', '?')}; 1/5/15-min load average "
-               f"{' '.join(meta.get('loadavg_start', []))} at the start, {' '.join(meta.get('loadavg_end', []))} at the end.")
+    out.append(
+        f"- Machine: {meta.get('machine', '?')}; 1/5/15-min load average "
+        f"{' '.join(meta.get('loadavg_start', []))} at the start, {' '.join(meta.get('loadavg_end', []))} at the end."
+    )
     for k, v in meta.get("versions", {}).items():
         out.append(f"- {k}: `{v}`")
     if s:
         out.append(
-            f"- Scrape every {s['interval']} s; per contender {s['warmup']} s warm-up, then {s['duration']} s measured; "
+            f"- Scrape every {s['interval']} s; per contender {s['warmup']} s warm-up, "
+            f"then {s['duration']} s measured; "
             f"contenders one after another ({', '.join(s['contenders'])}), each with a fresh sink."
             + (" Quick mode: checks the harness, the figures mean little." if s.get("quick") else "")
         )
@@ -132,7 +188,7 @@ def render(meta, results):
                     row.append(ratio(values[c], values[ref]) if has_ratio else "")
             out.append("| " + " | ".join(row) + " |")
     # Memory growth per series between two points: the slope, without the fixed base.
-    for a, b in zip(points, points[1:]):
+    for a, b in zip(points, points[1:], strict=False):
         row = [f"**{a:,} → {b:,}**", "RSS growth per added series, KiB (peak RSS difference ÷ series difference)"]
         values = {}
         for c in contenders:
@@ -151,15 +207,14 @@ def render(meta, results):
         " ticks make a coarse per-1M figure) and the counters' differences over the window.\n"
     )
     for r in results:
-        counters = ", ".join(
-            f"{k} {'n/a' if v is None else f'{v:,.0f}'}" for k, v in r["counters"].items()
-        )
+        counters = ", ".join(f"{k} {'n/a' if v is None else f'{v:,.0f}'}" for k, v in r["counters"].items())
         cpus = ", ".join(
-            f"{'agent' if role == 'sender' else role} {p['cpu_s']:.2f}" for role, p in r["procs"].items() if "cpu_s" in p
+            f"{'agent' if role == 'sender' else role} {p['cpu_s']:.2f}"
+            for role, p in r["procs"].items()
+            if "cpu_s" in p
         )
         line = (
-            f"- {r['series']:,} series, {r['label']}: CPU-s {cpus}; {counters}; "
-            f"load {' → '.join(r.get('loadavg', []))}"
+            f"- {r['series']:,} series, {r['label']}: CPU-s {cpus}; {counters}; load {' → '.join(r.get('loadavg', []))}"
         )
         fresh = r.get("freshness", {})
         if fresh.get("query_errors"):

@@ -82,7 +82,10 @@ def shoot_series(i):
         out.append((f'shoot:apiserver_storage_objects:sum_by_resource{{{ext},resource="{r}"}} ', "objects"))
     for r in ("pods", "nodes"):
         out.append(
-            (f'shoot:apiserver_watch_duration:quantile{{{ext},quantile="0.2",resource="{r}",scope="cluster"}} ', "seconds")
+            (
+                f'shoot:apiserver_watch_duration:quantile{{{ext},quantile="0.2",resource="{r}",scope="cluster"}} ',
+                "seconds",
+            )
         )
     return out
 
@@ -98,7 +101,7 @@ def build(series):
         i += 1
     del out[wanted:]
     for m in range(markers):
-        out.append((f'{MARKER}{{{external_labels("bench", f"marker{m}")}}} ', "now"))
+        out.append((f"{MARKER}{{{external_labels('bench', f'marker{m}')}}} ", "now"))
     return out
 
 
@@ -115,7 +118,7 @@ class Body:
         self.rng = random.Random(42)
         self.values = [self.initial(kind) for _, kind in self.series]
         self.prefixes = [prefix.encode() for prefix, _ in self.series]
-        self.lines = [p + str(v).encode() for p, v in zip(self.prefixes, self.values)]
+        self.lines = [p + str(v).encode() for p, v in zip(self.prefixes, self.values, strict=True)]
         self.lines.append(b"")  # the body ends with a newline
         by_kind = {}
         for n, (_, kind) in enumerate(self.series):

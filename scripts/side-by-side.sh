@@ -17,4 +17,4 @@
 # exit, failure, Ctrl-C, SIGTERM and SIGHUP; exec hands it this shell's signals directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python3 scripts/side_by_side.py run "$@"
+PYTHONDONTWRITEBYTECODE=1 exec python3 scripts/side_by_side.py run "$@"

@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sbs_probe as probe  # noqa: E402
@@ -366,9 +367,12 @@ scrape:
       match: {yaml_list(SELECTORS)}
 remote_write:
   url: https://127.0.0.1:{proxy_port}/api/v1/write
-{protocol_line}  tls: {{ca_file: {certs}/ca.pem, cert_file: {certs}/seed-bench.pem, key_file: {certs}/seed-bench-key.pem}}
+{protocol_line}  tls:
+    ca_file: {certs}/ca.pem
+    cert_file: {certs}/seed-bench.pem
+    key_file: {certs}/seed-bench-key.pem
 buffer:
-  path: {self.contender_data / 'agent-buffer'}
+  path: {self.contender_data / "agent-buffer"}
 """,
         )
         for cfg in (rx_cfg, agent_cfg):
@@ -480,7 +484,7 @@ buffer:
     def sleep(self, seconds, procs):
         end = time.time() + seconds
         while time.time() < end:
-            for k, p in procs.items():
+            for p in procs.values():
                 if p.poll() is not None:
                     raise RuntimeError(f"{p.name} exited ({p.returncode}) during warm-up:\n{log_tail(p)}")
             time.sleep(min(1.0, max(0.0, end - time.time())))
@@ -542,7 +546,9 @@ scrape_configs:
             "loadavg_start": open("/proc/loadavg").read().split()[:3],
         }
         log(f"{meta['machine']}; {'; '.join(meta['versions'].values())}")
-        log(f"points {a.points}, every {a.interval}s, warm-up {a.warmup}s, measured {a.duration}s; output in {self.out}")
+        log(
+            f"points {a.points}, every {a.interval}s, warm-up {a.warmup}s, measured {a.duration}s; output in {self.out}"
+        )
         for series in a.points:
             self.run_point(series)
         meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
@@ -590,22 +596,44 @@ def versions(a):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="scripts/side-by-side.sh", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="check the harness: 100 and 2,000 series, every 5 s, 10 s warm-up, 20 s measured (about 5 min)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="check the harness: 100 and 2,000 series, every 5 s, 10 s warm-up, 20 s measured (about 5 min)",
+    )
     p.add_argument("--points", help="series counts, comma-separated (default 100,36000,360000; quick 100,2000)")
-    p.add_argument("--interval", type=int, help="scrape interval of the source and of every contender, s (default 15; quick 5)")
-    p.add_argument("--warmup", type=int, help="seconds from a contender's start to its measured window (default 30; quick 10)")
+    p.add_argument(
+        "--interval", type=int, help="scrape interval of the source and of every contender, s (default 15; quick 5)"
+    )
+    p.add_argument(
+        "--warmup", type=int, help="seconds from a contender's start to its measured window (default 30; quick 10)"
+    )
     p.add_argument("--duration", type=int, help="measured window, s; a multiple of --interval (default 120; quick 20)")
     p.add_argument(
         "--contenders",
         default="prometheus-agent,vmagent,slo-gateway",
-        help="in this order, comma-separated, of: " + ", ".join(CONTENDERS)
+        help="in this order, comma-separated, of: "
+        + ", ".join(CONTENDERS)
         + " (slo-gateway-v1/-v2 set the agent's remote_write.protocol, which needs a build that has it)",
     )
-    p.add_argument("--out", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")), "side-by-side"), help="output directory, replaced (default target/side-by-side)")
-    p.add_argument("--bin", default=os.environ.get("SLO_GATEWAY_BIN"), help="slo-gateway binary (default target/release/slo-gateway)")
+    p.add_argument(
+        "--out",
+        default=os.path.join(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")), "side-by-side"),
+        help="output directory, replaced (default target/side-by-side)",
+    )
+    p.add_argument(
+        "--bin",
+        default=os.environ.get("SLO_GATEWAY_BIN"),
+        help="slo-gateway binary (default target/release/slo-gateway)",
+    )
     p.add_argument("--prometheus", default=os.environ.get("PROMETHEUS", "prometheus"))
     p.add_argument("--vmagent", default=os.environ.get("VMAGENT", "vmagent"))
-    p.add_argument("--vmagent-flag", action="append", default=[], help="extra vmagent flag, repeatable (e.g. -promscrape.streamParse)")
+    p.add_argument(
+        "--vmagent-flag",
+        action="append",
+        default=[],
+        help="extra vmagent flag, repeatable (e.g. -promscrape.streamParse)",
+    )
     p.add_argument("--note", default="", help="a line printed above the table (e.g. 'taken on a loaded machine')")
     a = p.parse_args(argv)
     quick = {"points": "100,2000", "interval": 5, "warmup": 10, "duration": 20}
@@ -628,7 +656,8 @@ def parse_args(argv):
     for tool, c in ((a.prometheus, "prometheus"), (a.vmagent, "vmagent")):
         if any(x.startswith(c) for x in a.contenders) or c == "prometheus":
             if shutil.which(tool) is None:
-                p.error(f"{tool} not found (Debian: apt-get install {'prometheus' if c == 'prometheus' else 'victoria-metrics'})")
+                package = "prometheus" if c == "prometheus" else "victoria-metrics"
+                p.error(f"{tool} not found (Debian: apt-get install {package})")
     if any(c in ("slo-gateway-v1", "slo-gateway-v2") for c in a.contenders):
         agent_yaml = (ROOT / "config" / "agent.yaml").read_text()
         if not re.search(r"^\s+protocol:", agent_yaml, re.M):
