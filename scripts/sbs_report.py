@@ -32,6 +32,11 @@ def counter(r, name):
     return r["counters"].get(name)
 
 
+def per_sample(r, name):
+    value = counter(r, name)
+    return value / r["delivered"] if value is not None and r["delivered"] else None
+
+
 def delays(r):
     return [d for _, d in r.get("freshness", {}).get("delays", [])]
 
@@ -83,26 +88,8 @@ FIGURES = [
         True,
     ),
     ("receiver peak RSS, MiB", lambda r: proc(r, "receiver") and proc(r, "receiver")["hwm_kib"] / MIB, "{:.1f}", False),
-    (
-        "wire bytes per sample (TCP, agent → its receiver)",
-        lambda r: (
-            counter(r, "wire_bytes") / r["delivered"]
-            if counter(r, "wire_bytes") is not None and r["delivered"]
-            else None
-        ),
-        "{:.2f}",
-        True,
-    ),
-    (
-        "payload bytes per sample (agent's own counter)",
-        lambda r: (
-            counter(r, "payload_bytes") / r["delivered"]
-            if counter(r, "payload_bytes") is not None and r["delivered"]
-            else None
-        ),
-        "{:.2f}",
-        True,
-    ),
+    ("wire bytes per sample (TCP, agent → its receiver)", lambda r: per_sample(r, "wire_bytes"), "{:.2f}", True),
+    ("payload bytes per sample (agent's own counter)", lambda r: per_sample(r, "payload_bytes"), "{:.2f}", True),
     ("freshness p50, s (scrape → queryable in the sink)", lambda r: percentile(delays(r), 50), "{:.2f}", True),
     ("freshness p99, s", lambda r: percentile(delays(r), 99), "fresh", True),
     (

@@ -59,6 +59,9 @@ SELECTORS = [
     "apiserver_request_terminations_total",
     'probe_success{job="blackbox-apiserver"}',
 ]
+# The federate job's own up/scrape_* series of Prometheus and vmagent: the slo-gateway agent sends
+# no such series.
+DROP_OWN_SERIES = "{source_labels: [job], regex: federate, action: drop}"
 # Every generated series and nothing else (the contenders' own up/scrape_* series are dropped).
 COUNT_SELECTOR = '{cluster=~"shoot--.+"}'
 CONTENDERS = {
@@ -89,6 +92,15 @@ def die_with_parent():
     """Runs in the child before exec: SIGTERM when the harness dies, even by SIGKILL."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def proxy_counters(metrics_url):
+    """The wire figures: what the proxy in front of the contender's receiver forwarded."""
+    return {
+        "wire_bytes": (metrics_url, 'sbs_proxy_bytes_total{direction="upstream"}'),
+        "wire_bytes_down": (metrics_url, 'sbs_proxy_bytes_total{direction="downstream"}'),
+        "wire_connections": (metrics_url, "sbs_proxy_connections_total"),
+    }
 
 
 def yaml_list(items):
@@ -243,11 +255,9 @@ class Run:
         return p, listen, f"http://127.0.0.1:{admin}/metrics"
 
     # ------------------------------------------------------------ contenders
-    def contender_prometheus(self, tag, source, proxy_port):
-        per_request = 2000 if tag.endswith("-2000") else None
-        port = free_port()
-        queue = f"    queue_config: {{max_samples_per_send: {per_request}}}\n" if per_request else ""
-        config = f"""global:
+    def federate_config(self, source):
+        """The scrape side of Prometheus and vmagent: the same job as the slo-gateway agent's."""
+        return f"""global:
   scrape_interval: {self.a.interval}s
   scrape_timeout: {self.timeout()}s
   external_labels: {{seed: bench}}
@@ -261,12 +271,20 @@ scrape_configs:
       'match[]': {yaml_list(SELECTORS)}
     static_configs:
       - targets: ['{source}']
-remote_write:
+"""
+
+    def contender_prometheus(self, tag, source, proxy_port):
+        per_request = 2000 if tag.endswith("-2000") else None
+        port = free_port()
+        queue = f"    queue_config: {{max_samples_per_send: {per_request}}}\n" if per_request else ""
+        config = (
+            self.federate_config(source)
+            + f"""remote_write:
   - url: http://127.0.0.1:{proxy_port}/api/v1/write
-    # The federate job's own up/scrape_* series: the slo-gateway agent sends no such series.
     write_relabel_configs:
-      - {{source_labels: [job], regex: federate, action: drop}}
+      - {DROP_OWN_SERIES}
 {queue}"""
+        )
         cfg = self.config(f"{self.tag}-{tag}.yml", config)
         storage = self.contender_data / tag
         p = self.procs.start(
@@ -294,28 +312,8 @@ remote_write:
 
     def contender_vmagent(self, source, proxy_port):
         port = free_port()
-        cfg = self.config(
-            f"{self.tag}-vmagent.yml",
-            f"""global:
-  scrape_interval: {self.a.interval}s
-  scrape_timeout: {self.timeout()}s
-  external_labels: {{seed: bench}}
-scrape_configs:
-  - job_name: federate
-    honor_labels: true
-    honor_timestamps: false
-    metrics_path: /federate
-    params:
-      'match[]': {yaml_list(SELECTORS)}
-    static_configs:
-      - targets: ['{source}']
-""",
-        )
-        relabel = self.config(
-            f"{self.tag}-vmagent-relabel.yml",
-            "# The federate job's own up/scrape_* series: the slo-gateway agent sends no such series.\n"
-            "- {source_labels: [job], regex: federate, action: drop}\n",
-        )
+        cfg = self.config(f"{self.tag}-vmagent.yml", self.federate_config(source))
+        relabel = self.config(f"{self.tag}-vmagent-relabel.yml", f"- {DROP_OWN_SERIES}\n")
         argv = [
             self.a.vmagent,
             f"-httpListenAddr=127.0.0.1:{port}",
@@ -386,9 +384,7 @@ buffer:
         wait_until("agent", http_ok(f"http://127.0.0.1:{admin_agent}/healthz"), 30, [agent])
         am, rm = f"http://127.0.0.1:{admin_agent}/metrics", f"http://127.0.0.1:{admin_rx}/metrics"
         counters = {
-            "wire_bytes": (proxy_metrics, 'sbs_proxy_bytes_total{direction="upstream"}'),
-            "wire_bytes_down": (proxy_metrics, 'sbs_proxy_bytes_total{direction="downstream"}'),
-            "wire_connections": (proxy_metrics, "sbs_proxy_connections_total"),
+            **proxy_counters(proxy_metrics),
             "payload_bytes": (am, "slo_gateway_agent_bytes_sent_total"),
             "samples_sent": (am, "slo_gateway_agent_samples_sent_total"),
             "samples_scraped": (am, "slo_gateway_agent_samples_scraped_total"),
@@ -418,12 +414,7 @@ buffer:
                 else:
                     started, counters = self.contender_prometheus(tag, source, proxy_port)
                 procs.update(started)
-                counters = {
-                    "wire_bytes": (proxy_metrics, 'sbs_proxy_bytes_total{direction="upstream"}'),
-                    "wire_bytes_down": (proxy_metrics, 'sbs_proxy_bytes_total{direction="downstream"}'),
-                    "wire_connections": (proxy_metrics, "sbs_proxy_connections_total"),
-                    **counters,
-                }
+                counters = {**proxy_counters(proxy_metrics), **counters}
             result = self.measure(tag, series, procs, counters, sink_port)
         finally:
             self.procs.stop(*[procs[k] for k in ("sender", "receiver", "proxy") if k in procs], sink)
