@@ -103,50 +103,59 @@ def count_samples(prom, selector, at, range_s):
 class Freshness(threading.Thread):
     """Scrape -> queryable in the sink, once per contender scrape.
 
-    Every contender stamps a scraped sample with its scrape's start time (Prometheus and vmagent
-    with honor_timestamps: false, slo-gateway by default), so the newest timestamp of a marker
-    series in the sink is the start of the newest scrape that reached it. Every `poll` seconds this
-    asks the sink for `timestamp(<marker>)` of all markers; when the oldest of them moves to a new
-    scrape time T, every marker of scrape T is queryable, and now - T is that scrape's freshness.
-    The markers are the last family of every /federate body (sbs_workload), so this is the time
-    until the whole scrape is queryable. Resolution: the poll interval plus one query.
+    Every contender stamps all samples of one scrape with that scrape's start time (Prometheus and
+    vmagent with honor_timestamps: false, slo-gateway by default), so a scrape is identified by
+    its timestamp T. The markers are the last family of every /federate body (sbs_workload) and
+    hash to different shards. Every `poll` seconds this asks the sink for the raw samples of all
+    markers over the last `lookback` seconds; a scrape time T present in every marker means the
+    whole scrape T is queryable. The first poll that sees T complete gives its freshness: the time
+    that query was sent minus T (the previous poll, at most `poll` earlier, had not seen it).
+    Scrapes with T in [t_from, t_to] count; polling goes on after t_to until `finish`, so a slow
+    last scrape of the window is still timed rather than left out.
     """
 
-    def __init__(self, prom, marker, markers, t_from, poll=0.1):
+    def __init__(self, prom, marker, markers, t_from, lookback, poll=0.1):
         super().__init__(daemon=True)
-        self.prom, self.marker, self.markers, self.t_from, self.poll = prom, marker, markers, t_from, poll
-        self.stop_at = None
-        self.delays = []  # (scrape time, seconds until queryable)
+        self.prom, self.marker, self.markers, self.poll = prom, marker, markers, poll
+        self.t_from, self.t_to, self.lookback = t_from, float("inf"), lookback
+        self.delays = {}  # scrape time -> seconds until the whole scrape was queryable
         self.errors = 0
         self._halt = threading.Event()
 
+    def complete_scrapes(self):
+        expr = f"{self.marker}[{int(self.lookback)}s]"
+        resp = json.loads(get(f"{self.prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=5))
+        series = resp["data"]["result"] if resp.get("status") == "success" else []
+        if len(series) < self.markers:
+            return set()
+        times = [{round(float(t), 3) for t, _ in s["values"]} for s in series]
+        return set.intersection(*times)
+
     def run(self):
-        last = None
         while not self._halt.is_set():
             t_query = time.time()
             try:
-                res = query(self.prom, f"timestamp({self.marker})", timeout=5)
+                complete = self.complete_scrapes()
             except Exception:  # noqa: BLE001
                 self.errors += 1
-                res = []
-            if len(res) == self.markers:
-                newest_complete = min(v for _, v in res)
-                if last is not None and newest_complete > last and newest_complete >= self.t_from:
-                    # The sink answered from data it held at some moment after t_query; the
-                    # previous poll (at most `poll` earlier) had not seen it yet.
-                    self.delays.append((newest_complete, t_query - newest_complete))
-                last = newest_complete if last is None else max(last, newest_complete)
+                complete = set()
+            for t in complete:
+                if self.t_from <= t <= self.t_to and t not in self.delays:
+                    self.delays[t] = t_query - t
             self._halt.wait(max(0.0, self.poll - (time.time() - t_query)))
 
     def finish(self):
+        """Stops after one more poll; returns the delays of the scrapes in [t_from, t_to]."""
+        time.sleep(2 * self.poll)
         self._halt.set()
         self.join(10)
-        return {"delays": self.delays, "query_errors": self.errors, "poll_s": self.poll}
+        return {"delays": sorted(self.delays.items()), "query_errors": self.errors, "poll_s": self.poll}
 
 
-def sample(procs, counters, seconds, freshness=None, stop=None):
+def sample(procs, counters, seconds, freshness=None):
     """Samples VmRSS of `procs` ({name: pid}) every second for `seconds`, their CPU and the
-    `counters` ({name: (url, spec)}) at start and end. Returns the result as a dict."""
+    `counters` ({name: (url, spec)}) at start and end. Returns the result as a dict. `freshness`
+    is started with the window and told its end; the caller finishes it."""
     load0 = open("/proc/loadavg").read().split()[0]
     start_counters = {n: counter(u, s) for n, (u, s) in counters.items()}
     t0 = time.time()
@@ -174,7 +183,7 @@ def sample(procs, counters, seconds, freshness=None, stop=None):
     load1 = open("/proc/loadavg").read().split()[0]
     result = {"t0": t0, "t1": t1, "loadavg": [load0, load1], "procs": {}, "counters": {}}
     if freshness is not None:
-        result["freshness"] = freshness.finish()
+        freshness.t_to = t1
     for n in procs:
         if first[n] is None or last[n] is None or not rss[n]:
             result["procs"][n] = {"error": "process exited during the run"}

@@ -108,7 +108,7 @@ def fmt(value, style, r):
         return f"{r['delivered']:,} / {r['expected']:,} ({value:.1f} %)"
     if style == "fresh":
         d = delays(r)
-        return f"{value:.2f} (max {max(d):.2f}, n = {len(d)})"
+        return f"{value:.2f} (max {max(d):.2f}; {len(d)} of {r['duration'] // r['interval']} scrapes)"
     return style.format(value)
 
 
@@ -118,14 +118,22 @@ def ratio(a, b):
     return f"{a / b:.2f}×"
 
 
+def delivered_most(r):
+    """Whether a run delivered enough for its memory to reflect the point's series count."""
+    return r is not None and r["expected"] and r["delivered"] >= 0.9 * r["expected"]
+
+
 def render(meta, results):
+    skipped = {r["series"]: r["skipped"] for r in results if "skipped" in r}
+    federate = {r["series"]: r["source_federate"] for r in results if "source_federate" in r}
+    everything, results = results, [r for r in results if "skipped" not in r]
     contenders = []
     for r in results:
         if r["contender"] not in contenders:
             contenders.append(r["contender"])
     labels = {r["contender"]: r["label"] for r in results}
     points = []
-    for r in results:
+    for r in everything:
         if r["series"] not in points:
             points.append(r["series"])
     by = {(r["series"], r["contender"]): r for r in results}
@@ -152,6 +160,15 @@ def render(meta, results):
         )
         if s.get("vmagent_flags"):
             out.append(f"- Extra vmagent flags: `{' '.join(s['vmagent_flags'])}`")
+    if federate:
+        out.append(
+            "- One /federate of the source alone, before the contenders (a floor under every scrape): "
+            + "; ".join(
+                f"{n:,} series {f['plain_s']:.2f} s plain, {f['gzip_s']:.2f} s gzip ({f['bytes'] / 1e6:.1f} MB)"
+                for n, f in federate.items()
+            )
+            + "."
+        )
     out.append("")
 
     head = ["series", "figure"] + [labels[c] for c in contenders]
@@ -161,6 +178,9 @@ def render(meta, results):
     out.append("| " + " | ".join(head) + " |")
     out.append("| --- | --- |" + " ---: |" * (len(head) - 2))
     for point in points:
+        if point in skipped:
+            out.append(f"| **{point:,}** | skipped: {skipped[point]} |" + " — |" * (len(head) - 2))
+            continue
         first = True
         for label, value, style, has_ratio in FIGURES:
             values = {c: (value(by[(point, c)]) if (point, c) in by else None) for c in contenders}
@@ -180,6 +200,8 @@ def render(meta, results):
         values = {}
         for c in contenders:
             ra, rb = by.get((a, c)), by.get((b, c))
+            if not (delivered_most(ra) and delivered_most(rb)):
+                ra = rb = None  # a point it did not carry says nothing about memory per series
             pa, pb = ra and proc(ra, "sender"), rb and proc(rb, "sender")
             values[c] = (pb["hwm_kib"] - pa["hwm_kib"]) / (b - a) if pa and pb and b != a else None
             row.append("—" if values[c] is None else f"{values[c]:.2f}")

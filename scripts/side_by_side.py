@@ -39,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -189,6 +191,7 @@ def tcp_open(port):
     return check
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WARN_LINE = re.compile(r"\b(WARN|ERROR)\b|level=(warn|error)|\t(warn|error)\t")
 
 
@@ -199,6 +202,7 @@ def log_issues(path):
             text = f.read()
     except OSError:
         return {"count": 0, "first": []}
+    text = ANSI.sub("", text)  # the slo-gateway logs carry colour codes even into a file
     lines = [line for line in text.splitlines() if WARN_LINE.search(line) and "SIGTERM" not in line]
     return {"count": len(lines), "first": [line[:300] for line in lines[:3]]}
 
@@ -428,12 +432,15 @@ buffer:
         log(f"{series} series, {tag}: warm-up {a.warmup}s")
         self.sleep(a.warmup, procs)
         markers = workload.marker_count(series)
-        fresh = probe.Freshness(sink, workload.MARKER, markers, t_from=time.time())
+        # Back to the window's start even while polling during the drain after it.
+        lookback = a.duration + 4 * a.interval
+        fresh = probe.Freshness(sink, workload.MARKER, markers, t_from=time.time(), lookback=lookback)
         log(f"{series} series, {tag}: measuring {a.duration}s")
         pids = {k: p.pid for k, p in procs.items() if k != "proxy"}
         sampled = probe.sample(pids, counters, a.duration, freshness=fresh)
         issues = {k: log_issues(p.log) for k, p in procs.items() if k != "proxy"}
         delivered = self.drain(sink, sampled["t1"], expected)
+        sampled["freshness"] = fresh.finish()
         exited = [k for k, p in procs.items() if p.poll() is not None]
         log(
             f"{series} series, {tag}: {delivered} of {expected} samples delivered; "
@@ -510,13 +517,44 @@ scrape_configs:
         log(f"{series} series: source Prometheus on 127.0.0.1:{source_port}; waiting for a full scrape")
         wait_until("the source's first full scrape", scraped_all, 4 * a.interval + 120, [target, source])
         try:
+            federate = self.time_federate(src)
+            log(
+                f"{series} series: one /federate of the source alone takes {federate['plain_s']:.1f} s plain, "
+                f"{federate['gzip_s']:.1f} s with gzip ({federate['bytes'] / 1e6:.0f} MB)"
+            )
+            if federate["plain_s"] > self.timeout() and not a.run_slow_points:
+                reason = (
+                    f"the source Prometheus alone needs {federate['plain_s']:.1f} s for one /federate, more than the "
+                    f"{self.timeout()} s scrape timeout: no contender could scrape it on this machine now"
+                )
+                log(f"{series} series: SKIPPED, {reason} (--run-slow-points runs it anyway)")
+                self.write_result({"series": series, "skipped": reason, "source_federate": federate})
+                return
             for tag in a.contenders:
                 result = self.run_contender(tag, series, f"127.0.0.1:{source_port}")
-                with open(self.results, "a") as f:
-                    f.write(json.dumps(result) + "\n")
+                self.write_result({**result, "source_federate": federate})
         finally:
             self.procs.stop(source, target)
             shutil.rmtree(source_data, ignore_errors=True)
+
+    def time_federate(self, src):
+        """How long the source alone takes for the contenders' /federate request, plain and gzip:
+        the floor under every contender's scrape, and whether the point fits the timeout at all."""
+        params = urllib.parse.urlencode([("match[]", m) for m in SELECTORS])
+        times = {}
+        for encoding in ("identity", "gzip"):
+            request = urllib.request.Request(f"{src}/federate?{params}", headers={"Accept-Encoding": encoding})
+            started = time.time()
+            with urllib.request.urlopen(request, timeout=20 * self.a.interval) as response:
+                body = response.read()
+            times["plain_s" if encoding == "identity" else "gzip_s"] = time.time() - started
+            if encoding == "identity":
+                times["bytes"] = len(body)
+        return times
+
+    def write_result(self, result):
+        with open(self.results, "a") as f:
+            f.write(json.dumps(result) + "\n")
 
     def run(self):
         a = self.a
@@ -624,6 +662,11 @@ def parse_args(argv):
         action="append",
         default=[],
         help="extra vmagent flag, repeatable (e.g. -promscrape.streamParse)",
+    )
+    p.add_argument(
+        "--run-slow-points",
+        action="store_true",
+        help="measure a point even when the source alone needs longer than the scrape timeout for /federate",
     )
     p.add_argument("--note", default="", help="a line printed above the table (e.g. 'taken on a loaded machine')")
     a = p.parse_args(argv)
