@@ -118,6 +118,10 @@ def ratio(a, b):
     return f"{a / b:.2f}×"
 
 
+def source_cpu(federate):
+    return f" ({federate['plain_cpu_s']:.2f} CPU-s of the source)" if "plain_cpu_s" in federate else ""
+
+
 def delivered_most(r):
     """Whether a run delivered enough for its memory to reflect the point's series count."""
     return r is not None and r["expected"] and r["delivered"] >= 0.9 * r["expected"]
@@ -153,7 +157,8 @@ def render(meta, results):
         out.append(f"- {k}: `{v}`")
     if s:
         out.append(
-            f"- Scrape every {s['interval']} s; per contender {s['warmup']} s warm-up, "
+            f"- Scrape every {s['interval']} s (the source scrapes the workload every "
+            f"{s.get('source_interval', s['interval'])} s); per contender {s['warmup']} s warm-up, "
             f"then {s['duration']} s measured; "
             f"contenders one after another ({', '.join(s['contenders'])}), each with a fresh sink."
             + (" Quick mode: checks the harness, the figures mean little." if s.get("quick") else "")
@@ -164,7 +169,8 @@ def render(meta, results):
         out.append(
             "- One /federate of the source alone, before the contenders (a floor under every scrape): "
             + "; ".join(
-                f"{n:,} series {f['plain_s']:.2f} s plain, {f['gzip_s']:.2f} s gzip ({f['bytes'] / 1e6:.1f} MB)"
+                f"{n:,} series {f['plain_s']:.2f} s plain{source_cpu(f)}, {f['gzip_s']:.2f} s gzip "
+                f"({f['bytes'] / 1e6:.1f} MB)"
                 for n, f in federate.items()
             )
             + "."
