@@ -342,7 +342,8 @@ scrape_configs:
         return {"sender": p}, counters
 
     def contender_slo_gateway(self, tag, source, sink_port):
-        protocol = tag.split("-v")[1] if "-v" in tag else None
+        # slo-gateway-v1 / -v2: remote_write.protocol v1 / v2; plain slo-gateway keeps the agent's default.
+        protocol = tag.rsplit("-", 1)[1] if tag in ("slo-gateway-v1", "slo-gateway-v2") else None
         certs = self.data / "certs"
         if not certs.exists():
             subprocess.run([self.a.bin, "certs", "--out", certs, "--seeds", "bench"], check=True, capture_output=True)
