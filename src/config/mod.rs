@@ -44,12 +44,12 @@ pub trait Validate {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Read {
         /// The file.
         file: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not the error chain, so `{:#}` names it once).
+        error: std::io::Error,
     },
     /// YAML syntax or a type/unknown-key error.
     #[error("{file}:{location}{message}")]
@@ -87,9 +87,9 @@ fn render_problems(file: &Path, problems: &[(usize, usize, Problem)]) -> String 
 
 /// Reads and fully validates a YAML config file.
 pub fn load<T: DeserializeOwned + Validate>(file: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })?;
     parse(file, &text)
 }
@@ -156,9 +156,9 @@ pub fn check_file_exists(problems: &mut Vec<Problem>, base_dir: &Path, key: &str
 /// Validates `file` as an agent or a receiver config (told apart by its top-level keys) and
 /// returns which it is; the error lists every problem with its location.
 pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })?;
     let top: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&text).map_err(|e| parse_error(file, &e))?;
