@@ -48,6 +48,7 @@ pub struct AgentMetrics {
     queue_records: Gauge,
     queue_oldest_age: Gauge<f64, AtomicU64>,
     queue_memory_fallback: Gauge,
+    queue_corrupt_bytes: Counter,
     replayed_records: Counter,
     tls_reloads: Family<ScrapeResult, Counter>,
 }
@@ -74,6 +75,7 @@ impl AgentMetrics {
             queue_records: Gauge::default(),
             queue_oldest_age: Gauge::default(),
             queue_memory_fallback: Gauge::default(),
+            queue_corrupt_bytes: Counter::default(),
             replayed_records: Counter::default(),
             tls_reloads: Family::default(),
         };
@@ -96,7 +98,7 @@ impl AgentMetrics {
         );
         r.register(
             p("queue_records_dropped"),
-            "Queued requests given up, by reason (max_bytes, max_age, corrupt, rejected_4xx, ...)",
+            "Queued requests given up, by reason (max_bytes, max_age, corrupt, missing, rejected_4xx, ...)",
             m.records_dropped.clone(),
         );
         r.register(
@@ -168,6 +170,11 @@ impl AgentMetrics {
             p("queue_memory_fallback"),
             "1 while records are held in memory because disk writes fail",
             m.queue_memory_fallback.clone(),
+        );
+        r.register(
+            p("queue_corrupt_bytes"),
+            "Bytes of queue segment files found damaged (at startup or when read back)",
+            m.queue_corrupt_bytes.clone(),
         );
         r.register(
             p("queue_replayed_records"),
@@ -295,6 +302,9 @@ impl AgentMetrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.queue_oldest_age.set(oldest_age_seconds);
         self.queue_memory_fallback.set(i64::from(memory));
+    }
+    pub(crate) fn corrupt_bytes(&self, n: u64) {
+        self.queue_corrupt_bytes.inc_by(n);
     }
     pub(crate) fn replayed(&self, n: u64) {
         self.replayed_records.inc_by(n);

@@ -132,12 +132,19 @@ impl Agent {
         let (queue, report) = DiskQueue::open(&buffer.path, options)
             .with_context(|| format!("opening the queue in {}", buffer.path.display()))?;
         metrics.replayed(report.replayable_records);
-        if report.replayable_records > 0 || report.corrupt_records > 0 {
+        if report.replayable_records > 0 {
             tracing::info!(
                 records = report.replayable_records,
                 bytes = report.replayable_bytes,
-                corrupt = report.corrupt_records,
                 "queue opened with unsent records; replaying them first"
+            );
+        }
+        if report.corrupt_records + report.missing_records + report.lost_bytes > 0 {
+            tracing::warn!(
+                corrupt_records = report.corrupt_records,
+                missing_records = report.missing_records,
+                lost_bytes = report.lost_bytes,
+                "queue damage found at startup (details logged per segment above)"
             );
         }
         Ok(Agent {

@@ -330,6 +330,8 @@ pub(crate) async fn housekeeping(
     metrics.dropped_records("max_bytes", drops.max_bytes.saturating_sub(last.max_bytes));
     metrics.dropped_records("max_age", drops.max_age.saturating_sub(last.max_age));
     metrics.dropped_records("corrupt", drops.corrupt.saturating_sub(last.corrupt));
+    metrics.dropped_records("missing", drops.missing.saturating_sub(last.missing));
+    metrics.corrupt_bytes(drops.corrupt_bytes.saturating_sub(last.corrupt_bytes));
     drops
 }
 
