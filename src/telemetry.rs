@@ -26,18 +26,39 @@ pub fn init_logging(json: bool, default_level: &str) {
     };
 }
 
-/// Readiness shared between a component and its admin server.
+/// Readiness shared between a component and its admin server, with an optional detail line
+/// that `/readyz` adds to its answer (a degraded but ready state, e.g. the agent's queue in
+/// memory mode).
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    detail: Arc<std::sync::Mutex<String>>,
+}
 
 impl Readiness {
     /// Marks the component ready or not.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
     /// Whether the component is ready.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+    /// Replaces the detail line (empty for none).
+    pub fn set_detail(&self, detail: &str) {
+        let mut current = self
+            .detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *current != detail {
+            detail.clone_into(&mut current);
+        }
+    }
+    fn detail(&self) -> String {
+        self.detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -79,10 +100,16 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.readiness.get() {
-        (StatusCode::OK, "ready\n")
+    let (status, word) = if state.readiness.get() {
+        (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    };
+    let detail = state.readiness.detail();
+    if detail.is_empty() {
+        (status, format!("{word}\n"))
+    } else {
+        (status, format!("{word}\n{detail}\n"))
     }
 }
 
@@ -93,7 +120,18 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_app(registry, readiness))
+    serve_admin_with(listener, registry, readiness, Router::new(), shutdown).await
+}
+
+/// [`serve_admin`] with more routes (e.g. a status page) next to the standard ones.
+pub async fn serve_admin_with(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    readiness: Readiness,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin_app(registry, readiness).merge(extra))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -150,6 +188,11 @@ mod tests {
         readiness.set(true);
         let resp = app.clone().oneshot(get("/readyz")).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
+        readiness.set_detail("queue: memory mode");
+        let resp = app.clone().oneshot(get("/readyz")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ready\nqueue: memory mode\n");
         let resp = app.oneshot(get("/metrics")).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&body).contains("things_total 1"));

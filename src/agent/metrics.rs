@@ -245,6 +245,14 @@ impl AgentMetrics {
     pub fn queue_bytes(&self) -> i64 {
         self.queue_bytes.get()
     }
+    /// Age of the oldest unacknowledged record, seconds (as of the last update).
+    pub fn queue_oldest_age_seconds(&self) -> f64 {
+        self.queue_oldest_age.get()
+    }
+    /// Whether records are held in memory because disk writes fail (as of the last update).
+    pub fn queue_memory_mode(&self) -> bool {
+        self.queue_memory_fallback.get() != 0
+    }
 
     pub(crate) fn scraped(&self, n: u64) {
         self.samples_scraped.inc_by(n);

@@ -29,6 +29,7 @@ pub mod retry;
 pub mod scrape;
 pub mod sender;
 pub mod series;
+mod status;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -54,6 +55,7 @@ use queue::{DiskQueue, QueueOptions};
 use scrape::Scraper;
 use sender::{QueueHandle, SenderShared};
 use series::SeriesState;
+use status::StatusBoard;
 
 /// Upper bound of the in-memory fallback while the disk refuses writes (ENOSPC).
 const MEMORY_FALLBACK_BYTES: u64 = 64 << 20;
@@ -67,6 +69,7 @@ pub struct Agent {
     queue: QueueHandle,
     metrics: AgentMetrics,
     readiness: Readiness,
+    status: StatusBoard,
 }
 
 impl Agent {
@@ -114,6 +117,7 @@ impl Agent {
             tls::server_auth_client_config(scrape_ca.as_deref()).context("scrape.ca_file")?,
             config.scrape.timeout,
             config.scrape.max_body_bytes,
+            config.scrape.max_series,
             external,
             metrics.clone(),
         )
@@ -147,6 +151,7 @@ impl Agent {
                 "queue damage found at startup (details logged per segment above)"
             );
         }
+        let status = StatusBoard::new(config.scrape.targets.iter().map(|t| t.url.as_str()));
         Ok(Agent {
             config,
             tls_files,
@@ -154,6 +159,7 @@ impl Agent {
             queue: QueueHandle::new(queue),
             metrics,
             readiness: Readiness::default(),
+            status,
         })
     }
 
@@ -162,9 +168,15 @@ impl Agent {
         self.metrics.clone()
     }
 
-    /// Readiness for `/readyz`: true after the first successful scrape.
+    /// Readiness for `/readyz`: true after the first successful scrape; its detail names a
+    /// queue in memory mode.
     pub fn readiness(&self) -> Readiness {
         self.readiness.clone()
+    }
+
+    /// The `/status` page's route, to serve next to the admin endpoints.
+    pub fn status_router(&self) -> axum::Router {
+        status::router(self.status.clone(), self.metrics.clone())
     }
 
     /// Scrapes and sends until `shutdown` completes; then stops scraping, gives a request in
@@ -215,6 +227,7 @@ impl Agent {
         let housekeeping = tokio::spawn(sender::housekeeping_loop(
             self.queue.clone(),
             self.metrics.clone(),
+            self.readiness.clone(),
             cancel.clone(),
         ));
         tasks.spawn(sender::dispatch(
@@ -271,6 +284,7 @@ fn sender_shared(
         timeout: rw.timeout,
         retry: rw.retry.clone(),
         shutdown_grace: rw.shutdown_grace,
+        max_age: config.buffer.max_age,
         metrics: metrics.clone(),
         queue: queue.clone(),
     })
@@ -281,7 +295,11 @@ fn sender_shared(
 async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
     let config = &agent.config;
     let targets = &config.scrape.targets;
-    let mut state = SeriesState::new(targets.len(), config.scrape.honor_timestamps);
+    let mut state = SeriesState::new(
+        targets.len(),
+        config.scrape.honor_timestamps,
+        config.buffer.max_age,
+    );
     let mut ticker = tokio::time::interval(config.scrape.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -303,6 +321,21 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         };
         let mut samples = Vec::new();
         for (target, scraped) in results.into_iter().enumerate() {
+            agent.status.update(target, |t| {
+                t.last_scrape_unix_ms = Some(scrape_ts);
+                t.last_result = scraped.result();
+                t.last_error = scraped.error.as_ref().map(|e| error_chain(e));
+                t.last_duration = scraped.duration;
+                if scraped.refused {
+                    t.refused += 1;
+                } else {
+                    t.series = scraped.samples.len();
+                }
+            });
+            if scraped.refused {
+                // Refused whole: no samples, no stale markers, the old state stays.
+                continue;
+            }
             if scraped.error.is_none() && !scraped.truncated {
                 agent.readiness.set(true);
             }
@@ -314,6 +347,7 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             agent
                 .metrics
                 .dropped_samples("hash_collision", applied.collisions);
+            agent.metrics.dropped_samples("too_old", applied.too_old);
             samples.extend(applied.samples);
         }
         agent.metrics.set_series_active(state.active());
@@ -388,8 +422,8 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz` and
-/// `/readyz` on `listen`.
+/// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz`,
+/// `/readyz` and `/status` on `listen`.
 pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
     serve_from_config(path, telemetry::shutdown_signal()).await
 }
@@ -409,10 +443,11 @@ async fn serve_from_config(
         .with_context(|| format!("binding listen address {listen}"))?;
     tracing::info!(%listen, "agent admin endpoints listening");
     let stop = cancelled_by(shutdown);
-    let admin = tokio::spawn(telemetry::serve_admin(
+    let admin = tokio::spawn(telemetry::serve_admin_with(
         listener,
         Arc::new(registry),
         agent.readiness(),
+        agent.status_router(),
         stop.clone().cancelled_owned(),
     ));
     let result = agent.run(stop.clone().cancelled_owned()).await;

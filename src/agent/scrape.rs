@@ -39,8 +39,24 @@ pub(crate) struct Scraped {
     pub complete: bool,
     /// The body was cut off at `max_body_bytes`.
     pub truncated: bool,
+    /// More than `max_series` sample lines: the scrape is refused (samples cleared).
+    pub refused: bool,
     /// Why the scrape failed, if it did.
     pub error: Option<ScrapeError>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl Scraped {
+    /// `error`, `refused`, `truncated` or `success` (the `result` label of the scrape metric).
+    pub fn result(&self) -> &'static str {
+        match (&self.error, self.truncated, self.refused) {
+            (Some(_), _, _) => "error",
+            (None, _, true) => "refused",
+            (None, true, false) => "truncated",
+            (None, false, false) => "success",
+        }
+    }
 }
 
 /// Scrapes targets with a shared HTTP client.
@@ -49,6 +65,7 @@ pub(crate) struct Scraper {
     client: reqwest::Client,
     timeout: Duration,
     max_body_bytes: u64,
+    max_series: usize,
     external_labels: Arc<[Label]>,
     metrics: AgentMetrics,
 }
@@ -59,6 +76,7 @@ impl Scraper {
         tls: ClientConfig,
         timeout: Duration,
         max_body_bytes: u64,
+        max_series: usize,
         external_labels: Arc<[Label]>,
         metrics: AgentMetrics,
     ) -> Result<Self, reqwest::Error> {
@@ -72,6 +90,7 @@ impl Scraper {
             client,
             timeout,
             max_body_bytes,
+            max_series,
             external_labels,
             metrics,
         })
@@ -85,12 +104,9 @@ impl Scraper {
         if let Err(error) = self.fetch(target, &mut scraped).await {
             scraped.error = Some(error);
         }
-        let result = match (&scraped.error, scraped.truncated) {
-            (Some(_), _) => "error",
-            (None, true) => "truncated",
-            (None, false) => "success",
-        };
-        self.metrics.scrape(result, started.elapsed().as_secs_f64());
+        scraped.duration = started.elapsed();
+        self.metrics
+            .scrape(scraped.result(), scraped.duration.as_secs_f64());
         self.metrics.scraped(scraped.samples.len() as u64);
         match &scraped.error {
             Some(error) => tracing::warn!(
@@ -99,6 +115,12 @@ impl Scraper {
                 error = super::error_chain(error),
                 samples = scraped.samples.len(),
                 "scrape failed"
+            ),
+            None if scraped.refused => tracing::warn!(
+                target = index,
+                url = %target.url,
+                max_series = self.max_series,
+                "scrape refused: more series than scrape.max_series; the previous state is kept"
             ),
             None if scraped.truncated => tracing::warn!(
                 target = index,
@@ -133,10 +155,16 @@ impl Scraper {
         let mut errors = 0usize;
         let mut read: u64 = 0;
         let mut body = response.bytes_stream();
+        // Set by the line callback, read between chunks.
+        let over_limit = std::sync::atomic::AtomicBool::new(false);
         let mut on_line = |number: usize, line: Result<&str, crate::exposition::LineError>| {
             let error = match line.map(|l| (l, parse_line(l))) {
                 Ok((_, Ok(Entry::Sample(sample)))) => {
-                    out.samples.push(normalize(&sample, &self.external_labels));
+                    if out.samples.len() < self.max_series {
+                        out.samples.push(normalize(&sample, &self.external_labels));
+                    } else {
+                        over_limit.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return;
                 }
                 Ok((_, Ok(_))) => return,
@@ -164,8 +192,15 @@ impl Scraper {
             }
             read += chunk.len() as u64;
             splitter.push(&chunk, &mut on_line);
+            if over_limit.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
         }
-        if !out.truncated {
+        out.refused = over_limit.load(std::sync::atomic::Ordering::Relaxed);
+        if out.refused {
+            // Nothing of a refused scrape is used; free it now.
+            out.samples = Vec::new();
+        } else if !out.truncated {
             splitter.finish(&mut on_line);
             out.complete = true;
         }

@@ -150,6 +150,8 @@ pub(crate) struct SenderShared {
     pub retry: RetryConfig,
     /// How long a request in flight may still take after shutdown was requested.
     pub shutdown_grace: Duration,
+    /// `buffer.max_age`: a record older than this is dropped instead of sent again.
+    pub max_age: Duration,
     /// Metrics.
     pub metrics: AgentMetrics,
     /// The queue.
@@ -288,6 +290,7 @@ async fn give_back(queue: &QueueHandle, record: Record, rest: std::vec::IntoIter
 pub(crate) async fn housekeeping_loop(
     queue: QueueHandle,
     metrics: AgentMetrics,
+    readiness: crate::telemetry::Readiness,
     cancel: CancellationToken,
 ) -> DropCounts {
     let mut drops = Default::default();
@@ -298,6 +301,12 @@ pub(crate) async fn housekeeping_loop(
             () = cancel.cancelled() => break,
         }
         drops = housekeeping(&queue, &metrics, drops).await;
+        // Still ready (scraping and sending go on), but no longer durable: say so.
+        readiness.set_detail(if metrics.queue_memory_mode() {
+            "queue: memory mode (disk writes fail; queued data is lost on a crash)"
+        } else {
+            ""
+        });
     }
     drops
 }
@@ -381,6 +390,21 @@ async fn send_record(
     let body = record.payload.slice(HEADER_LEN.min(record.payload.len())..);
     let mut attempt: u32 = 0;
     loop {
+        // A record the upstream can no longer accept (its samples are older than its
+        // out-of-order window) must not hold the lane: give it up, however it failed so far.
+        if past_max_age(record, shared.max_age) {
+            tracing::error!(
+                lane,
+                attempt,
+                samples,
+                max_age = ?shared.max_age,
+                "dropping a request older than buffer.max_age that was not delivered"
+            );
+            shared.metrics.dropped_samples("max_age", samples);
+            shared.metrics.dropped_records("max_age", 1);
+            shared.queue.ack(record.id).await;
+            return true;
+        }
         // Rebuild the client when the certificates changed: new connections use them.
         if client.is_none() || tls.has_changed().unwrap_or(false) {
             let config = tls.borrow_and_update().clone();
@@ -448,6 +472,12 @@ async fn send_record(
             }
         }
     }
+}
+
+/// Whether `record` was created more than `max_age` ago.
+fn past_max_age(record: &Record, max_age: Duration) -> bool {
+    let age_ms = crate::telemetry::now_unix_ms().saturating_sub(record.created_unix_ms);
+    u128::try_from(age_ms).is_ok_and(|age| age > max_age.as_millis())
 }
 
 /// Waits the backoff of a failed client build. False on shutdown.

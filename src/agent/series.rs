@@ -131,12 +131,17 @@ pub(crate) struct Applied {
     pub stale_markers: u64,
     /// Samples skipped because another series has the same hash.
     pub collisions: u64,
+    /// Samples older than `buffer.max_age` (source timestamps honoured), skipped.
+    pub too_old: u64,
 }
 
 /// Every series the agent sends, and which ones each target returned last time.
 #[derive(Debug)]
 pub(crate) struct SeriesState {
     honor_timestamps: bool,
+    /// Samples older than this before the scrape (`buffer.max_age`) are dropped: the upstream
+    /// would refuse them, and one such sample makes Prometheus refuse the whole request.
+    max_age_ms: i64,
     series: HashMap<u64, SeriesEntry>,
     /// Per target: series of its last complete scrape (plus those of incomplete ones since).
     previous: Vec<HashSet<u64>>,
@@ -145,10 +150,11 @@ pub(crate) struct SeriesState {
 }
 
 impl SeriesState {
-    /// State for `targets` targets.
-    pub fn new(targets: usize, honor_timestamps: bool) -> Self {
+    /// State for `targets` targets; samples older than `max_age` are dropped.
+    pub fn new(targets: usize, honor_timestamps: bool, max_age: std::time::Duration) -> Self {
         Self {
             honor_timestamps,
+            max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
             series: HashMap::new(),
             previous: vec![HashSet::new(); targets],
             active: 0,
@@ -182,6 +188,10 @@ impl SeriesState {
                 _ => scrape_ts,
             };
             seen.insert(sample.hash);
+            if ts < scrape_ts.saturating_sub(self.max_age_ms) {
+                out.too_old += 1;
+                continue;
+            }
             let labels = match self.series.entry(sample.hash) {
                 Entry::Occupied(mut e) => {
                     let e = e.get_mut();
@@ -250,9 +260,50 @@ impl SeriesState {
             });
         }
         *previous = seen;
+        // Without source timestamps a comeback is always stamped after its marker, so nothing
+        // needs remembering; with them, a vanished series is kept as a tombstone for a while.
+        let keep_ms = if self.honor_timestamps {
+            TOMBSTONE_MS
+        } else {
+            0
+        };
         self.series
-            .retain(|_, e| !e.stale || scrape_ts.saturating_sub(e.last_ts) < TOMBSTONE_MS);
+            .retain(|_, e| !e.stale || scrape_ts.saturating_sub(e.last_ts) < keep_ms);
+        // Give memory back after a spike: a map keeps its largest capacity otherwise.
+        shrink_map(&mut self.series);
+        for set in &mut self.previous {
+            shrink_set(set);
+        }
         out
+    }
+
+    /// Entries held (active series and tombstones).
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Capacity of the series table (what its memory is sized for).
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.series.capacity() + self.previous.iter().map(HashSet::capacity).sum::<usize>()
+    }
+}
+
+/// Smallest capacity worth shrinking to: below it, churn would cost more than it saves.
+const SHRINK_FLOOR: usize = 1024;
+
+/// Shrinks a map that is mostly empty (capacity above four times its length) to twice its
+/// length, so memory returns after a spike without reallocating on every small change.
+fn shrink_map<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 4 * map.len().max(SHRINK_FLOOR) {
+        map.shrink_to(2 * map.len());
+    }
+}
+
+fn shrink_set<K: Eq + std::hash::Hash>(set: &mut HashSet<K>) {
+    if set.capacity() > 4 * set.len().max(SHRINK_FLOOR) {
+        set.shrink_to(2 * set.len());
     }
 }
 
@@ -348,7 +399,7 @@ mod tests {
 
     #[test]
     fn only_strictly_newer_samples_go_out_with_source_timestamps() {
-        let mut state = SeriesState::new(1, true);
+        let mut state = SeriesState::new(1, true, MAX_AGE);
         let a = state.apply(0, 1000, vec![sample("a 1 500"), sample("b 1")], true);
         let ts: Vec<i64> = a.samples.iter().map(|s| s.timestamp_ms).collect();
         // b has no timestamp: scrape time.
@@ -368,7 +419,7 @@ mod tests {
 
     #[test]
     fn without_honor_timestamps_every_sample_gets_the_scrape_time() {
-        let mut state = SeriesState::new(1, false);
+        let mut state = SeriesState::new(1, false, MAX_AGE);
         let a = state.apply(0, 1000, vec![sample("a 1 500"), sample("b 1 99999")], true);
         assert!(a.samples.iter().all(|s| s.timestamp_ms == 1000));
         let a = state.apply(0, 2000, vec![sample("a 1 500"), sample("b 1 99999")], true);
@@ -389,7 +440,7 @@ mod tests {
 
     #[test]
     fn vanished_series_get_one_stale_marker_then_are_forgotten() {
-        let mut state = SeriesState::new(2, false);
+        let mut state = SeriesState::new(2, false, MAX_AGE);
         state.apply(0, 1000, vec![sample("a 1"), sample("b 1")], true);
         state.apply(1, 1000, vec![sample("c 1")], true);
         assert_eq!(state.active(), 3);
@@ -420,7 +471,7 @@ mod tests {
 
     #[test]
     fn a_comeback_with_an_old_timestamp_is_not_sent_behind_its_stale_marker() {
-        let mut state = SeriesState::new(1, true);
+        let mut state = SeriesState::new(1, true, MAX_AGE);
         state.apply(0, 10_000, vec![sample("a 1 9000")], true);
         let a = state.apply(0, 20_000, vec![], true);
         assert_eq!(a.samples[0].timestamp_ms, 20_000);
@@ -434,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_hash_collision_drops_the_newcomer_instead_of_mislabelling_it() {
-        let mut state = SeriesState::new(1, false);
+        let mut state = SeriesState::new(1, false, MAX_AGE);
         let a = sample("a 1");
         let mut b = sample("b 2");
         b.hash = a.hash;
@@ -443,13 +494,67 @@ mod tests {
         assert_eq!(out.samples[0].labels[0].value, "a");
     }
 
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
     #[test]
     fn tombstones_expire() {
-        let mut state = SeriesState::new(1, false);
+        let mut state = SeriesState::new(1, true, MAX_AGE);
         state.apply(0, 0, vec![sample("a 1")], true);
         state.apply(0, 1, vec![], true);
         assert_eq!(state.series.len(), 1);
         state.apply(0, TOMBSTONE_MS + 2, vec![], true);
         assert!(state.series.is_empty());
+        // Without source timestamps nothing is kept after the marker.
+        let mut state = SeriesState::new(1, false, MAX_AGE);
+        state.apply(0, 0, vec![sample("a 1")], true);
+        let a = state.apply(0, 1, vec![], true);
+        assert_eq!(a.stale_markers, 1);
+        assert!(state.series.is_empty());
+    }
+
+    #[test]
+    fn samples_older_than_max_age_are_dropped_not_sent() {
+        let mut state = SeriesState::new(1, true, MAX_AGE);
+        let now = 10_000_000;
+        let old = now - 3_600_001;
+        let a = state.apply(
+            0,
+            now,
+            vec![
+                sample(&format!("a 1 {old}")),
+                sample(&format!("b 1 {}", now - 5)),
+            ],
+            true,
+        );
+        assert_eq!((a.samples.len(), a.too_old), (1, 1));
+        assert_eq!(a.samples[0].labels[0].value, "b");
+        // The old one's series is not declared vanished by it either.
+        let a = state.apply(0, now + 1, vec![sample(&format!("a 1 {old}"))], true);
+        assert_eq!(a.too_old, 1);
+    }
+
+    #[test]
+    fn memory_returns_after_a_spike_of_vanished_series() {
+        let mut state = SeriesState::new(1, false, MAX_AGE);
+        let base: Vec<ScrapedSample> = (0..100).map(|i| sample(&format!("base{i} 1"))).collect();
+        state.apply(0, 1000, base.clone(), true);
+        let idle = state.capacity();
+        let spike: Vec<ScrapedSample> = base
+            .iter()
+            .cloned()
+            .chain((0..100_000).map(|i| sample(&format!("spike{i} 1"))))
+            .collect();
+        state.apply(0, 2000, spike, true);
+        assert_eq!(state.tracked(), 100_100);
+        assert!(state.capacity() >= 200_000);
+        // The spike is gone: 100,000 stale markers, then the state is back to its size.
+        let a = state.apply(0, 3000, base.clone(), true);
+        assert_eq!(a.stale_markers, 100_000);
+        assert_eq!(state.tracked(), 100);
+        assert!(
+            state.capacity() <= idle.max(4 * SHRINK_FLOOR) * 2,
+            "capacity {} after the spike, {idle} before",
+            state.capacity()
+        );
     }
 }

@@ -49,6 +49,13 @@ pub struct ScrapeConfig {
     /// Largest scrape body accepted, bytes; a larger one is cut off and counted. Default 256 MiB.
     #[serde(default = "default_max_scrape_bytes")]
     pub max_body_bytes: u64,
+    /// Most series (sample lines) one target's scrape may return. A scrape above it is refused
+    /// whole (counted in `slo_gateway_agent_scrapes_total{result="refused"}` and logged): the
+    /// previous state is kept and no stale markers are sent, so a cardinality explosion at the
+    /// source neither floods the SLO Prometheus nor the agent's memory (about 1 KiB per
+    /// series). Default 500000.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
     /// PEM CA bundle that verifies `https` targets. Default none: only `http` targets work
     /// (the aggregate Prometheus is usually reached in-cluster over plain HTTP).
     #[serde(default)]
@@ -215,6 +222,9 @@ fn default_timeout() -> Duration {
 }
 fn default_max_scrape_bytes() -> u64 {
     256 << 20
+}
+fn default_max_series() -> usize {
+    500_000
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
@@ -393,6 +403,9 @@ impl Validate for AgentConfig {
             rw.tls.reload_interval,
         );
         check_positive(&mut problems, "buffer.max_age", self.buffer.max_age);
+        if scrape.max_series == 0 {
+            problems.push(Problem::new("scrape.max_series", "must be at least 1"));
+        }
         if scrape.max_body_bytes == 0 {
             problems.push(Problem::new(
                 "scrape.max_body_bytes",
