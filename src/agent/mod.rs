@@ -23,6 +23,7 @@
 //! the agent has nothing to send, and a seed whose agent never becomes ready is easy to spot.
 
 pub mod batch;
+mod labels;
 pub mod metrics;
 pub mod queue;
 pub mod retry;
@@ -54,7 +55,7 @@ use crate::tls::{self, ClientFiles};
 use queue::{DiskQueue, QueueOptions};
 use scrape::Scraper;
 use sender::{QueueHandle, SenderShared};
-use series::SeriesState;
+use series::{ScrapeBuf, SeriesState};
 use status::StatusBoard;
 
 /// Upper bound of the in-memory fallback while the disk refuses writes (ENOSPC).
@@ -300,6 +301,8 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         config.scrape.honor_timestamps,
         config.buffer.max_age,
     );
+    // One reused buffer per target: a known series costs no allocation (see `labels`).
+    let mut bufs: Vec<ScrapeBuf> = targets.iter().map(|_| ScrapeBuf::default()).collect();
     let mut ticker = tokio::time::interval(config.scrape.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -312,8 +315,9 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         let round = futures_util::future::join_all(
             targets
                 .iter()
+                .zip(bufs.iter_mut())
                 .enumerate()
-                .map(|(i, t)| agent.scraper.scrape(i, t)),
+                .map(|(i, (t, buf))| agent.scraper.scrape(i, t, buf)),
         );
         let results = tokio::select! {
             results = round => results,
@@ -329,7 +333,7 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
                 if scraped.refused {
                     t.refused += 1;
                 } else {
-                    t.series = scraped.samples.len();
+                    t.series = scraped.samples;
                 }
             });
             if scraped.refused {
@@ -339,7 +343,9 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             if scraped.error.is_none() && !scraped.truncated {
                 agent.readiness.set(true);
             }
-            let applied = state.apply(target, scrape_ts, scraped.samples, scraped.complete);
+            let buf = &mut bufs[target];
+            let applied = state.apply(target, scrape_ts, buf, scraped.complete, &mut samples);
+            buf.shrink();
             agent.metrics.stale(applied.stale_markers);
             agent
                 .metrics
@@ -348,7 +354,6 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
                 .metrics
                 .dropped_samples("hash_collision", applied.collisions);
             agent.metrics.dropped_samples("too_old", applied.too_old);
-            samples.extend(applied.samples);
         }
         agent.metrics.set_series_active(state.active());
         if samples.is_empty() {

@@ -7,9 +7,9 @@ use futures_util::StreamExt;
 use rustls::ClientConfig;
 
 use super::metrics::AgentMetrics;
-use super::series::{normalize, ScrapedSample};
+use super::series::ScrapeBuf;
 use crate::config::agent::TargetConfig;
-use crate::exposition::{parse_line, Entry, LineSplitter};
+use crate::exposition::LineSplitter;
 use crate::remote_write::Label;
 
 /// `Accept` of a federate scrape: the text format, which `/federate` serves.
@@ -30,11 +30,11 @@ pub(crate) enum ScrapeError {
     Status(reqwest::StatusCode),
 }
 
-/// What one target's scrape produced.
+/// How one target's scrape went (its samples are in the [`ScrapeBuf`] it was given).
 #[derive(Debug, Default)]
 pub(crate) struct Scraped {
-    /// Samples parsed, in body order (also those before a failure or the size cut).
-    pub samples: Vec<ScrapedSample>,
+    /// Samples parsed (also those before a failure or the size cut).
+    pub samples: usize,
     /// The whole body was read: only then may vanished series be declared stale.
     pub complete: bool,
     /// The body was cut off at `max_body_bytes`.
@@ -98,22 +98,28 @@ impl Scraper {
 
     /// Scrapes `target` (number `index`, for logs). Never fails as a whole: a failure is in
     /// [`Scraped::error`] next to what was parsed before it.
-    pub async fn scrape(&self, index: usize, target: &TargetConfig) -> Scraped {
+    pub async fn scrape(&self, index: usize, target: &TargetConfig, buf: &mut ScrapeBuf) -> Scraped {
         let started = Instant::now();
         let mut scraped = Scraped::default();
-        if let Err(error) = self.fetch(target, &mut scraped).await {
+        buf.clear();
+        if let Err(error) = self.fetch(target, &mut scraped, buf).await {
             scraped.error = Some(error);
         }
+        if scraped.refused {
+            // Nothing of a refused scrape is used.
+            buf.clear();
+        }
+        scraped.samples = buf.len();
         scraped.duration = started.elapsed();
         self.metrics
             .scrape(scraped.result(), scraped.duration.as_secs_f64());
-        self.metrics.scraped(scraped.samples.len() as u64);
+        self.metrics.scraped(scraped.samples as u64);
         match &scraped.error {
             Some(error) => tracing::warn!(
                 target = index,
                 url = %target.url,
                 error = super::error_chain(error),
-                samples = scraped.samples.len(),
+                samples = scraped.samples,
                 "scrape failed"
             ),
             None if scraped.refused => tracing::warn!(
@@ -126,15 +132,20 @@ impl Scraper {
                 target = index,
                 url = %target.url,
                 max_body_bytes = self.max_body_bytes,
-                samples = scraped.samples.len(),
+                samples = scraped.samples,
                 "scrape body cut off at max_body_bytes"
             ),
-            None => tracing::debug!(target = index, samples = scraped.samples.len(), "scraped"),
+            None => tracing::debug!(target = index, samples = scraped.samples, "scraped"),
         }
         scraped
     }
 
-    async fn fetch(&self, target: &TargetConfig, out: &mut Scraped) -> Result<(), ScrapeError> {
+    async fn fetch(
+        &self,
+        target: &TargetConfig,
+        out: &mut Scraped,
+        buf: &mut ScrapeBuf,
+    ) -> Result<(), ScrapeError> {
         let query: Vec<(&str, &str)> = target
             .match_selectors
             .iter()
@@ -158,17 +169,19 @@ impl Scraper {
         // Set by the line callback, read between chunks.
         let over_limit = std::sync::atomic::AtomicBool::new(false);
         let mut on_line = |number: usize, line: Result<&str, crate::exposition::LineError>| {
-            let error = match line.map(|l| (l, parse_line(l))) {
-                Ok((_, Ok(Entry::Sample(sample)))) => {
-                    if out.samples.len() < self.max_series {
-                        out.samples.push(normalize(&sample, &self.external_labels));
-                    } else {
-                        over_limit.store(true, std::sync::atomic::Ordering::Relaxed);
+            if over_limit.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let error = match line {
+                Ok(text) => match buf.push_line(text, &self.external_labels) {
+                    Ok(_) => {
+                        if buf.len() > self.max_series {
+                            over_limit.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return;
                     }
-                    return;
-                }
-                Ok((_, Ok(_))) => return,
-                Ok((text, Err(error))) => format!("{error} in {:?}", truncate(text, 200)),
+                    Err(error) => format!("{error} in {:?}", truncate(text, 200)),
+                },
                 Err(error) => error.to_string(),
             };
             errors += 1;
@@ -197,10 +210,7 @@ impl Scraper {
             }
         }
         out.refused = over_limit.load(std::sync::atomic::Ordering::Relaxed);
-        if out.refused {
-            // Nothing of a refused scrape is used; free it now.
-            out.samples = Vec::new();
-        } else if !out.truncated {
+        if !out.refused && !out.truncated {
             splitter.finish(&mut on_line);
             out.complete = true;
         }
