@@ -37,6 +37,7 @@ pub(crate) struct Header {
 pub(crate) struct ShortPayload(pub usize);
 
 /// Prepends the header to `body`.
+#[cfg(test)]
 pub(crate) fn encode_payload(header: Header, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.push(header.lane);
@@ -80,14 +81,19 @@ pub(crate) struct Batch {
 /// values and timestamps; allocations are per request, not per sample.
 pub(crate) fn build_batches(samples: &[OutSample], lanes: usize, max_samples: usize) -> Vec<Batch> {
     let lanes = lanes.clamp(1, usize::from(u8::MAX) + 1);
-    let mut per_lane: Vec<Vec<&OutSample>> = vec![Vec::new(); lanes];
+    // Sized up front: allocations per call and per request, not per sample.
+    let per_lane_guess = samples.len() / lanes + samples.len() / (4 * lanes) + 16;
+    let mut per_lane: Vec<Vec<&OutSample>> = (0..lanes)
+        .map(|_| Vec::with_capacity(per_lane_guess))
+        .collect();
     for s in samples {
         per_lane[lane_of(s.hash, lanes)].push(s);
     }
-    let mut out = Vec::new();
+    let chunk = max_samples.clamp(1, samples.len().max(1));
+    let mut out = Vec::with_capacity(samples.len() / chunk + lanes);
     let mut raw = Vec::new();
-    let mut order = Vec::new();
-    let mut first_seen: HashMap<u64, usize> = HashMap::new();
+    let mut order = Vec::with_capacity(chunk);
+    let mut first_seen: HashMap<u64, usize> = HashMap::with_capacity(chunk);
     let mut encoder = snap::raw::Encoder::new();
     for (lane, lane_samples) in per_lane.iter().enumerate() {
         for chunk in lane_samples.chunks(max_samples.max(1)) {
@@ -123,6 +129,9 @@ fn encode_request(
     raw.clear();
     order.clear();
     first_seen.clear();
+    // Every series' block plus at most 22 bytes per sample and 10 per series.
+    let estimate: usize = samples.iter().map(|s| s.block.len() + 32).sum();
+    raw.reserve(estimate);
     // Group by series (first appearance), then timestamp; stable for equal keys.
     for (i, s) in samples.iter().enumerate() {
         first_seen.entry(s.hash).or_insert(i);

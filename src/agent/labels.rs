@@ -49,6 +49,7 @@ impl SeriesHasher {
     }
 }
 
+#[cfg(test)]
 /// [`SeriesHasher`] over owned labels (already normalised and sorted).
 pub(crate) fn series_hash(labels: &[Label]) -> u64 {
     let mut h = SeriesHasher::new();
@@ -86,6 +87,7 @@ fn put_label(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(value.as_bytes());
 }
 
+#[cfg(test)]
 /// Encodes already normalised, sorted labels (tests, stale markers of restored state).
 pub(crate) fn encode_block(labels: &[Label]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -144,6 +146,7 @@ fn merge<'a>(
     })
 }
 
+#[cfg(test)]
 /// Reads a block back into (name, value) pairs borrowed from it; `None` if it is not a valid
 /// block (never for blocks this module wrote).
 pub(crate) fn decode_block(block: &[u8]) -> Option<Vec<(&str, &str)>> {
@@ -167,6 +170,7 @@ pub(crate) fn decode_block(block: &[u8]) -> Option<Vec<(&str, &str)>> {
     Some(out)
 }
 
+#[cfg(test)]
 fn field(b: &[u8], tag: u8) -> Option<(&str, &[u8])> {
     let (t, r) = b.split_first()?;
     if *t != tag {
@@ -177,6 +181,7 @@ fn field(b: &[u8], tag: u8) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(s).ok()?, r))
 }
 
+#[cfg(test)]
 fn get_varint(b: &[u8]) -> Option<(u64, &[u8])> {
     let mut v = 0u64;
     for (i, &byte) in b.iter().enumerate().take(10) {

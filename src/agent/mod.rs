@@ -23,6 +23,7 @@
 //! the agent has nothing to send, and a seed whose agent never becomes ready is easy to spot.
 
 pub mod batch;
+mod hot_path;
 mod labels;
 pub mod metrics;
 pub mod queue;
@@ -46,6 +47,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use hot_path::HotPath;
 pub use metrics::AgentMetrics;
 
 use crate::config::{self, AgentConfig};

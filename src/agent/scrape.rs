@@ -98,7 +98,12 @@ impl Scraper {
 
     /// Scrapes `target` (number `index`, for logs). Never fails as a whole: a failure is in
     /// [`Scraped::error`] next to what was parsed before it.
-    pub async fn scrape(&self, index: usize, target: &TargetConfig, buf: &mut ScrapeBuf) -> Scraped {
+    pub async fn scrape(
+        &self,
+        index: usize,
+        target: &TargetConfig,
+        buf: &mut ScrapeBuf,
+    ) -> Scraped {
         let started = Instant::now();
         let mut scraped = Scraped::default();
         buf.clear();

@@ -293,8 +293,12 @@ impl SeriesState {
         for set in &mut self.previous {
             shrink_set(set);
         }
+        // The spare set is next scrape's `seen`: sized like the largest target's series.
         self.spare.clear();
-        shrink_set(&mut self.spare);
+        let live = self.previous.iter().map(HashSet::len).max().unwrap_or(0);
+        if self.spare.capacity() > 4 * live.max(SHRINK_FLOOR) {
+            self.spare.shrink_to(2 * live);
+        }
         applied
     }
 
