@@ -16,17 +16,22 @@
 //!   `max_samples_per_request` samples, one queue record each (payload format documented there).
 //! - [`queue`]: the durable on-disk queue; a record is removed only once acknowledged (2xx) or
 //!   dropped for a non-retryable status.
-//! - [`sender`]: oldest first, each lane strictly in order, certificates hot-reloaded.
+//! - [`sender`]: oldest first, each lane strictly in order; [`client`] builds the HTTP client
+//!   (certificates hot-reloaded) and POSTs; [`queue_handle`] runs the queue on the blocking pool
+//!   and does its housekeeping (expiry, gauges).
 //! - [`retry`]: the retry policy, a pure function.
+//! - [`status`]: the `/status` page.
 //!
 //! Readiness (`/readyz`) turns true after the first successful scrape of any target: before that
 //! the agent has nothing to send, and a seed whose agent never becomes ready is easy to spot.
 
 pub mod batch;
+mod client;
 mod hot_path;
 mod labels;
 pub mod metrics;
 pub mod queue;
+mod queue_handle;
 pub mod retry;
 pub mod scrape;
 pub mod sender;
@@ -55,8 +60,9 @@ use crate::remote_write::Label;
 use crate::telemetry::{self, Readiness};
 use crate::tls::{self, ClientFiles};
 use queue::{DiskQueue, QueueOptions};
+use queue_handle::QueueHandle;
 use scrape::Scraper;
-use sender::{QueueHandle, SenderShared};
+use sender::SenderShared;
 use series::{ScrapeBuf, SeriesState};
 use status::StatusBoard;
 
@@ -227,7 +233,7 @@ impl Agent {
             let step = Duration::try_from_secs_f64(1.0 / rate).map_or(day, |s| s.min(day));
             (step, self.config.scrape.interval * 2)
         });
-        let housekeeping = tokio::spawn(sender::housekeeping_loop(
+        let housekeeping = tokio::spawn(queue_handle::housekeeping_loop(
             self.queue.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
@@ -246,7 +252,7 @@ impl Agent {
         while tasks.join_next().await.is_some() {}
         // After the lanes' last acks: publish the final queue figures.
         let drops = housekeeping.await.unwrap_or_default();
-        sender::housekeeping(&queue, &self.metrics, drops).await;
+        queue_handle::housekeeping(&queue, &self.metrics, drops).await;
         queue
             .with(|q| q.flush())
             .await

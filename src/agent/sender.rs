@@ -28,112 +28,23 @@
 //! start. A request cut off by the grace may still have arrived: it is sent again after the
 //! restart, a duplicate that Prometheus accepts silently, never a loss.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
 use rustls::ClientConfig;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{decode_header, Batch, HEADER_LEN};
+use super::batch::{decode_header, HEADER_LEN};
+use super::client::{build_client, post};
 use super::metrics::AgentMetrics;
-use super::queue::{DiskQueue, DropCounts, QueueError, Record, RecordId};
+use super::queue::Record;
+use super::queue_handle::{QueueHandle, HOUSEKEEPING};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::agent::RetryConfig;
-use crate::remote_write::headers;
 
 /// Records buffered per lane between dispatcher and lane.
 pub(crate) const LANE_BUFFER: usize = 2;
-/// How often old records are expired and the queue gauges refreshed; also the idle poll.
-const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// Bytes of an error response kept for the log.
-const ERROR_BODY_BYTES: usize = 512;
-
-/// The queue shared by the scrape loop (append) and the sender (take, ack, requeue).
-///
-/// Every call runs on the blocking pool: [`DiskQueue`] does synchronous file I/O.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueHandle {
-    inner: Arc<Mutex<DiskQueue>>,
-    appended: Arc<Notify>,
-}
-
-impl QueueHandle {
-    /// Wraps an open queue.
-    pub fn new(queue: DiskQueue) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(queue)),
-            appended: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Runs `f` on the queue on the blocking pool.
-    pub async fn with<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut DiskQueue) -> R + Send + 'static,
-    ) -> R {
-        let inner = self.inner.clone();
-        let run = move || f(&mut inner.lock().unwrap_or_else(PoisonError::into_inner));
-        match tokio::task::spawn_blocking(run).await {
-            Ok(r) => r,
-            // Only a panic inside `f` gets here; surface it where it happened.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-
-    /// Appends `batches` created at `created_unix_ms` and wakes the dispatcher. Appends what it
-    /// can; reports the rest.
-    pub async fn append_all(
-        &self,
-        created_unix_ms: i64,
-        batches: Vec<Batch>,
-    ) -> Option<AppendFailure> {
-        let result = self
-            .with(move |q| {
-                let mut failure: Option<AppendFailure> = None;
-                for batch in &batches {
-                    if let Err(error) = q.append(created_unix_ms, &batch.payload) {
-                        let f = failure.get_or_insert(AppendFailure {
-                            records: 0,
-                            samples: 0,
-                            first: error,
-                        });
-                        f.records += 1;
-                        f.samples += u64::from(batch.header.samples);
-                    }
-                }
-                failure
-            })
-            .await;
-        self.appended.notify_one();
-        result
-    }
-
-    async fn ack(&self, id: RecordId) {
-        if let Err(error) = self.with(move |q| q.ack(id)).await {
-            tracing::warn!(%error, "queue ack could not be persisted (the record may be resent)");
-        }
-    }
-
-    async fn requeue(&self, ids: Vec<RecordId>) {
-        if !ids.is_empty() {
-            self.with(move |q| q.requeue(&ids)).await;
-        }
-    }
-}
-
-/// Records that could not be queued (their samples are lost).
-#[derive(Debug)]
-pub(crate) struct AppendFailure {
-    /// Records not appended.
-    pub records: u64,
-    /// Samples in them.
-    pub samples: u64,
-    /// The first error.
-    pub first: QueueError,
-}
 
 /// Everything a lane needs besides its records.
 #[derive(Debug)]
@@ -156,54 +67,6 @@ pub(crate) struct SenderShared {
     pub metrics: AgentMetrics,
     /// The queue.
     pub queue: QueueHandle,
-}
-
-/// Why the remote-write client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ClientError {
-    /// reqwest refused the settings (e.g. a bad proxy URL).
-    #[error("building the remote-write HTTP client: {0}")]
-    Build(#[from] reqwest::Error),
-    /// The URL's host did not resolve (needed to verify `server_name` instead).
-    #[error("resolving {host}:{port}: {message}")]
-    Resolve {
-        /// Host.
-        host: String,
-        /// Port.
-        port: u16,
-        /// Why.
-        message: String,
-    },
-}
-
-/// The remote-write client for the current TLS config.
-pub(crate) async fn build_client(
-    tls: &ClientConfig,
-    shared: &SenderShared,
-) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
-        .use_preconfigured_tls(tls.clone())
-        .user_agent(headers::USER_AGENT)
-        .timeout(shared.timeout)
-        // A redirect would resend the body elsewhere; a redirecting URL is a misconfiguration.
-        .redirect(reqwest::redirect::Policy::none());
-    // Without proxy_url, reqwest's default applies: HTTPS_PROXY / ALL_PROXY / NO_PROXY.
-    if let Some(proxy) = &shared.proxy_url {
-        builder = builder.proxy(reqwest::Proxy::all(proxy)?);
-    }
-    if let Some((name, host, port)) = &shared.server_name {
-        // Connect to the configured host but verify (and send SNI for) `server_name`.
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
-            .await
-            .map_err(|e| ClientError::Resolve {
-                host: host.clone(),
-                port: *port,
-                message: e.to_string(),
-            })?
-            .collect();
-        builder = builder.resolve_to_addrs(name, &addrs);
-    }
-    Ok(builder.build()?)
 }
 
 /// Takes records oldest first and hands each to its lane, until `cancel`. With
@@ -282,66 +145,6 @@ pub(crate) async fn dispatch(
 async fn give_back(queue: &QueueHandle, record: Record, rest: std::vec::IntoIter<Record>) {
     let ids = std::iter::once(record.id).chain(rest.map(|r| r.id));
     queue.requeue(ids.collect()).await;
-}
-
-/// Every [`HOUSEKEEPING`] until `cancel`: expires records older than `buffer.max_age` and
-/// publishes the queue gauges and drop counters. A task of its own, so the gauges stay current
-/// while the dispatcher waits on a lane stuck in an outage. Returns the drop counts published.
-pub(crate) async fn housekeeping_loop(
-    queue: QueueHandle,
-    metrics: AgentMetrics,
-    readiness: crate::telemetry::Readiness,
-    cancel: CancellationToken,
-) -> DropCounts {
-    let mut drops = Default::default();
-    let mut ticker = tokio::time::interval(HOUSEKEEPING);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = cancel.cancelled() => break,
-        }
-        drops = housekeeping(&queue, &metrics, drops).await;
-        // Still ready (scraping and sending go on), but no longer durable: say so.
-        readiness.set_detail(if metrics.queue_memory_mode() {
-            "queue: memory mode (disk writes fail; queued data is lost on a crash)"
-        } else {
-            ""
-        });
-    }
-    drops
-}
-
-/// Expires old records and publishes queue gauges and drop counters. Returns the drop counts.
-pub(crate) async fn housekeeping(
-    queue: &QueueHandle,
-    metrics: &AgentMetrics,
-    last: DropCounts,
-) -> DropCounts {
-    let now = crate::telemetry::now_unix_ms();
-    let (expired, records, bytes, oldest, memory, drops) = queue
-        .with(move |q| {
-            let expired = q.expire(now);
-            (
-                expired,
-                q.len_records(),
-                q.len_bytes(),
-                q.oldest_created_unix_ms(),
-                q.memory_fallback_active(),
-                q.drops(),
-            )
-        })
-        .await;
-    if let Err(error) = expired {
-        tracing::warn!(%error, "expiring old queue records failed");
-    }
-    let age = oldest.map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0);
-    metrics.set_queue(records, bytes, age, memory);
-    metrics.dropped_records("max_bytes", drops.max_bytes.saturating_sub(last.max_bytes));
-    metrics.dropped_records("max_age", drops.max_age.saturating_sub(last.max_age));
-    metrics.dropped_records("corrupt", drops.corrupt.saturating_sub(last.corrupt));
-    metrics.dropped_records("missing", drops.missing.saturating_sub(last.missing));
-    metrics.corrupt_bytes(drops.corrupt_bytes.saturating_sub(last.corrupt_bytes));
-    drops
 }
 
 /// One lane: POSTs its records in order, retrying each until delivered or dropped.
@@ -424,7 +227,7 @@ async fn send_record(
         let Some(c) = client.as_ref() else {
             return false;
         };
-        let post = post(c, shared, body.clone());
+        let post = post(c, &shared.url, &shared.metrics, body.clone());
         tokio::pin!(post);
         let (outcome, detail) = tokio::select! {
             result = &mut post => result,
@@ -498,72 +301,12 @@ async fn backoff(
     }
 }
 
-/// One POST. Returns the outcome and, for an error status, the response body's first line.
-async fn post(
-    client: &reqwest::Client,
-    shared: &SenderShared,
-    body: Bytes,
-) -> (Outcome, Option<String>) {
-    let started = Instant::now();
-    let bytes = body.len() as u64;
-    let result = headers::post(client, shared.url.as_str(), body)
-        .send()
-        .await;
-    let (outcome, code, detail) = match result {
-        Ok(response) => {
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let detail = if status.is_success() {
-                None
-            } else {
-                Some(first_line(response).await)
-            };
-            let outcome = Outcome::Status {
-                code: status.as_u16(),
-                retry_after,
-            };
-            (outcome, status.as_u16().to_string(), detail)
-        }
-        Err(error) if error.is_timeout() => {
-            (Outcome::Timeout, "timeout".into(), Some(error.to_string()))
-        }
-        Err(error) => (
-            Outcome::Network,
-            "network".into(),
-            Some(super::error_chain(&error)),
-        ),
-    };
-    shared
-        .metrics
-        .request(code, bytes, started.elapsed().as_secs_f64());
-    (outcome, detail)
-}
-
-/// First line of an error response (at most [`ERROR_BODY_BYTES`] read).
-async fn first_line(mut response: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    buf.truncate(ERROR_BODY_BYTES);
-    let text = String::from_utf8_lossy(&buf);
-    text.lines().next().unwrap_or("").trim().to_string()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::agent::batch::{encode_payload, Header};
-    use crate::agent::queue::QueueOptions;
+    use crate::agent::queue::{DiskQueue, QueueOptions};
 
     /// A queue in a tempdir with `old` records from an hour ago, then `fresh` ones from now.
     fn queue_with(dir: &Path, old: u8, fresh: u8) -> QueueHandle {
