@@ -37,7 +37,6 @@ pub(crate) struct Header {
 pub(crate) struct ShortPayload(pub usize);
 
 /// Prepends the header to `body`.
-#[cfg(test)]
 pub(crate) fn encode_payload(header: Header, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.push(header.lane);

@@ -294,6 +294,8 @@ fn sender_shared(
         retry: rw.retry.clone(),
         shutdown_grace: rw.shutdown_grace,
         max_age: config.buffer.max_age,
+        max_samples_per_request: rw.max_samples_per_request,
+        max_samples_per_backlog_request: rw.max_samples_per_backlog_request,
         metrics: metrics.clone(),
         queue: queue.clone(),
     })

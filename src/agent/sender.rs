@@ -35,16 +35,17 @@ use rustls::ClientConfig;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{decode_header, HEADER_LEN};
+use super::batch::{decode_header, encode_payload, Header, HEADER_LEN};
 use super::client::{build_client, post};
 use super::metrics::AgentMetrics;
-use super::queue::Record;
+use super::queue::{Record, RecordId};
 use super::queue_handle::{QueueHandle, HOUSEKEEPING};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::agent::RetryConfig;
 
-/// Records buffered per lane between dispatcher and lane.
-pub(crate) const LANE_BUFFER: usize = 2;
+/// Records buffered per lane between dispatcher and lane: what a lane can merge into one
+/// request when catching up.
+pub(crate) const LANE_BUFFER: usize = 8;
 
 /// Everything a lane needs besides its records.
 #[derive(Debug)]
@@ -63,6 +64,11 @@ pub(crate) struct SenderShared {
     pub shutdown_grace: Duration,
     /// `buffer.max_age`: a record older than this is dropped instead of sent again.
     pub max_age: Duration,
+    /// `remote_write.max_samples_per_request`.
+    pub max_samples_per_request: usize,
+    /// `remote_write.max_samples_per_backlog_request`: what waiting records of a lane may be
+    /// merged into.
+    pub max_samples_per_backlog_request: usize,
     /// Metrics.
     pub metrics: AgentMetrics,
     /// The queue.
@@ -165,8 +171,23 @@ pub(crate) async fn lane(
                 None => break,
             },
         };
-        if !send_record(index, &record, &mut client, &mut tls, &shared, &cancel).await {
-            shared.queue.requeue(vec![record.id]).await;
+        // Catching up: more records of this lane are waiting; send them as one larger request.
+        let mut batch = vec![record];
+        let mut samples = samples_of(&batch[0]);
+        while samples + shared.max_samples_per_request <= shared.max_samples_per_backlog_request {
+            match records.try_recv() {
+                Ok(next) => {
+                    samples += samples_of(&next);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        if !send_batch(index, &batch, &mut client, &mut tls, &shared, &cancel).await {
+            shared
+                .queue
+                .requeue(batch.iter().map(|r| r.id).collect())
+                .await;
             break;
         }
     }
@@ -179,16 +200,91 @@ pub(crate) async fn lane(
     shared.queue.requeue(left).await;
 }
 
-/// Sends one record until it is delivered or dropped (then acks it and returns true), or until
-/// shutdown (returns false, the record stays unacknowledged).
-async fn send_record(
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Delivered or dropped; its records are acknowledged.
+    Done,
+    /// A merged request was refused; its records are not acknowledged.
+    Refused,
+    /// Shutdown; its records are not acknowledged.
+    Shutdown,
+}
+
+/// Samples in a record (0 when its header is unreadable).
+fn samples_of(record: &Record) -> usize {
+    decode_header(&record.payload).map_or(0, |h| h.samples as usize)
+}
+
+/// Sends `batch` (records of one lane, in order): merged into one request when there are
+/// several, record by record when that one is refused. False on shutdown.
+async fn send_batch(
     lane: usize,
-    record: &Record,
+    batch: &[Record],
     client: &mut Option<reqwest::Client>,
     tls: &mut watch::Receiver<Arc<ClientConfig>>,
     shared: &SenderShared,
     cancel: &CancellationToken,
 ) -> bool {
+    if batch.len() > 1 {
+        if let Some(merged) = merge(batch) {
+            let ids: Vec<RecordId> = batch.iter().map(|r| r.id).collect();
+            match send_record(lane, &merged, &ids, client, tls, shared, cancel).await {
+                Sent::Done => return true,
+                Sent::Shutdown => return false,
+                Sent::Refused => {}
+            }
+        }
+    }
+    for record in batch {
+        if send_record(lane, record, &[record.id], client, tls, shared, cancel).await
+            == Sent::Shutdown
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// One record holding the requests of `batch` as one: their `WriteRequest`s concatenated
+/// (protobuf merges repeated fields, and the records are in order, so every series' samples stay
+/// in timestamp order), compressed again. `None` if a body does not decompress.
+fn merge(batch: &[Record]) -> Option<Record> {
+    let mut raw = Vec::new();
+    let mut decoder = snap::raw::Decoder::new();
+    let mut samples: u32 = 0;
+    for record in batch {
+        let header = decode_header(&record.payload).ok()?;
+        samples = samples.saturating_add(header.samples);
+        let body = record.payload.get(HEADER_LEN..)?;
+        raw.extend_from_slice(&decoder.decompress_vec(body).ok()?);
+    }
+    let first = batch.first()?;
+    let header = Header {
+        lane: decode_header(&first.payload).ok()?.lane,
+        samples,
+    };
+    let body = snap::raw::Encoder::new().compress_vec(&raw).ok()?;
+    Some(Record {
+        id: first.id,
+        created_unix_ms: batch.iter().map(|r| r.created_unix_ms).min()?,
+        payload: encode_payload(header, &body).into(),
+    })
+}
+
+/// Sends one record until it is delivered or dropped (then acks `ids`, the records it is made
+/// of), or until shutdown (they stay unacknowledged). A merged record that is refused (4xx, or
+/// older than `buffer.max_age`) is not dropped but handed back, to be sent record by record.
+async fn send_record(
+    lane: usize,
+    record: &Record,
+    ids: &[RecordId],
+    client: &mut Option<reqwest::Client>,
+    tls: &mut watch::Receiver<Arc<ClientConfig>>,
+    shared: &SenderShared,
+    cancel: &CancellationToken,
+) -> Sent {
+    let merged = ids.len() > 1;
     let samples = decode_header(&record.payload).map_or(0, |h| u64::from(h.samples));
     let body = record.payload.slice(HEADER_LEN.min(record.payload.len())..);
     let mut attempt: u32 = 0;
@@ -196,6 +292,10 @@ async fn send_record(
         // A record the upstream can no longer accept (its samples are older than its
         // out-of-order window) must not hold the lane: give it up, however it failed so far.
         if past_max_age(record, shared.max_age) {
+            if merged {
+                // Some of the merged records may still be fresh: decide one by one.
+                return Sent::Refused;
+            }
             tracing::error!(
                 lane,
                 attempt,
@@ -206,7 +306,7 @@ async fn send_record(
             shared.metrics.dropped_samples("max_age", samples);
             shared.metrics.dropped_records("max_age", 1);
             shared.queue.ack(record.id).await;
-            return true;
+            return Sent::Done;
         }
         // Rebuild the client when the certificates changed: new connections use them.
         if client.is_none() || tls.has_changed().unwrap_or(false) {
@@ -217,7 +317,7 @@ async fn send_record(
                     tracing::warn!(lane, %error, "cannot build the remote-write client");
                     if client.is_none() {
                         if !backoff(Outcome::Network, &mut attempt, shared, cancel).await {
-                            return false;
+                            return Sent::Shutdown;
                         }
                         continue;
                     }
@@ -225,7 +325,7 @@ async fn send_record(
             }
         }
         let Some(c) = client.as_ref() else {
-            return false;
+            return Sent::Shutdown;
         };
         let post = post(c, &shared.url, &shared.metrics, body.clone());
         tokio::pin!(post);
@@ -233,14 +333,26 @@ async fn send_record(
             result = &mut post => result,
             () = cancel.cancelled() => match tokio::time::timeout(shared.shutdown_grace, &mut post).await {
                 Ok(result) => result,
-                Err(_) => return false,
+                Err(_) => return Sent::Shutdown,
             },
         };
         match decide(outcome, attempt, &shared.retry, fastrand::f64()) {
             Decision::Delivered => {
                 shared.metrics.sent(samples);
-                shared.queue.ack(record.id).await;
-                return true;
+                for id in ids {
+                    shared.queue.ack(*id).await;
+                }
+                return Sent::Done;
+            }
+            Decision::Drop { .. } if merged => {
+                tracing::warn!(
+                    lane,
+                    ?outcome,
+                    response = detail.as_deref().unwrap_or(""),
+                    records = ids.len(),
+                    "remote write refused a merged backlog request; sending its records one by one"
+                );
+                return Sent::Refused;
             }
             Decision::Drop { reason } => {
                 tracing::error!(
@@ -253,7 +365,7 @@ async fn send_record(
                 shared.metrics.dropped_samples(reason.label(), samples);
                 shared.metrics.dropped_records(reason.label(), 1);
                 shared.queue.ack(record.id).await;
-                return true;
+                return Sent::Done;
             }
             Decision::Retry { after } => {
                 tracing::warn!(
@@ -265,11 +377,11 @@ async fn send_record(
                     "remote write failed; retrying"
                 );
                 if cancel.is_cancelled() {
-                    return false;
+                    return Sent::Shutdown;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(after) => {}
-                    () = cancel.cancelled() => return false,
+                    () = cancel.cancelled() => return Sent::Shutdown,
                 }
                 attempt = attempt.saturating_add(1);
             }
@@ -369,6 +481,44 @@ mod tests {
             by_time.iter().map(|g| g.0).collect::<Vec<_>>(),
             (0..10).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn merged_records_hold_every_series_in_order() {
+        use crate::agent::labels::encode_block;
+        use crate::agent::series::OutSample;
+        use crate::remote_write::{decode_write_request, Label};
+        let labels = vec![Label {
+            name: "__name__".into(),
+            value: "up".into(),
+        }];
+        let block: std::sync::Arc<[u8]> = encode_block(&labels).into();
+        let record = |id: u64, ts: i64| {
+            let sample = OutSample {
+                hash: 7,
+                block: block.clone(),
+                timestamp_ms: ts,
+                value: 1.0,
+            };
+            let batch = crate::agent::batch::build_batches(&[sample], 1, 10).remove(0);
+            Record {
+                id: RecordId(id),
+                created_unix_ms: ts,
+                payload: batch.payload.into(),
+            }
+        };
+        let merged = merge(&[record(1, 10), record(2, 20), record(3, 30)]).unwrap();
+        assert_eq!(merged.id, RecordId(1));
+        assert_eq!(merged.created_unix_ms, 10);
+        assert_eq!(decode_header(&merged.payload).unwrap().samples, 3);
+        let request = decode_write_request(&merged.payload[HEADER_LEN..], 1 << 20).unwrap();
+        let ts: Vec<i64> = request
+            .timeseries
+            .iter()
+            .flat_map(|t| t.samples.iter().map(|s| s.timestamp))
+            .collect();
+        assert_eq!(ts, [10, 20, 30]);
+        assert!(request.timeseries.iter().all(|t| t.labels == labels));
     }
 
     #[tokio::test]

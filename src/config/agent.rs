@@ -118,6 +118,13 @@ pub struct RemoteWriteConfig {
     /// Most samples in one request. Default 2000 (Prometheus' `max_samples_per_send`).
     #[serde(default = "default_max_samples_per_request")]
     pub max_samples_per_request: usize,
+    /// Most samples in one request when catching up: records of a lane waiting to be sent
+    /// (a backlog after an outage or a slow receiver) are merged into requests of up to this
+    /// many samples, so a backlog drains in fewer, larger requests. At least
+    /// `max_samples_per_request`; keep it within the receiver's `limits.max_series_per_request`.
+    /// Default 10000.
+    #[serde(default = "default_max_samples_per_backlog_request")]
+    pub max_samples_per_backlog_request: usize,
     /// Lanes series are hashed into; each lane is sent strictly in order. Default 4.
     #[serde(default = "default_shards")]
     pub shards: usize,
@@ -234,6 +241,9 @@ fn default_shutdown_grace() -> Duration {
 }
 fn default_max_samples_per_request() -> usize {
     2000
+}
+fn default_max_samples_per_backlog_request() -> usize {
+    10_000
 }
 fn default_shards() -> usize {
     4
@@ -382,6 +392,12 @@ impl Validate for AgentConfig {
             problems.push(Problem::new(
                 "remote_write.max_samples_per_request",
                 "must be at least 1",
+            ));
+        }
+        if rw.max_samples_per_backlog_request < rw.max_samples_per_request {
+            problems.push(Problem::new(
+                "remote_write.max_samples_per_backlog_request",
+                "must be at least max_samples_per_request",
             ));
         }
         if !(1..=64).contains(&rw.shards) {

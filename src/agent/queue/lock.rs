@@ -11,6 +11,9 @@ use std::path::Path;
 use super::QueueError;
 
 pub(super) const LOCK_FILE: &str = "lock";
+/// Retries of a held lock before giving up, and the pause between them.
+const LOCK_ATTEMPTS: u32 = 10;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The held lock; dropping it releases the lock.
 #[derive(Debug)]
@@ -32,7 +35,19 @@ pub(super) fn lock_dir(dir: &Path) -> Result<DirLock, QueueError> {
         .truncate(false)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
+    // A child process forked by this one shares the lock's file description until it execs
+    // (close-on-exec): give such a moment a few tries before naming a holder.
+    let mut attempt = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if attempt < LOCK_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
