@@ -93,7 +93,18 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_app(registry, readiness))
+    serve_admin_with_routes(listener, registry, readiness, Router::new(), shutdown).await
+}
+
+/// [`serve_admin`] plus a component's own admin `routes` (such as `/status`).
+pub async fn serve_admin_with_routes(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    readiness: Readiness,
+    routes: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin_app(registry, readiness).merge(routes))
         .with_graceful_shutdown(shutdown)
         .await
 }

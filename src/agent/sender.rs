@@ -474,9 +474,14 @@ async fn post(
 ) -> (Outcome, Option<String>) {
     let started = Instant::now();
     let bytes = body.len() as u64;
-    let result = headers::post(client, shared.url.as_str(), body)
-        .send()
-        .await;
+    let result = crate::http_client::post_remote_write(
+        client,
+        shared.url.as_str(),
+        headers::Protocol::V1,
+        body,
+    )
+    .send()
+    .await;
     let (outcome, code, detail) = match result {
         Ok(response) => {
             let status = response.status();
