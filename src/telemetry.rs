@@ -120,18 +120,18 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_admin_with(listener, registry, readiness, Router::new(), shutdown).await
+    serve_admin_with_routes(listener, registry, readiness, Router::new(), shutdown).await
 }
 
-/// [`serve_admin`] with more routes (e.g. a status page) next to the standard ones.
-pub async fn serve_admin_with(
+/// [`serve_admin`] plus a component's own admin `routes` (such as `/status`).
+pub async fn serve_admin_with_routes(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     readiness: Readiness,
-    extra: Router,
+    routes: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_app(registry, readiness).merge(extra))
+    axum::serve(listener, admin_app(registry, readiness).merge(routes))
         .with_graceful_shutdown(shutdown)
         .await
 }

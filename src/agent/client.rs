@@ -10,7 +10,7 @@ use rustls::ClientConfig;
 use super::metrics::AgentMetrics;
 use super::retry::Outcome;
 use super::sender::SenderShared;
-use crate::remote_write::headers;
+use crate::remote_write::headers::{self, Protocol};
 
 /// Bytes of an error response kept for the log.
 const ERROR_BODY_BYTES: usize = 512;
@@ -67,12 +67,15 @@ pub(crate) async fn build_client(
 pub(crate) async fn post(
     client: &reqwest::Client,
     url: &reqwest::Url,
+    protocol: Protocol,
     metrics: &AgentMetrics,
     body: Bytes,
 ) -> (Outcome, Option<String>) {
     let started = Instant::now();
     let bytes = body.len() as u64;
-    let result = headers::post(client, url.as_str(), body).send().await;
+    let result = crate::http_client::post_remote_write(client, url.as_str(), protocol, body)
+        .send()
+        .await;
     let (outcome, code, detail) = match result {
         Ok(response) => {
             let status = response.status();

@@ -458,7 +458,7 @@ async fn serve_from_config(
         .with_context(|| format!("binding listen address {listen}"))?;
     tracing::info!(%listen, "agent admin endpoints listening");
     let stop = cancelled_by(shutdown);
-    let admin = tokio::spawn(telemetry::serve_admin_with(
+    let admin = tokio::spawn(telemetry::serve_admin_with_routes(
         listener,
         Arc::new(registry),
         agent.readiness(),

@@ -327,7 +327,13 @@ async fn send_record(
         let Some(c) = client.as_ref() else {
             return Sent::Shutdown;
         };
-        let post = post(c, &shared.url, &shared.metrics, body.clone());
+        let post = post(
+            c,
+            &shared.url,
+            crate::remote_write::headers::Protocol::V1,
+            &shared.metrics,
+            body.clone(),
+        );
         tokio::pin!(post);
         let (outcome, detail) = tokio::select! {
             result = &mut post => result,
