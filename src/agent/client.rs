@@ -10,6 +10,7 @@ use rustls::ClientConfig;
 use super::metrics::AgentMetrics;
 use super::retry::Outcome;
 use super::sender::SenderShared;
+use crate::config::agent::RemoteWriteProtocol;
 use crate::remote_write::headers::{self, Protocol};
 
 /// Bytes of an error response kept for the log.
@@ -63,6 +64,18 @@ pub(crate) async fn build_client(
     Ok(builder.build()?)
 }
 
+/// What a POST came back with.
+#[derive(Debug)]
+pub(crate) struct Posted {
+    /// For the retry policy.
+    pub outcome: Outcome,
+    /// For an error status: the response body's first line.
+    pub detail: Option<String>,
+    /// A 2xx answer carried `X-Prometheus-Remote-Write-Samples-Written` (a Remote Write 2.0
+    /// receiver that understood the request).
+    pub written_header: bool,
+}
+
 /// One POST. Returns the outcome and, for an error status, the response body's first line.
 pub(crate) async fn post(
     client: &reqwest::Client,
@@ -70,15 +83,17 @@ pub(crate) async fn post(
     protocol: Protocol,
     metrics: &AgentMetrics,
     body: Bytes,
-) -> (Outcome, Option<String>) {
+) -> Posted {
     let started = Instant::now();
     let bytes = body.len() as u64;
     let result = crate::http_client::post_remote_write(client, url.as_str(), protocol, body)
         .send()
         .await;
+    let mut written_header = false;
     let (outcome, code, detail) = match result {
         Ok(response) => {
             let status = response.status();
+            written_header = response.headers().contains_key(headers::SAMPLES_WRITTEN);
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
@@ -106,7 +121,62 @@ pub(crate) async fn post(
         ),
     };
     metrics.request(code, bytes, started.elapsed().as_secs_f64());
-    (outcome, detail)
+    Posted {
+        outcome,
+        detail,
+        written_header,
+    }
+}
+
+/// The Remote Write protocol of one endpoint, negotiated per the 2.0 spec: with `auto` the
+/// sender starts with 2.0 and falls back to 1.0 for good when the receiver answers 415, or a
+/// 2xx without `X-Prometheus-Remote-Write-Samples-Written` (a 1.0 receiver such as Prometheus
+/// 2.42 answers 2.0 bodies with 204 and stores nothing): that batch is sent again as 1.0.
+#[derive(Debug)]
+pub(crate) struct Negotiation {
+    mode: RemoteWriteProtocol,
+    fell_back: std::sync::atomic::AtomicBool,
+}
+
+impl Negotiation {
+    pub fn new(mode: RemoteWriteProtocol) -> Self {
+        Self {
+            mode,
+            fell_back: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The protocol of the next request.
+    pub fn current(&self) -> Protocol {
+        match self.mode {
+            RemoteWriteProtocol::V1 => Protocol::V1,
+            RemoteWriteProtocol::V2 => Protocol::V2,
+            RemoteWriteProtocol::Auto
+                if self.fell_back.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Protocol::V1
+            }
+            RemoteWriteProtocol::Auto => Protocol::V2,
+        }
+    }
+
+    /// Whether `posted`, the answer to a `protocol` request, says the receiver does not speak
+    /// it; then stays on 1.0 from now on (auto) and returns true: send the batch again as 1.0.
+    pub fn falls_back(&self, protocol: Protocol, posted: &Posted) -> bool {
+        if protocol != Protocol::V2 || self.mode != RemoteWriteProtocol::Auto {
+            return false;
+        }
+        let not_understood = match posted.outcome {
+            Outcome::Status { code: 415, .. } => true,
+            Outcome::Status { code, .. } => (200..300).contains(&code) && !posted.written_header,
+            _ => false,
+        };
+        if not_understood {
+            self.fell_back
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        not_understood
+    }
 }
 
 /// First line of an error response (at most [`ERROR_BODY_BYTES`] read).

@@ -15,6 +15,12 @@ struct Reason {
     reason: &'static str,
 }
 
+/// `protocol` label: `1.0` or `2.0`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: &'static str,
+}
+
 /// `result` label of scrapes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScrapeResult {
@@ -49,6 +55,7 @@ pub struct AgentMetrics {
     queue_oldest_age: Gauge<f64, AtomicU64>,
     queue_memory_fallback: Gauge,
     queue_corrupt_bytes: Counter,
+    protocol: Family<ProtocolLabel, Gauge>,
     replayed_records: Counter,
     tls_reloads: Family<ScrapeResult, Counter>,
 }
@@ -76,6 +83,7 @@ impl AgentMetrics {
             queue_oldest_age: Gauge::default(),
             queue_memory_fallback: Gauge::default(),
             queue_corrupt_bytes: Counter::default(),
+            protocol: Family::default(),
             replayed_records: Counter::default(),
             tls_reloads: Family::default(),
         };
@@ -175,6 +183,11 @@ impl AgentMetrics {
             p("queue_corrupt_bytes"),
             "Bytes of queue segment files found damaged (at startup or when read back)",
             m.queue_corrupt_bytes.clone(),
+        );
+        r.register(
+            p("remote_write_protocol"),
+            "1 for the Remote Write protocol the agent sends with (negotiated with remote_write.protocol: auto)",
+            m.protocol.clone(),
         );
         r.register(
             p("queue_replayed_records"),
@@ -310,6 +323,22 @@ impl AgentMetrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.queue_oldest_age.set(oldest_age_seconds);
         self.queue_memory_fallback.set(i64::from(memory));
+    }
+    pub(crate) fn set_protocol(&self, protocol: crate::remote_write::headers::Protocol) {
+        let v2 = protocol == crate::remote_write::headers::Protocol::V2;
+        self.protocol
+            .get_or_create(&ProtocolLabel { protocol: "2.0" })
+            .set(i64::from(v2));
+        self.protocol
+            .get_or_create(&ProtocolLabel { protocol: "1.0" })
+            .set(i64::from(!v2));
+    }
+    /// Whether the agent currently sends Remote Write 2.0.
+    pub fn sends_v2(&self) -> bool {
+        self.protocol
+            .get_or_create(&ProtocolLabel { protocol: "2.0" })
+            .get()
+            == 1
     }
     pub(crate) fn corrupt_bytes(&self, n: u64) {
         self.queue_corrupt_bytes.inc_by(n);

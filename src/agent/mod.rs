@@ -286,6 +286,7 @@ fn sender_shared(
         }
         None => None,
     };
+    metrics.set_protocol(client::Negotiation::new(rw.protocol).current());
     Ok(SenderShared {
         url,
         server_name,
@@ -294,6 +295,7 @@ fn sender_shared(
         retry: rw.retry.clone(),
         shutdown_grace: rw.shutdown_grace,
         max_age: config.buffer.max_age,
+        protocol: client::Negotiation::new(rw.protocol),
         max_samples_per_request: rw.max_samples_per_request,
         max_samples_per_backlog_request: rw.max_samples_per_backlog_request,
         metrics: metrics.clone(),

@@ -31,17 +31,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rustls::ClientConfig;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{decode_header, encode_payload, Header, HEADER_LEN};
-use super::client::{build_client, post};
+use super::client::{build_client, post, Negotiation};
 use super::metrics::AgentMetrics;
 use super::queue::{Record, RecordId};
 use super::queue_handle::{QueueHandle, HOUSEKEEPING};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::agent::RetryConfig;
+use crate::remote_write::headers::Protocol;
 
 /// Records buffered per lane between dispatcher and lane: what a lane can merge into one
 /// request when catching up.
@@ -64,6 +66,8 @@ pub(crate) struct SenderShared {
     pub shutdown_grace: Duration,
     /// `buffer.max_age`: a record older than this is dropped instead of sent again.
     pub max_age: Duration,
+    /// `remote_write.protocol` and what was negotiated.
+    pub protocol: Negotiation,
     /// `remote_write.max_samples_per_request`.
     pub max_samples_per_request: usize,
     /// `remote_write.max_samples_per_backlog_request`: what waiting records of a lane may be
@@ -287,6 +291,8 @@ async fn send_record(
     let merged = ids.len() > 1;
     let samples = decode_header(&record.payload).map_or(0, |h| u64::from(h.samples));
     let body = record.payload.slice(HEADER_LEN.min(record.payload.len())..);
+    // The queue holds 1.0 bodies; 2.0 is made on the way out (once per record).
+    let mut v2_body: Option<Bytes> = None;
     let mut attempt: u32 = 0;
     loop {
         // A record the upstream can no longer accept (its samples are older than its
@@ -327,21 +333,37 @@ async fn send_record(
         let Some(c) = client.as_ref() else {
             return Sent::Shutdown;
         };
-        let post = post(
-            c,
-            &shared.url,
-            crate::remote_write::headers::Protocol::V1,
-            &shared.metrics,
-            body.clone(),
-        );
+        let mut protocol = shared.protocol.current();
+        let wire = match protocol {
+            Protocol::V1 => body.clone(),
+            Protocol::V2 => match v2_body.get_or_insert_with(|| to_v2(&body)) {
+                v2 if v2.is_empty() => {
+                    protocol = Protocol::V1;
+                    body.clone()
+                }
+                v2 => v2.clone(),
+            },
+        };
+        let post = post(c, &shared.url, protocol, &shared.metrics, wire);
         tokio::pin!(post);
-        let (outcome, detail) = tokio::select! {
+        let posted = tokio::select! {
             result = &mut post => result,
             () = cancel.cancelled() => match tokio::time::timeout(shared.shutdown_grace, &mut post).await {
                 Ok(result) => result,
                 Err(_) => return Sent::Shutdown,
             },
         };
+        if shared.protocol.falls_back(protocol, &posted) {
+            tracing::warn!(
+                lane,
+                outcome = ?posted.outcome,
+                "the receiver does not speak Remote Write 2.0 (415, or 2xx without a written \
+                 count); sending this batch again, and everything from now on, as 1.0"
+            );
+            shared.metrics.set_protocol(Protocol::V1);
+            continue;
+        }
+        let (outcome, detail) = (posted.outcome, posted.detail);
         match decide(outcome, attempt, &shared.retry, fastrand::f64()) {
             Decision::Delivered => {
                 shared.metrics.sent(samples);
@@ -391,6 +413,17 @@ async fn send_record(
                 }
                 attempt = attempt.saturating_add(1);
             }
+        }
+    }
+}
+
+/// A 1.0 body as a 2.0 body; empty if it does not decode (then it is sent as 1.0).
+fn to_v2(v1_body: &[u8]) -> Bytes {
+    match crate::remote_write::decode_write_request(v1_body, 256 << 20) {
+        Ok(request) => crate::remote_write::v2::encode_v2_request(&request).into(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot convert a queued request to Remote Write 2.0");
+            Bytes::new()
         }
     }
 }

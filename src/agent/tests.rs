@@ -66,6 +66,8 @@ struct Sink {
     /// Client certificate (DER) of each accepted request.
     peers: Mutex<Vec<Vec<u8>>>,
     bad_headers: AtomicUsize,
+    /// Remote Write 2.0 requests (answered like Prometheus 2.42: 204, nothing stored).
+    v2_requests: AtomicUsize,
     /// Requests holding a series with this label value get 503, forever.
     poison: Mutex<Option<String>>,
 }
@@ -79,6 +81,7 @@ impl Sink {
             samples: Mutex::new(Vec::new()),
             peers: Mutex::new(Vec::new()),
             bad_headers: AtomicUsize::new(0),
+            v2_requests: AtomicUsize::new(0),
             poison: Mutex::new(None),
         })
     }
@@ -99,13 +102,19 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, &'static str) {
-    sink.requests.fetch_add(1, Ordering::SeqCst);
     let h = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
+    if h("content-type").contains("io.prometheus.write.v2.Request") {
+        // As Prometheus 2.42 does: it reads a 2.0 body as an empty 1.0 request, stores nothing
+        // and answers 204 without a written count.
+        sink.v2_requests.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NO_CONTENT, HeaderMap::new(), "");
+    }
+    sink.requests.fetch_add(1, Ordering::SeqCst);
     if h("content-encoding") != "snappy"
         || h("content-type") != "application/x-protobuf"
         || h("x-prometheus-remote-write-version") != "0.1.0"
@@ -402,6 +411,12 @@ async fn scrape_to_mtls_sink_with_labels_and_stale_markers() {
     assert_eq!(metrics.stale_markers(), 1);
     assert!(metrics.parse_errors() >= 1);
     assert_eq!(sink.bad_headers.load(Ordering::SeqCst), 0);
+    // remote_write.protocol auto: a first 2.0 request per lane at most (3 lanes in parallel),
+    // answered like Prometheus 2.42 (204 without a written count), then those batches and
+    // everything else as 1.0; nothing lost (checked above).
+    let v2 = sink.v2_requests.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&v2), "{v2} 2.0 requests");
+    assert!(!metrics.sends_v2());
     assert_eq!(sink.count() as u64, metrics.samples_sent());
     assert!(metrics.bytes_sent() > 0);
     assert!(metrics.last_successful_send_unix() > 0.0);

@@ -118,6 +118,12 @@ pub struct RemoteWriteConfig {
     /// Most samples in one request. Default 2000 (Prometheus' `max_samples_per_send`).
     #[serde(default = "default_max_samples_per_request")]
     pub max_samples_per_request: usize,
+    /// Remote Write protocol: `auto` sends 2.0 (symbol table, about half the bytes) and falls
+    /// back to 1.0 for good when the receiver answers 415 or a 2xx without
+    /// `X-Prometheus-Remote-Write-Samples-Written` (that batch is sent again as 1.0); `v1` and
+    /// `v2` fix the protocol (`v2` never falls back). Default `auto`.
+    #[serde(default)]
+    pub protocol: RemoteWriteProtocol,
     /// Most samples in one request when catching up: records of a lane waiting to be sent
     /// (a backlog after an outage or a slow receiver) are merged into requests of up to this
     /// many samples, so a backlog drains in fewer, larger requests. At least
@@ -141,6 +147,19 @@ pub struct RemoteWriteConfig {
     /// `terminationGracePeriodSeconds`. Default `5s`.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+/// `remote_write.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteWriteProtocol {
+    /// 2.0, falling back to 1.0 when the receiver does not understand it.
+    #[default]
+    Auto,
+    /// Always 1.0.
+    V1,
+    /// Always 2.0.
+    V2,
 }
 
 /// Client side of mTLS.
