@@ -44,7 +44,7 @@ impl HotPath {
     /// (and stale markers) to send. Unparsable lines are skipped.
     pub fn scrape(&mut self, body: &[u8], scrape_ts: i64) -> usize {
         self.buf.clear();
-        self.out.clear();
+        self.out = Vec::with_capacity(self.out.len());
         let (buf, external) = (&mut self.buf, &self.external);
         let mut on_line = |_: usize, line: Result<&str, _>| {
             if let Ok(line) = line {
@@ -53,9 +53,13 @@ impl HotPath {
         };
         self.splitter.push(body, &mut on_line);
         self.splitter.finish(&mut on_line);
-        self.state
+        let sent = self
+            .state
             .apply(0, scrape_ts, &self.buf, true, &mut self.out)
-            .samples
+            .samples;
+        // As the scrape loop does: buffers sized for a spike are given back.
+        self.buf.shrink();
+        sent
     }
 
     /// Encodes the last scrape's samples into requests of at most `max_samples` over `lanes`
