@@ -158,6 +158,22 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Text made safe for HTML element content and attribute values (the status pages).
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()

@@ -1,5 +1,6 @@
 //! The agent: runs in a seed, scrapes the aggregate Prometheus' `/federate`, and delivers the
-//! series over mTLS Remote Write 1.0 without loss across outages and restarts.
+//! series over mTLS Remote Write (2.0 where the receiver speaks it, else 1.0) without loss
+//! across outages and restarts.
 //!
 //! ```text
 //!  every scrape.interval                                    one task per lane, in order
@@ -9,9 +10,10 @@
 //!
 //! - [`scrape`]: one streamed GET per target with its `match[]` selectors; bad lines are counted
 //!   and skipped, the rest of the body is kept.
-//! - [`series`]: labels normalised (empty values dropped, external labels added, sorted); per
-//!   series only samples strictly newer than the last sent go out; vanished series get one stale
-//!   marker.
+//! - [`series`]: labels normalised (empty values dropped, external labels added, sorted) into
+//!   their protobuf block ([`labels`]), known series found without allocating; per series only
+//!   samples strictly newer than the last sent go out; vanished series get one stale marker; a
+//!   scrape above `scrape.max_series` is refused whole.
 //! - [`batch`]: series hashed into `remote_write.shards` lanes, requests of at most
 //!   `max_samples_per_request` samples, one queue record each (payload format documented there).
 //! - [`queue`]: the durable on-disk queue; a record is removed only once acknowledged (2xx) or

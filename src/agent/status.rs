@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::metrics::AgentMetrics;
+use crate::telemetry::html_escape as escape;
 
 /// Seconds between automatic reloads of the page.
 const REFRESH_SECONDS: u32 = 5;
@@ -178,22 +179,6 @@ fn ago(now_ms: i64, then_ms: i64) -> String {
         s if s < 60 => format!("{s}s ago"),
         s => format!("{}m {}s ago", s / 60, s % 60),
     }
-}
-
-/// Text made safe for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
