@@ -2,6 +2,8 @@
 //! upstream): Remote Write 2.0 negotiated end to end, and the agent's `/status` page as headless
 //! Chromium renders it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fmt::Write as _;

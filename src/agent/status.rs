@@ -162,9 +162,9 @@ pub(crate) fn render(targets: &[TargetStatus], metrics: &AgentMetrics, now_unix_
             "<tr><td>{reason}</td><td class=\"n\">{records}</td><td class=\"n\">{samples}</td></tr>"
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</table><p>Samples sent: {}; series active: {}.</p></body></html>\n",
+        "</table><p>Samples sent: {}; series active: {}.</p></body></html>",
         metrics.samples_sent(),
         metrics.series_active()
     );

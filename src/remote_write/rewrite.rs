@@ -465,7 +465,7 @@ impl<'a> Rewriter<'a> {
                 }
             }
         }
-        if self.refs.len() % 2 != 0 {
+        if !self.refs.len().is_multiple_of(2) {
             return Err(RewriteError::Malformed {
                 message: "io.prometheus.write.v2.TimeSeries",
                 detail: "labels_refs has an odd number of entries".into(),

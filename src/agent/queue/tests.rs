@@ -982,7 +982,9 @@ fn each_kind_of_damage_is_counted_exactly_once() {
         }
         q.flush().unwrap();
     };
-    let cases: [(&str, fn(&[PathBuf]), u64, u64, u64, Vec<u64>); 3] = [
+    // (name, damage, corrupt records, missing records, lost bytes, surviving ids)
+    type Case = (&'static str, fn(&[PathBuf]), u64, u64, u64, Vec<u64>);
+    let cases: [Case; 3] = [
         (
             "flip",
             |f| {
