@@ -168,7 +168,7 @@ pub struct LimitsConfig {
     pub max_sample_age: Duration,
     /// Most active series per seed, counted by each receiver replica on its own; a new series
     /// beyond it is refused (400, reason `series_limit`) while known ones are still accepted.
-    /// Costs about 40 bytes per active series. 0 disables. Default 100000.
+    /// Costs 20–40 bytes per active series. 0 disables. Default 100000.
     #[serde(default = "default_max_series_per_seed")]
     pub max_series_per_seed: usize,
     /// A series not pushed for this long stops counting as active. Default `1h`.
