@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::pipeline::{seed_client_files, ReceiverProcess, SEED, SLO_CONFIG};
 use common::processes::{dev_pki, prometheus_available, wait_for, Prometheus};
-use common::{https_client, series, write_body, RecordingUpstream};
+use common::{https_client, post_write, series, write_body, RecordingUpstream};
 use slo_gateway::remote_write::codec::compress;
 use slo_gateway::remote_write::{Label, Sample, TimeSeries};
 
@@ -62,21 +62,11 @@ fn slo_series(case: &str, i: usize, timestamp: i64, value: f64) -> TimeSeries {
 
 /// POSTs an RW 1.0 body; status, `X-Prometheus-Remote-Write-Samples-Written`, text.
 async fn push(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, Option<u64>, String) {
-    let response = client
-        .post(url)
-        .header("content-encoding", "snappy")
-        .header("content-type", "application/x-protobuf")
-        .header("x-prometheus-remote-write-version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let written = response
-        .headers()
+    let (status, headers, text) = post_write(client, url, body).await;
+    let written = headers
         .get("x-prometheus-remote-write-samples-written")
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    (status, written, response.text().await.unwrap())
+    (status, written, text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::browser::{dump_dom, text_of};
 use common::pipeline::{seed_client_files, Options, Pipeline, SEED};
 use common::processes::wait_for;
-use common::{https_client, write_body};
+use common::{https_client, post_write, write_body};
 use slo_gateway::remote_write::{Label, Sample, TimeSeries};
 
 const TARGET: &str = r#"# TYPE shoot:availability gauge
@@ -59,15 +59,9 @@ async fn receiver_status_page_shows_each_seed_and_its_numbers_in_a_browser() {
         }],
         exemplars: vec![],
     };
-    let response = client
-        .post(p.receiver_write_url())
-        .header("content-encoding", "snappy")
-        .header("content-type", "application/x-protobuf")
-        .body(write_body(vec![old]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
+    let (status, _, text) =
+        post_write(&client, &p.receiver_write_url(), write_body(vec![old])).await;
+    assert_eq!(status, 400, "{text}");
 
     let row = format!("data-seed=\"{SEED}\"");
     let dom = wait_for(

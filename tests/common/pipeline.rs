@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::processes::{
-    dev_pki, free_port, http, prometheus_available, slo_gateway_bin, wait_for, MetricsTarget,
-    Process, Prometheus,
+    dev_pki, free_port, http, prometheus_available, slo_gateway_bin, wait_for, wait_http_ok,
+    MetricsTarget, Process, Prometheus,
 };
 
 /// The seed every pipeline's client certificate names.
@@ -321,22 +321,12 @@ impl ReceiverProcess {
             port,
             admin_port,
         };
+        let what = format!(
+            "receiver {name} ready (log {})",
+            receiver.process.log.display()
+        );
         let url = format!("http://127.0.0.1:{admin_port}/readyz");
-        wait_for(
-            &format!(
-                "receiver {name} ready (log {})",
-                receiver.process.log.display()
-            ),
-            Duration::from_secs(30),
-            || {
-                let url = url.clone();
-                async move {
-                    let resp = http().get(&url).send().await.ok()?;
-                    resp.status().is_success().then_some(())
-                }
-            },
-        )
-        .await;
+        wait_http_ok(&what, &url, Duration::from_secs(30)).await;
         receiver
     }
 
