@@ -31,26 +31,6 @@ const ACCEPTED: &str = "slo_gateway_receiver_samples_accepted_total";
 const LAST_PUSH: &str = "slo_gateway_receiver_last_push_timestamp_seconds";
 const CONN_FAILURES: &str = "slo_gateway_receiver_connection_failures_total";
 
-/// POSTs an RW 1.0 body with the standard headers; returns status, headers and body text.
-async fn post_write(
-    client: &reqwest::Client,
-    url: &str,
-    body: Vec<u8>,
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let response = client
-        .post(url)
-        .header("content-encoding", "snappy")
-        .header("content-type", "application/x-protobuf")
-        .header("x-prometheus-remote-write-version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.text().await.unwrap())
-}
-
 fn pairs(labels: &[(&str, &str)]) -> Vec<(String, String)> {
     labels
         .iter()

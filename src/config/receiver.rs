@@ -136,8 +136,9 @@ pub struct LimitsConfig {
     pub max_decoded_bytes: usize,
     /// Decode work in flight over all requests, bytes: a request holds twice its declared
     /// decoded size (the decompressed body and its re-encoded copy) from before decompressing
-    /// until its decoded form is dropped; others wait (at most 10 s, then 503). Default
-    /// 4 × `max_decoded_bytes` (128 MiB).
+    /// until it was forwarded; others wait (at most 10 s, then 503). Default
+    /// 2 × `max_decoded_bytes` (64 MiB): one request of the largest size at a time, or about 80
+    /// agent-sized ones (2000 samples) at once.
     #[serde(default)]
     pub max_inflight_decoded_bytes: Option<usize>,
     /// Most time to receive a request body once its headers arrived; slower gets 503 (retry).
@@ -167,7 +168,7 @@ pub struct LimitsConfig {
     pub max_sample_age: Duration,
     /// Most active series per seed, counted by each receiver replica on its own; a new series
     /// beyond it is refused (400, reason `series_limit`) while known ones are still accepted.
-    /// Costs about 40 bytes per active series. 0 disables. Default 100000.
+    /// Costs 20–40 bytes per active series. 0 disables. Default 100000.
     #[serde(default = "default_max_series_per_seed")]
     pub max_series_per_seed: usize,
     /// A series not pushed for this long stops counting as active. Default `1h`.
@@ -216,7 +217,7 @@ impl LimitsConfig {
     /// The decode-capacity budget in bytes (`max_inflight_decoded_bytes` or its default).
     pub fn inflight_decoded_bytes(&self) -> usize {
         self.max_inflight_decoded_bytes
-            .unwrap_or(self.max_decoded_bytes.saturating_mul(4))
+            .unwrap_or(self.max_decoded_bytes.saturating_mul(2))
     }
 
     /// The oldest timestamp (ms) accepted at `now_ms`; `i64::MIN` when the age check is off.

@@ -4,7 +4,7 @@
 //!
 //! A series is identified by a 64-bit hash of its label bytes as forwarded (identity label
 //! included), keyed per process so that a client cannot aim collisions. Each set holds one
-//! `u64 → u32` entry (last seen, seconds since start) per series: about 40 bytes with the hash
+//! `u64 → u32` entry (last seen, seconds since start) per series: 20–40 bytes with the hash
 //! table's overhead. A series not seen for `series_idle_timeout` is forgotten, so a set never
 //! holds more than the series pushed within that time (and never more than the limit). Each
 //! receiver replica counts on its own.

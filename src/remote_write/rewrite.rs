@@ -357,24 +357,46 @@ impl<'a> Rewriter<'a> {
                         _ => self.series.invalid_utf8 = true,
                     }
                 }
-                2 => {
-                    reader.expect(wire_type, WireType::Len).map_err(&err)?;
-                    let sample = v1_sample(reader.bytes().map_err(&err)?)?;
-                    self.charge(SAMPLE_FIELD_MAX)?;
-                    self.samples.push(sample);
-                }
-                _ => {
-                    reader.skip(wire_type).map_err(&err)?;
-                    self.charge(0)?;
-                    match field {
-                        3 => self.series.exemplars += 1,
-                        4 => self.series.histograms += 1,
-                        _ => {}
-                    }
-                }
+                2 => self.read_sample(&mut reader, wire_type, "Sample", &err)?,
+                _ => self.skip_field(&mut reader, wire_type, field, (4, 3), &err)?,
             }
         }
         self.finish_series()
+    }
+
+    /// Reads a `samples` field (the same in both versions) of the current series.
+    fn read_sample(
+        &mut self,
+        reader: &mut Reader<'a>,
+        wire_type: WireType,
+        message: &'static str,
+        err: &impl Fn(WireError) -> RewriteError,
+    ) -> Result<(), RewriteError> {
+        reader.expect(wire_type, WireType::Len).map_err(err)?;
+        let sample = sample(reader.bytes().map_err(err)?, message)?;
+        self.charge(SAMPLE_FIELD_MAX)?;
+        self.samples.push(sample);
+        Ok(())
+    }
+
+    /// Skips a series field that is not forwarded, charging it and counting it when it is the
+    /// `(histograms, exemplars)` field of the version read.
+    fn skip_field(
+        &mut self,
+        reader: &mut Reader<'a>,
+        wire_type: WireType,
+        field: u32,
+        (histograms, exemplars): (u32, u32),
+        err: &impl Fn(WireError) -> RewriteError,
+    ) -> Result<(), RewriteError> {
+        reader.skip(wire_type).map_err(err)?;
+        self.charge(0)?;
+        if field == histograms {
+            self.series.histograms += 1;
+        } else if field == exemplars {
+            self.series.exemplars += 1;
+        }
+        Ok(())
     }
 
     fn v2(&mut self, buf: &'a [u8]) -> Result<(), RewriteError> {
@@ -448,21 +470,14 @@ impl<'a> Rewriter<'a> {
                         detail: "labels_refs with a wrong wire type".into(),
                     })
                 }
-                (2, _) => {
-                    reader.expect(wire_type, WireType::Len).map_err(&err)?;
-                    let sample = v2_sample(reader.bytes().map_err(&err)?)?;
-                    self.charge(SAMPLE_FIELD_MAX)?;
-                    self.samples.push(sample);
-                }
-                _ => {
-                    reader.skip(wire_type).map_err(&err)?;
-                    self.charge(0)?;
-                    match field {
-                        3 => self.series.histograms += 1,
-                        4 => self.series.exemplars += 1,
-                        _ => {}
-                    }
-                }
+                // `start_timestamp` (3) has no place in 1.0 and is dropped.
+                (2, _) => self.read_sample(
+                    &mut reader,
+                    wire_type,
+                    "io.prometheus.write.v2.Sample",
+                    &err,
+                )?,
+                _ => self.skip_field(&mut reader, wire_type, field, (3, 4), &err)?,
             }
         }
         if !self.refs.len().is_multiple_of(2) {
@@ -668,17 +683,7 @@ fn v1_label(buf: &[u8]) -> Result<(&[u8], &[u8]), RewriteError> {
     Ok((name, value))
 }
 
-/// `(value bits, timestamp)` of a `prometheus.Sample`.
-fn v1_sample(buf: &[u8]) -> Result<(u64, i64), RewriteError> {
-    sample(buf, "Sample")
-}
-
-/// `(value bits, timestamp)` of an `io.prometheus.write.v2.Sample` (`start_timestamp`, field 3,
-/// has no place in 1.0 and is dropped).
-fn v2_sample(buf: &[u8]) -> Result<(u64, i64), RewriteError> {
-    sample(buf, "io.prometheus.write.v2.Sample")
-}
-
+/// `(value bits, timestamp)` of a `prometheus.Sample` or `io.prometheus.write.v2.Sample`.
 fn sample(buf: &[u8], message: &'static str) -> Result<(u64, i64), RewriteError> {
     let err = malformed(message);
     let (mut value_bits, mut timestamp) = (0u64, 0i64);

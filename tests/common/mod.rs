@@ -264,6 +264,26 @@ pub async fn raw_request<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))?
 }
 
+/// POSTs an RW 1.0 body with the standard headers; returns status, headers and body text.
+pub async fn post_write(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = client
+        .post(url)
+        .header("content-encoding", "snappy")
+        .header("content-type", "application/x-protobuf")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
 /// The Remote Write 1.0 request headers, for [`raw_request`].
 pub const RW1_HEADERS: [(&str, &str); 3] = [
     ("content-encoding", "snappy"),

@@ -41,6 +41,15 @@ where
     }
 }
 
+/// Polls `url` until it answers 2xx, or panics with `what` after `timeout`.
+pub async fn wait_http_ok(what: &str, url: &str, timeout: Duration) {
+    wait_for(what, timeout, || async {
+        let resp = http().get(url).send().await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await;
+}
+
 /// A child process killed on drop; its output goes to `<dir>/<name>.log`.
 #[derive(Debug)]
 pub struct Process {
@@ -174,19 +183,11 @@ impl Prometheus {
 
     async fn wait_ready(&self) {
         let url = format!("{}/-/ready", self.url());
-        let log = self.process.log.clone();
-        wait_for(
-            &format!("Prometheus ready at {url} (log {})", log.display()),
-            Duration::from_secs(60),
-            || {
-                let url = url.clone();
-                async move {
-                    let resp = http().get(&url).send().await.ok()?;
-                    resp.status().is_success().then_some(())
-                }
-            },
-        )
-        .await;
+        let what = format!(
+            "Prometheus ready at {url} (log {})",
+            self.process.log.display()
+        );
+        wait_http_ok(&what, &url, Duration::from_secs(60)).await;
     }
 
     pub fn url(&self) -> String {
