@@ -44,7 +44,12 @@ impl HotPath {
     /// (and stale markers) to send. Unparsable lines are skipped.
     pub fn scrape(&mut self, body: &[u8], scrape_ts: i64) -> usize {
         self.buf.clear();
-        self.out = Vec::with_capacity(self.out.len());
+        let last = self.out.len();
+        self.out.clear();
+        // As for the scrape buffer: memory sized for a spike is given back.
+        if self.out.capacity() > 4 * last.max(1024) {
+            self.out.shrink_to(2 * last);
+        }
         let (buf, external) = (&mut self.buf, &self.external);
         let mut on_line = |_: usize, line: Result<&str, _>| {
             if let Ok(line) = line {

@@ -77,6 +77,12 @@ impl QueueHandle {
         result
     }
 
+    /// Whether each of `ids` is still to be delivered (see [`DiskQueue::is_live`]).
+    pub(crate) async fn live(&self, ids: Vec<RecordId>) -> Vec<bool> {
+        self.with(move |q| ids.iter().map(|&id| q.is_live(id)).collect())
+            .await
+    }
+
     pub(crate) async fn ack(&self, id: RecordId) {
         if let Err(error) = self.with(move |q| q.ack(id)).await {
             tracing::warn!(%error, "queue ack could not be persisted (the record may be resent)");

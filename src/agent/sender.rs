@@ -295,6 +295,20 @@ async fn send_record(
     let mut v2_body: Option<Bytes> = None;
     let mut attempt: u32 = 0;
     loop {
+        // Dropped meanwhile (the queue overflowed, or expired) while this lane held it: it is
+        // counted as dropped, so it must not arrive after all.
+        let live = shared.queue.live(ids.to_vec()).await;
+        if !live.iter().all(|&l| l) {
+            if merged {
+                return Sent::Refused;
+            }
+            tracing::debug!(
+                lane,
+                id = record.id.0,
+                "record dropped from the queue while held; not sent"
+            );
+            return Sent::Done;
+        }
         // A record the upstream can no longer accept (its samples are older than its
         // out-of-order window) must not hold the lane: give it up, however it failed so far.
         if past_max_age(record, shared.max_age) {

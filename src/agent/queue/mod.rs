@@ -895,6 +895,13 @@ impl DiskQueue {
         }
     }
 
+    /// Whether record `id` is still to be delivered (not acknowledged, not dropped): a sender
+    /// holding a record that was dropped meanwhile (`max_bytes`, `max_age`) must not send it.
+    pub fn is_live(&self, id: RecordId) -> bool {
+        self.locate(id.0)
+            .is_some_and(|loc| self.state(loc) != State::Done)
+    }
+
     /// Marks a record delivered or deliberately dropped. Unknown or already finished ids are
     /// ignored. A segment whose records are all acked is deleted.
     ///

@@ -195,7 +195,10 @@ fn max_bytes_drops_oldest_segments_and_counts_them() {
     assert_eq!(q.drops().max_bytes, 3);
     assert!(q.disk_bytes() <= opts.max_bytes);
     assert_eq!(q.len_records(), 10);
-    q.ack(inflight[0].id).unwrap(); // dropped while in flight: no-op
+    // Dropped while in flight: its sender must not deliver it after all.
+    assert!(!q.is_live(inflight[0].id));
+    assert!(q.is_live(RecordId(4)));
+    q.ack(inflight[0].id).unwrap(); // no-op
     assert_eq!(ids_of(&q.take(100).unwrap()), (4..=13).collect::<Vec<_>>());
     assert_eq!(q.oldest_created_unix_ms(), Some(3));
 }
