@@ -1,4 +1,5 @@
-//! Remote Write encode, the receiver's per-request path without network, and the snappy-bomb refusal.
+//! Remote Write encode (1.0 with prost, 2.0 with the symbol-table builder), the receiver's
+//! per-request path without network (1.0 and 2.0 input), and the refusal of decode bombs.
 //!
 //! The request is shaped like what an agent sends from a Gardener seed: 2000 series × 1 sample,
 //! ~8 labels each (recording-rule names with `:`, `cluster=shoot--<project>--<name>`, `seed`,
@@ -12,13 +13,13 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use slo_gateway::config::receiver::IdentityMode;
-use slo_gateway::receiver::enforce::enforce_identity;
 use slo_gateway::remote_write::codec::{compress, decompress_capped};
-use slo_gateway::remote_write::validate::strip_empty_labels;
+use slo_gateway::remote_write::headers::Protocol;
+use slo_gateway::remote_write::rewrite::{rewrite, RewriteError, RewriteSettings};
+use slo_gateway::remote_write::v2::{encode_v2_request, RequestBuilder};
 use slo_gateway::remote_write::{
-    decode_write_request, encode_write_request, validate_series, DecodeError, Label, Sample,
-    TimeSeries, ValidationLimits, WriteRequest,
+    decode_write_request, encode_write_request, DecodeError, Label, Sample, TimeSeries,
+    ValidationLimits, WriteRequest,
 };
 
 const SERIES: usize = 2000;
@@ -91,23 +92,27 @@ fn gardener_request() -> WriteRequest {
     }
 }
 
-/// What the receiver does with one decoded body before forwarding (see `receiver::api`).
-fn receiver_path(body: &[u8], limits: &ValidationLimits) -> Vec<u8> {
-    let mut request = decode_write_request(body, MAX_DECODED).unwrap();
-    let mut valid = Vec::with_capacity(request.timeseries.len());
-    for mut series in std::mem::take(&mut request.timeseries) {
-        strip_empty_labels(&mut series);
-        series.exemplars.clear();
-        enforce_identity(&mut series, "seed", SEED, IdentityMode::Overwrite).unwrap();
-        if validate_series(&series, limits, NOW_MS).is_ok() {
-            valid.push(series);
-        }
+fn settings(protocol: Protocol) -> RewriteSettings<'static> {
+    RewriteSettings {
+        protocol,
+        limits: ValidationLimits::default(),
+        max_series: 50_000,
+        max_cost: MAX_DECODED,
+        oldest_timestamp_ms: NOW_MS - 2 * 3_600_000,
+        now_ms: NOW_MS,
+        identity_label: "seed",
+        identity_value: SEED,
+        reject_other_identity: false,
     }
-    assert_eq!(valid.len(), SERIES);
-    encode_write_request(&WriteRequest {
-        timeseries: valid,
-        metadata: Vec::new(),
-    })
+}
+
+/// What the receiver does with one request body before forwarding (see `receiver::api`):
+/// decompress, decode + validate + pin + re-encode in one pass, compress for the upstream.
+fn receiver_path(body: &[u8], settings: &RewriteSettings<'_>) -> Vec<u8> {
+    let decoded = decompress_capped(body, MAX_DECODED).unwrap();
+    let rewritten = rewrite(&decoded, settings).unwrap();
+    assert_eq!(rewritten.series.len(), SERIES);
+    compress(&rewritten.body)
 }
 
 fn bench(c: &mut Criterion) {
@@ -123,19 +128,67 @@ fn bench(c: &mut Criterion) {
         body.len() as f64 / SERIES as f64,
         raw_len as f64 / body.len() as f64,
     );
-    let limits = ValidationLimits::default();
+    let body_v2 = encode_v2_request(&request);
+    println!(
+        "remote_write: the same request as Remote Write 2.0: {} B snappy ({:.1} B/sample)",
+        body_v2.len(),
+        body_v2.len() as f64 / SERIES as f64,
+    );
+    let v1 = settings(Protocol::V1);
+    let v2 = settings(Protocol::V2);
+    let decoded_v1 = decompress_capped(&body, MAX_DECODED).unwrap();
 
     let mut group = c.benchmark_group("remote_write");
     group.throughput(Throughput::Elements(SERIES as u64));
     group.bench_function("encode_2000_series", |b| {
         b.iter(|| encode_write_request(black_box(&request)))
     });
-    // The decode share of the receiver path, for the breakdown.
+    let mut builder = RequestBuilder::new();
+    group.bench_function("encode_v2_2000_series", |b| {
+        b.iter(|| {
+            builder.clear();
+            for series in &request.timeseries {
+                builder.push_series(
+                    series
+                        .labels
+                        .iter()
+                        .filter(|l| !l.value.is_empty())
+                        .map(|l| (l.name.as_str(), l.value.as_str())),
+                    &series.samples,
+                );
+            }
+            builder.to_body()
+        })
+    });
+    // prost decode into owned structs, for comparison with the zero-copy rewrite.
     group.bench_function("decode_2000_series", |b| {
         b.iter(|| decode_write_request(black_box(&body), MAX_DECODED).unwrap())
     });
+    group.bench_function("rewrite_2000_series", |b| {
+        b.iter(|| rewrite(black_box(&decoded_v1), &v1).unwrap())
+    });
     group.bench_function("receiver_path_2000_series", |b| {
-        b.iter(|| receiver_path(black_box(&body), &limits))
+        b.iter(|| receiver_path(black_box(&body), &v1))
+    });
+    group.bench_function("receiver_path_v2_2000_series", |b| {
+        b.iter(|| receiver_path(black_box(&body_v2), &v2))
+    });
+
+    // Issue 8's amplification: 31 MiB of empty TimeSeries in a ~1.5 MB body.
+    let empty_series = compress(&[0x0a_u8, 0x00].repeat(31 << 19));
+    println!(
+        "remote_write: empty-series amplification body: {} B declaring 31 MiB",
+        empty_series.len()
+    );
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("refuse_empty_series_amplification", |b| {
+        b.iter(|| {
+            let decoded = decompress_capped(black_box(&empty_series), MAX_DECODED).unwrap();
+            assert!(matches!(
+                rewrite(&decoded, &v1),
+                Err(RewriteError::TooManySeries { .. })
+            ));
+        })
     });
 
     // A real bomb: 64 MiB of zeros compresses to ~3 MiB and declares 64 MiB, above the cap.
@@ -148,7 +201,6 @@ fn bench(c: &mut Criterion) {
         "remote_write: snappy bomb of {} B declares 64 MiB; cap {MAX_DECODED} B",
         bomb.len()
     );
-    group.throughput(Throughput::Elements(1));
     group.bench_function("decompress_capped_refuses_bomb", |b| {
         b.iter(|| decompress_capped(black_box(&bomb), MAX_DECODED).is_err())
     });

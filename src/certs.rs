@@ -52,6 +52,9 @@ pub struct ClientSubject {
     pub dns_names: Vec<String>,
     /// URI SANs.
     pub uris: Vec<String>,
+    /// Further CN attributes after `common_name` (only to test that an ambiguous subject is
+    /// refused; a seed certificate has exactly one CN).
+    pub extra_common_names: Vec<String>,
 }
 
 impl ClientSubject {
@@ -107,6 +110,13 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         let orgs: Vec<&str> = subject.organizations.iter().map(String::as_str).collect();
         params.distinguished_name = dn(&subject.common_name, &orgs);
+        for cn in &subject.extra_common_names {
+            // rcgen keeps one value per attribute type; the CN's OID (2.5.4.3) as a custom type
+            // adds a second CN attribute.
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 3]), cn.as_str());
+        }
         for name in &subject.dns_names {
             params
                 .subject_alt_names

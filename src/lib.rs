@@ -6,11 +6,13 @@
 //! Dependencies point one way, top to bottom:
 //!
 //! - [`exposition`]: zero-copy parser for the Prometheus text format (what `/federate` returns). No I/O.
-//! - [`remote_write`]: Remote Write 1.0/2.0 protobuf types, snappy encode, capped decode, validation.
+//! - [`remote_write`]: Remote Write 1.0/2.0 protobuf types, snappy encode, capped decode, validation,
+//!   the receiver's zero-copy rewrite and the 2.0 request builder. No network code.
 //! - [`agent`]: runs in a seed: scrape `/federate`, filter, staleness, disk queue, sharded sender.
 //! - [`receiver`]: runs in the runtime cluster: mTLS termination, identity from the client
 //!   certificate, label enforcement, limits, forwarding to the SLO Prometheus.
-//! - [`tls`], [`telemetry`], [`config`], [`certs`], [`yaml_locator`]: shared plumbing.
+//! - [`tls`], [`telemetry`], [`config`], [`certs`], [`http_client`], [`yaml_locator`]: shared
+//!   plumbing.
 //! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
 //!   agent's `match[]` filter. Uses no network crates.
 //! - [`landscape`]: the landscape twin: real Prometheus/Alertmanager processes configured like
@@ -23,6 +25,7 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod exposition;
+pub mod http_client;
 pub mod landscape;
 pub mod receiver;
 pub mod remote_write;

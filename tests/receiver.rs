@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use slo_gateway::certs::{CertificateAuthority, ClientSubject};
 use slo_gateway::config::receiver::{IdentityConfig, IdentityMode, LimitsConfig};
 use slo_gateway::receiver::forward::Forwarder;
-use slo_gateway::receiver::identity::{IdentityError, SeedIdentity};
+use slo_gateway::receiver::identity::IdentityError;
 use slo_gateway::receiver::server::ConnectionIdentity;
 use slo_gateway::receiver::{app, ReceiverMetrics, WriteState};
 use slo_gateway::remote_write::codec::compress;
@@ -30,26 +30,6 @@ use tower::ServiceExt;
 const ACCEPTED: &str = "slo_gateway_receiver_samples_accepted_total";
 const LAST_PUSH: &str = "slo_gateway_receiver_last_push_timestamp_seconds";
 const CONN_FAILURES: &str = "slo_gateway_receiver_connection_failures_total";
-
-/// POSTs an RW 1.0 body with the standard headers; returns status, headers and body text.
-async fn post_write(
-    client: &reqwest::Client,
-    url: &str,
-    body: Vec<u8>,
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let response = client
-        .post(url)
-        .header("content-encoding", "snappy")
-        .header("content-type", "application/x-protobuf")
-        .header("x-prometheus-remote-write-version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.text().await.unwrap())
-}
 
 fn pairs(labels: &[(&str, &str)]) -> Vec<(String, String)> {
     labels
@@ -589,7 +569,7 @@ fn state(upstream_url: &str, limits: LimitsConfig) -> Arc<WriteState> {
 }
 
 fn seed(name: &str) -> ConnectionIdentity {
-    ConnectionIdentity(Ok(SeedIdentity(name.into())))
+    ConnectionIdentity::for_seed(name)
 }
 
 /// Sends `body` with `headers` (name, value) and the identity extension through `app(state)`.
@@ -599,6 +579,17 @@ async fn oneshot(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (StatusCode, String) {
+    let (status, _, text) = oneshot_with_headers(state, identity, headers, body).await;
+    (status, text)
+}
+
+/// [`oneshot`], also returning the response headers.
+async fn oneshot_with_headers(
+    state: Arc<WriteState>,
+    identity: Option<ConnectionIdentity>,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
     let mut request = Request::builder().method("POST").uri("/api/v1/write");
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -611,10 +602,15 @@ async fn oneshot(
         .await
         .unwrap();
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 async fn rw1(state: Arc<WriteState>, body: Vec<u8>) -> (StatusCode, String) {
@@ -701,7 +697,7 @@ async fn oneshot_garbage_snappy_and_garbage_protobuf_are_400() {
 }
 
 #[tokio::test]
-async fn oneshot_wrong_encoding_or_rw2_content_type_is_415() {
+async fn oneshot_wrong_encoding_or_unknown_content_type_is_415() {
     let upstream = RecordingUpstream::start().await;
     let state = state(&upstream.url(), LimitsConfig::default());
     let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
@@ -723,14 +719,15 @@ async fn oneshot_wrong_encoding_or_rw2_content_type_is_415() {
             ("content-encoding", "snappy"),
             (
                 "content-type",
-                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                "application/x-protobuf;proto=io.prometheus.write.v3.Request",
             ),
-            ("x-prometheus-remote-write-version", "2.0.0"),
+            ("x-prometheus-remote-write-version", "3.0.0"),
         ],
         body(),
     )
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(text.contains("io.prometheus.write.v2.Request"), "{text}");
 
     let (status, text) = oneshot(
         state.clone(),
@@ -777,7 +774,7 @@ async fn oneshot_too_many_series_is_413() {
     ]);
     let (status, text) = rw1(state(&upstream.url(), limits), body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
-    assert!(text.contains("3 series"), "{text}");
+    assert!(text.contains("more than 2 series"), "{text}");
     assert!(upstream.received().is_empty());
 }
 
@@ -843,9 +840,9 @@ async fn oneshot_missing_or_failed_identity_is_403() {
 
     let (status, text) = oneshot(
         state,
-        Some(ConnectionIdentity(Err(IdentityError::BadCommonName(
+        Some(ConnectionIdentity::refused(IdentityError::BadCommonName(
             "admin".into(),
-        )))),
+        ))),
         &RW1_HEADERS,
         body(),
     )
@@ -1036,4 +1033,344 @@ async fn half_written_rotation_keeps_the_last_good_certificate() {
         .await
     );
     assert_eq!(try_write(addr, seed).await.unwrap(), 204);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8 (hostile input) and issue 10 (Remote Write 2.0), through app()
+// ---------------------------------------------------------------------------------------------
+
+const REJECTED: &str = "slo_gateway_receiver_samples_rejected_total";
+
+fn state_with_metrics(
+    upstream_url: &str,
+    limits: LimitsConfig,
+) -> (Arc<WriteState>, prometheus_client::registry::Registry) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let state = Arc::new(WriteState::new(
+        limits,
+        IdentityConfig::default(),
+        Forwarder::new(upstream_url, Duration::from_secs(5), None).unwrap(),
+        ReceiverMetrics::register(&mut registry),
+    ));
+    (state, registry)
+}
+
+fn metrics_of(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+    out
+}
+
+/// The `__name__` of every series the upstream received, in order.
+fn forwarded_names(upstream: &RecordingUpstream) -> Vec<String> {
+    upstream
+        .received()
+        .iter()
+        .flat_map(|r| r.request.clone().unwrap().timeseries)
+        .map(|s| {
+            s.labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map(|l| l.value.clone())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+const RW2_HEADERS: [(&str, &str); 3] = [
+    ("content-encoding", "snappy"),
+    (
+        "content-type",
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+    ),
+    ("x-prometheus-remote-write-version", "2.0.0"),
+];
+
+#[tokio::test]
+async fn oneshot_rw2_is_forwarded_as_rw1_with_written_headers() {
+    use slo_gateway::remote_write::v2::encode_v2_request;
+    use slo_gateway::remote_write::WriteRequest;
+    let upstream = RecordingUpstream::start().await;
+    let state = state(&upstream.url(), LimitsConfig::default());
+    let request = WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "up"), ("job", "x"), ("seed", "other")], 2),
+            series(&[("__name__", "down"), ("instance", "")], 1),
+        ],
+        metadata: vec![],
+    };
+    let (status, headers, text) = oneshot_with_headers(
+        state.clone(),
+        Some(seed("aws-1")),
+        &RW2_HEADERS,
+        encode_v2_request(&request),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "3");
+    assert_eq!(headers["x-prometheus-remote-write-histograms-written"], "0");
+    assert_eq!(headers["x-prometheus-remote-write-exemplars-written"], "0");
+    let received = upstream.received();
+    assert_eq!(
+        received[0].headers["content-type"],
+        "application/x-protobuf"
+    );
+    assert_eq!(
+        received[0].headers["x-prometheus-remote-write-version"],
+        "0.1.0"
+    );
+    let forwarded = &received[0].request.as_ref().unwrap().timeseries;
+    assert_eq!(
+        label_pairs(&forwarded[0]),
+        pairs(&[("__name__", "up"), ("job", "x"), ("seed", "aws-1")])
+    );
+    assert_eq!(
+        label_pairs(&forwarded[1]),
+        pairs(&[("__name__", "down"), ("seed", "aws-1")])
+    );
+    assert_eq!(forwarded[0].samples, request.timeseries[0].samples);
+
+    // A 1.0 answer carries the headers too (a 2.0 sender must not rely on them from 1.0).
+    let (status, headers, _) =
+        oneshot_with_headers(state, Some(seed("aws-1")), &RW1_HEADERS, write_body(vec![])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "0");
+}
+
+#[tokio::test]
+async fn oneshot_reserved_label_is_400_naming_it_and_the_rest_is_forwarded() {
+    let upstream = RecordingUpstream::start().await;
+    let (state, registry) = state_with_metrics(&upstream.url(), LimitsConfig::default());
+    let body = write_body(vec![
+        series(&[("__name__", "up"), ("__tenant__", "other")], 2),
+        series(&[("__name__", "good")], 1),
+    ]);
+    let (status, headers, text) =
+        oneshot_with_headers(state, Some(seed("aws-1")), &RW1_HEADERS, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("\"__tenant__\"") && text.contains("reserved"),
+        "{text}"
+    );
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "1");
+    assert_eq!(forwarded_names(&upstream), ["good"]);
+    assert_eq!(
+        metric_value(
+            &metrics_of(&registry),
+            REJECTED,
+            r#"{seed="aws-1",reason="reserved_label"}"#
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn oneshot_samples_older_than_max_sample_age_are_refused_before_forwarding() {
+    let upstream = RecordingUpstream::start().await;
+    let (state, registry) = state_with_metrics(&upstream.url(), LimitsConfig::default());
+    let mut poison = series(&[("__name__", "poison")], 2);
+    poison.samples[0].timestamp = 0;
+    poison.samples[1].timestamp = now_ms() - 3 * 3600 * 1000;
+    let mut mixed = series(&[("__name__", "mixed")], 2);
+    mixed.samples[0].timestamp = now_ms() - 3 * 3600 * 1000;
+    let body = write_body(vec![poison, mixed, series(&[("__name__", "fresh")], 1)]);
+    let (status, headers, text) =
+        oneshot_with_headers(state, Some(seed("aws-1")), &RW1_HEADERS, body).await;
+    // Never retried, and everything else is stored.
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("limits.max_sample_age"), "{text}");
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "2");
+    assert_eq!(forwarded_names(&upstream), ["mixed", "fresh"]);
+    assert_eq!(
+        metric_value(
+            &metrics_of(&registry),
+            REJECTED,
+            r#"{seed="aws-1",reason="too_old"}"#
+        ),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn oneshot_series_the_upstream_refuses_are_isolated_and_the_rest_stored() {
+    let upstream = RecordingUpstream::start().await;
+    let limits = LimitsConfig {
+        max_sample_age: Duration::ZERO,
+        ..LimitsConfig::default()
+    };
+    let (state, registry) = state_with_metrics(&upstream.url(), limits);
+    // Prometheus 2.42 answers 500 "too old sample" and stores nothing of the request.
+    upstream.refuse_requests_with("poison", "yes", 500, "too old sample");
+    let timeseries: Vec<_> = (0..20)
+        .map(|i| {
+            let name = format!("s{i:02}");
+            if i == 13 {
+                series(&[("__name__", &name), ("poison", "yes")], 3)
+            } else {
+                series(&[("__name__", &name)], 1)
+            }
+        })
+        .collect();
+    let (status, headers, text) = oneshot_with_headers(
+        state,
+        Some(seed("aws-1")),
+        &RW1_HEADERS,
+        write_body(timeseries),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("refused 1 series (3 samples)") && text.contains("too old sample"),
+        "{text}"
+    );
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "19");
+    let stored: Vec<String> = upstream
+        .received()
+        .iter()
+        .filter_map(|r| {
+            let request = r.request.as_ref().unwrap();
+            let poisoned = request
+                .timeseries
+                .iter()
+                .any(|s| s.labels.iter().any(|l| l.name == "poison"));
+            (!poisoned).then(|| request.timeseries.clone())
+        })
+        .flatten()
+        .map(|s| s.labels[0].value.clone())
+        .collect();
+    let mut sorted = stored.clone();
+    sorted.sort();
+    let want: Vec<String> = (0..20)
+        .filter(|&i| i != 13)
+        .map(|i| format!("s{i:02}"))
+        .collect();
+    assert_eq!(sorted, want, "each good series stored exactly once");
+    // Halving 20 down to one series: 1 + 2 per level, 5 levels.
+    assert!(
+        upstream.received().len() <= 11,
+        "{}",
+        upstream.received().len()
+    );
+    let metrics = metrics_of(&registry);
+    assert_eq!(
+        metric_value(
+            &metrics,
+            REJECTED,
+            r#"{seed="aws-1",reason="upstream_refused"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, ACCEPTED, r#"{seed="aws-1"}"#),
+        Some(19.0)
+    );
+}
+
+#[tokio::test]
+async fn oneshot_series_limit_refuses_new_series_only() {
+    let upstream = RecordingUpstream::start().await;
+    let limits = LimitsConfig {
+        max_series_per_seed: 2,
+        ..LimitsConfig::default()
+    };
+    let (state, registry) = state_with_metrics(&upstream.url(), limits);
+    let body = |names: &[&str]| {
+        write_body(
+            names
+                .iter()
+                .map(|n| series(&[("__name__", n)], 1))
+                .collect(),
+        )
+    };
+    let (status, text) = rw1(state.clone(), body(&["a", "b", "c"])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("limits.max_series_per_seed"), "{text}");
+    // Known series keep flowing at the limit; a new one is refused again.
+    let (status, _) = rw1(state.clone(), body(&["b", "a", "d"])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, text) = rw1(state.clone(), body(&["a", "b"])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(forwarded_names(&upstream), ["a", "b", "b", "a", "a", "b"]);
+    // Another seed has its own set.
+    let (status, _) = oneshot(state, Some(seed("gcp-1")), &RW1_HEADERS, body(&["c", "d"])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let metrics = metrics_of(&registry);
+    assert_eq!(
+        metric_value(
+            &metrics,
+            REJECTED,
+            r#"{seed="aws-1",reason="series_limit"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "slo_gateway_receiver_active_series",
+            r#"{seed="aws-1"}"#
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn oneshot_empty_series_amplification_is_413_and_four_gib_declared_too() {
+    let upstream = RecordingUpstream::start().await;
+    let state = state(&upstream.url(), LimitsConfig::default());
+    // 31 MiB of empty TimeSeries (2 bytes each) compress to about 1.5 MB.
+    let body = compress(&[0x0a_u8, 0x00].repeat(31 << 19));
+    assert!(body.len() < 2 << 20, "{}", body.len());
+    let (status, text) = rw1(state.clone(), body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("more than 50000 series"), "{text}");
+    // A header declaring exactly 4 GiB: beyond snappy's own limit, still a size refusal.
+    let (status, text) = rw1(state, vec![0x80, 0x80, 0x80, 0x80, 0x10, 0x00]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("4294967296"), "{text}");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn certificate_with_two_common_names_gets_403() {
+    let (pki, upstream, receiver) = start_default().await;
+    let ambiguous = pki.client(
+        "two-cns",
+        &ClientSubject {
+            extra_common_names: vec!["gardener.cloud:system:seed:gcp-2".into()],
+            ..ClientSubject::gardener_seed("aws-1")
+        },
+    );
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _, text) =
+        post_write(&https_client(&ambiguous), &receiver.write_url(), body).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("ambiguous") && text.contains("2 CNs"),
+        "{text}"
+    );
+    assert!(upstream.received().is_empty());
+    assert_one_connection_failure(&receiver, "identity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decode_bombs_in_parallel_do_not_starve_a_good_push() {
+    let (pki, upstream, receiver) = start_default().await;
+    let attacker = https_client(&pki.seed_client("evil-1"));
+    let good = https_client(&pki.seed_client("aws-1"));
+    let bomb = compress(&[0x0a_u8, 0x00].repeat(31 << 19));
+    let url = receiver.write_url();
+    let bombs: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, bomb) = (attacker.clone(), url.clone(), bomb.clone());
+            tokio::spawn(async move { post_write(&client, &url, bomb).await.0 })
+        })
+        .collect();
+    // The good push completes within the client's 10 s timeout while the bombs are in flight.
+    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (status, _, text) = post_write(&good, &url, body).await;
+    assert_eq!(status, 204, "{text}");
+    for bomb in bombs {
+        assert_eq!(bomb.await.unwrap(), 413);
+    }
+    assert_eq!(upstream.write_requests().len(), 1);
 }

@@ -1,80 +1,87 @@
 //! Feeds arbitrary bytes to the receiver's decode path as `receiver::api` runs it: capped snappy
-//! decode, protobuf decode, empty-label stripping, identity pinning (both modes) and validation.
-//! Nothing may panic, nothing may allocate beyond the cap, an accepted series carries exactly the
-//! pinned identity, and the accepted series re-encode and decode to themselves.
+//! decode, then the one-pass rewrite (decode, strip empty labels, validate, pin the identity in
+//! both modes, drop old samples, re-encode) reading the bytes as Remote Write 1.0 and as 2.0.
+//!
+//! Nothing may panic; an admitted request re-encodes into at most `max_cost` bytes of valid 1.0
+//! protobuf whose series all validate and carry exactly the pinned identity; `reject` mode admits
+//! a request only when `overwrite` mode gives the same output; and when prost can decode the
+//! input as 1.0, re-encoding that as 2.0 and rewriting it gives the same output as the 1.0
+//! rewrite (the two readers agree).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slo_gateway::config::receiver::IdentityMode;
-use slo_gateway::receiver::enforce::enforce_identity;
-use slo_gateway::remote_write::validate::strip_empty_labels;
-use slo_gateway::remote_write::{
-    decode_write_request, encode_write_request, validate_series, TimeSeries, ValidationLimits,
-    WriteRequest,
-};
+use prost::Message;
+use slo_gateway::remote_write::codec::decompress_capped;
+use slo_gateway::remote_write::headers::Protocol;
+use slo_gateway::remote_write::rewrite::{rewrite, RewriteSettings, Rewritten};
+use slo_gateway::remote_write::v2::RequestBuilder;
+use slo_gateway::remote_write::{validate_series, ValidationLimits, WriteRequest};
 
 /// Small cap so that a declared length beyond it is refused before allocating.
 const CAP: usize = 1 << 20;
+/// Cost budget: large enough that 1.0 and 2.0 readings of the same data both fit.
+const MAX_COST: usize = 64 << 20;
 const LABEL: &str = "seed";
 const SEED: &str = "fuzz";
+const NOW: i64 = 1_700_000_000_000;
 
-/// Pins the identity in `mode` and validates; `Some` with the series the receiver would forward.
-fn admit(mut series: TimeSeries, mode: IdentityMode) -> Option<TimeSeries> {
-    enforce_identity(&mut series, LABEL, SEED, mode).ok()?;
-    validate_series(&series, &ValidationLimits::default(), i64::MAX / 2).ok()?;
-    Some(series)
+fn settings(protocol: Protocol, reject: bool) -> RewriteSettings<'static> {
+    RewriteSettings {
+        protocol,
+        limits: ValidationLimits::default(),
+        max_series: 50_000,
+        max_cost: MAX_COST,
+        oldest_timestamp_ms: NOW - 2 * 3_600_000,
+        now_ms: NOW,
+        identity_label: LABEL,
+        identity_value: SEED,
+        reject_other_identity: reject,
+    }
 }
 
-fn same_series(a: &TimeSeries, b: &TimeSeries) -> bool {
-    a.labels == b.labels
-        && a.samples.len() == b.samples.len()
-        && a.samples.iter().zip(&b.samples).all(|(x, y)| {
-            x.timestamp == y.timestamp && x.value.to_bits() == y.value.to_bits()
-        })
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(request) = decode_write_request(data, CAP) else {
-        return;
-    };
-    let mut accepted = Vec::new();
-    for mut series in request.timeseries {
-        strip_empty_labels(&mut series);
-        series.exemplars.clear();
-        let claimed: Vec<String> = series
-            .labels
-            .iter()
-            .filter(|l| l.name == LABEL)
-            .map(|l| l.value.clone())
-            .collect();
-        let rejected = admit(series.clone(), IdentityMode::Reject);
-        let Some(series) = admit(series, IdentityMode::Overwrite) else {
-            assert!(rejected.is_none(), "Reject admitted what Overwrite refused");
-            continue;
-        };
+/// Checks what an admitted rewrite must hold.
+fn check(out: &Rewritten) {
+    assert!(out.body.len() <= MAX_COST);
+    let request = WriteRequest::decode(out.body.as_slice()).expect("output is valid protobuf");
+    assert_eq!(request.timeseries.len(), out.series.len());
+    for series in &request.timeseries {
+        validate_series(series, &ValidationLimits::default(), NOW).expect("output validates");
         let pinned: Vec<_> = series.labels.iter().filter(|l| l.name == LABEL).collect();
         assert_eq!(pinned.len(), 1);
         assert_eq!(pinned[0].value, SEED);
-        // Reject mode admits exactly the series that claimed no other seed, unchanged otherwise.
-        match rejected {
-            Some(r) => {
-                assert!(claimed.iter().all(|c| c == SEED), "Reject admitted {claimed:?}");
-                assert!(same_series(&r, &series));
-            }
-            None => assert!(claimed.iter().any(|c| c != SEED)),
-        }
-        accepted.push(series);
+        assert!(series.samples.iter().all(|s| s.timestamp >= NOW - 2 * 3_600_000));
     }
-    let request = WriteRequest {
-        timeseries: accepted,
-        metadata: Vec::new(),
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(decoded) = decompress_capped(data, CAP) else {
+        return;
     };
-    let decoded = decode_write_request(&encode_write_request(&request), usize::MAX).unwrap();
-    assert_eq!(decoded.timeseries.len(), request.timeseries.len());
-    assert!(decoded
-        .timeseries
-        .iter()
-        .zip(&request.timeseries)
-        .all(|(a, b)| same_series(a, b)));
+    for protocol in [Protocol::V1, Protocol::V2] {
+        let overwrite = rewrite(&decoded, &settings(protocol, false));
+        if let Ok(out) = &overwrite {
+            check(out);
+        }
+        if let Ok(out) = rewrite(&decoded, &settings(protocol, true)) {
+            assert_eq!(Some(&out), overwrite.as_ref().ok(), "reject admitted what overwrite did not");
+        }
+    }
+    let (Ok(request), Ok(v1)) = (
+        WriteRequest::decode(decoded.as_slice()),
+        rewrite(&decoded, &settings(Protocol::V1, false)),
+    ) else {
+        return;
+    };
+    let mut builder = RequestBuilder::new();
+    for series in &request.timeseries {
+        builder.push_series(
+            series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &series.samples,
+        );
+    }
+    let mut v2_bytes = Vec::new();
+    builder.encode_into(&mut v2_bytes);
+    let v2 = rewrite(&v2_bytes, &settings(Protocol::V2, false)).expect("2.0 re-encoding admitted");
+    assert_eq!(v2.body, v1.body, "1.0 and 2.0 readings disagree");
 });

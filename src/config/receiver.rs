@@ -128,9 +128,19 @@ pub struct LimitsConfig {
     /// Largest compressed request body, bytes. Default 8 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Largest decoded (decompressed) request, bytes; checked before decompressing. Default 32 MiB.
+    /// Largest decoded (decompressed) request, bytes; checked from the snappy header before
+    /// decompressing (413). Also the decode-cost budget of one request: every element read is
+    /// charged its re-encoded size, at least 16 bytes, and decoding stops with 413 past it.
+    /// Default 32 MiB.
     #[serde(default = "default_max_decoded_bytes")]
     pub max_decoded_bytes: usize,
+    /// Decode work in flight over all requests, bytes: a request holds twice its declared
+    /// decoded size (the decompressed body and its re-encoded copy) from before decompressing
+    /// until it was forwarded; others wait (at most 10 s, then 503). Default
+    /// 2 × `max_decoded_bytes` (64 MiB): one request of the largest size at a time, or about 80
+    /// agent-sized ones (2000 samples) at once.
+    #[serde(default)]
+    pub max_inflight_decoded_bytes: Option<usize>,
     /// Most time to receive a request body once its headers arrived; slower gets 503 (retry).
     /// Default `60s`.
     #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
@@ -150,6 +160,20 @@ pub struct LimitsConfig {
     /// How far in the future a sample may be. Default `10m`.
     #[serde(default = "default_future_grace", with = "humantime_serde")]
     pub future_grace: Duration,
+    /// Oldest sample accepted, as an age before now; older samples are refused before
+    /// forwarding (400, reason `too_old`) and the rest of the request is forwarded. Set it to the
+    /// SLO Prometheus' `out_of_order_time_window`, beyond which Prometheus refuses the whole
+    /// request. `0s` disables the check. Default `2h`.
+    #[serde(default = "default_max_sample_age", with = "humantime_serde")]
+    pub max_sample_age: Duration,
+    /// Most active series per seed, counted by each receiver replica on its own; a new series
+    /// beyond it is refused (400, reason `series_limit`) while known ones are still accepted.
+    /// Costs 20–40 bytes per active series. 0 disables. Default 100000.
+    #[serde(default = "default_max_series_per_seed")]
+    pub max_series_per_seed: usize,
+    /// A series not pushed for this long stops counting as active. Default `1h`.
+    #[serde(default = "default_series_idle_timeout", with = "humantime_serde")]
+    pub series_idle_timeout: Duration,
     /// Per-seed sustained samples per second; 0 disables the limit. Default 0.
     #[serde(default)]
     pub samples_per_second_per_seed: u64,
@@ -163,12 +187,16 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: default_max_body_bytes(),
             max_decoded_bytes: default_max_decoded_bytes(),
+            max_inflight_decoded_bytes: None,
             body_read_timeout: default_body_read_timeout(),
             max_series_per_request: default_max_series_per_request(),
             max_labels_per_series: default_max_labels(),
             max_label_name_bytes: default_max_label_name_bytes(),
             max_label_value_bytes: default_max_label_value_bytes(),
             future_grace: default_future_grace(),
+            max_sample_age: default_max_sample_age(),
+            max_series_per_seed: default_max_series_per_seed(),
+            series_idle_timeout: default_series_idle_timeout(),
             samples_per_second_per_seed: 0,
             burst_samples_per_seed: None,
         }
@@ -184,6 +212,21 @@ impl LimitsConfig {
             max_label_value_bytes: self.max_label_value_bytes,
             future_grace_ms: i64::try_from(self.future_grace.as_millis()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// The decode-capacity budget in bytes (`max_inflight_decoded_bytes` or its default).
+    pub fn inflight_decoded_bytes(&self) -> usize {
+        self.max_inflight_decoded_bytes
+            .unwrap_or(self.max_decoded_bytes.saturating_mul(2))
+    }
+
+    /// The oldest timestamp (ms) accepted at `now_ms`; `i64::MIN` when the age check is off.
+    pub fn oldest_timestamp_ms(&self, now_ms: i64) -> i64 {
+        if self.max_sample_age.is_zero() {
+            return i64::MIN;
+        }
+        let age = i64::try_from(self.max_sample_age.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_sub(age)
     }
 }
 
@@ -225,6 +268,15 @@ fn default_max_label_value_bytes() -> usize {
 }
 fn default_future_grace() -> Duration {
     Duration::from_secs(600)
+}
+fn default_max_sample_age() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_max_series_per_seed() -> usize {
+    100_000
+}
+fn default_series_idle_timeout() -> Duration {
+    Duration::from_secs(3600)
 }
 
 impl Validate for ReceiverConfig {
@@ -323,6 +375,18 @@ impl Validate for ReceiverConfig {
             problems.push(Problem::new(
                 "limits.max_body_bytes",
                 "must be greater than 0 and at most limits.max_decoded_bytes",
+            ));
+        }
+        if limits.max_series_per_seed > 0 && limits.series_idle_timeout.is_zero() {
+            problems.push(Problem::new(
+                "limits.series_idle_timeout",
+                "must be greater than 0 while limits.max_series_per_seed is set",
+            ));
+        }
+        if limits.inflight_decoded_bytes() < limits.max_decoded_bytes {
+            problems.push(Problem::new(
+                "limits.max_inflight_decoded_bytes",
+                "must be at least limits.max_decoded_bytes",
             ));
         }
         if limits.max_decoded_bytes > 1 << 30 {

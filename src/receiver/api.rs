@@ -1,4 +1,14 @@
 //! The HTTP edge: `POST /api/v1/write`, and the one mapping from errors to status codes.
+//!
+//! A request goes: identity (403) → content negotiation (415; Remote Write 1.0 or 2.0) → body
+//! (413, 503 when too slow) → declared decoded size (413) → decode capacity (503 after 10 s) →
+//! decode, validate, pin, re-encode under the cost budget ([`crate::remote_write::rewrite`]; 400,
+//! 403, 413) → per-seed rate (429) → per-seed active series (new ones past the limit refused) →
+//! forward, isolating series the SLO Prometheus refuses ([`Forwarder::forward`]; 503 when it is
+//! unavailable). Whatever was refused for the data's sake is counted per seed and reason, the
+//! rest is forwarded, and the answer is 400 naming the first refusal (never retried), or 204.
+//! After negotiation every answer carries the Remote Write 2.0 `X-Prometheus-Remote-Write-*-Written`
+//! headers with what the SLO Prometheus stored.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,20 +19,23 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::enforce::{enforce_identity, IdentityMismatch};
-use super::forward::{Forwarder, UpstreamOutcome};
-use super::identity::{IdentityError, SeedIdentity};
+use super::forward::Forwarder;
+use super::identity::IdentityError;
 use super::limits::SeedRateLimiter;
 use super::metrics::{ReceiverMetrics, SeedCode, SeedLabel};
+use super::seeds::SeedBook;
 use super::server::ConnectionIdentity;
-use crate::config::receiver::{IdentityConfig, LimitsConfig};
-use crate::remote_write::validate::strip_empty_labels;
-use crate::remote_write::{
-    decode_write_request, encode_write_request, headers as rw, validate_series, DecodeError,
-    WriteRequest,
-};
+use crate::config::receiver::{IdentityConfig, IdentityMode, LimitsConfig};
+use crate::remote_write::codec::{declared_decoded_len, decompress_capped};
+use crate::remote_write::headers::{self as rw, Protocol};
+use crate::remote_write::rewrite::{rewrite, RewriteError, RewriteSettings, Rewritten};
+use crate::remote_write::DecodeError;
 use crate::telemetry::now_unix_ms;
+
+/// Longest wait for decode capacity before answering 503.
+pub const DECODE_CAPACITY_WAIT: Duration = Duration::from_secs(10);
 
 /// Everything a request can end in other than success, and its status.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +43,13 @@ pub enum ApiError {
     /// 400: the data is bad; the sender must not retry it.
     #[error("{0}")]
     BadData(String),
-    /// 403: the certificate does not name a seed, or the payload claims another seed.
+    /// 403: the certificate does not name exactly one seed, or the payload claims another seed.
     #[error("{0}")]
     Forbidden(String),
     /// 413: body or decoded request above the limits.
     #[error("{0}")]
     TooLarge(String),
-    /// 415: not snappy-compressed Remote Write 1.0.
+    /// 415: not snappy-compressed Remote Write 1.0 or 2.0.
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// 429: the seed's rate limit; retry after the given time.
@@ -47,7 +60,7 @@ pub enum ApiError {
         /// When to retry.
         retry_after: Duration,
     },
-    /// 503: the SLO Prometheus is unavailable; retry.
+    /// 503: the SLO Prometheus is unavailable, or the receiver is busy; retry.
     #[error("{0}")]
     Unavailable(String),
 }
@@ -96,9 +109,101 @@ impl From<DecodeError> for ApiError {
     }
 }
 
-impl From<IdentityMismatch> for ApiError {
-    fn from(e: IdentityMismatch) -> Self {
-        Self::Forbidden(e.to_string())
+impl From<RewriteError> for ApiError {
+    fn from(e: RewriteError) -> Self {
+        match e {
+            RewriteError::Malformed { .. } => Self::BadData(e.to_string()),
+            RewriteError::TooManySeries { .. } | RewriteError::TooCostly { .. } => {
+                Self::TooLarge(e.to_string())
+            }
+            RewriteError::OtherIdentity { .. } => Self::Forbidden(e.to_string()),
+        }
+    }
+}
+
+/// Bounds the decode work in flight: a request holds twice its declared decoded size (the
+/// decompressed body and its re-encoded copy) while decoding, and its re-encoded size until it
+/// was forwarded. Counted in KiB so that any budget fits the semaphore's `u32` requests.
+#[derive(Debug)]
+pub struct DecodeCapacity {
+    semaphore: Arc<Semaphore>,
+    total_kib: usize,
+    metrics: ReceiverMetrics,
+}
+
+/// Decode capacity held by one request; given back when dropped.
+#[derive(Debug)]
+pub struct DecodePermit {
+    permit: OwnedSemaphorePermit,
+    capacity_total_kib: usize,
+    semaphore: Arc<Semaphore>,
+    metrics: ReceiverMetrics,
+}
+
+impl DecodeCapacity {
+    /// Capacity for `bytes` of decode work at once.
+    pub fn new(bytes: usize, metrics: ReceiverMetrics) -> Self {
+        let total_kib = bytes.div_ceil(1024).clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            semaphore: Arc::new(Semaphore::new(total_kib)),
+            total_kib,
+            metrics,
+        }
+    }
+
+    /// Waits (at most `wait`) for `bytes` of capacity, or all of it when `bytes` is more.
+    pub async fn acquire(&self, bytes: usize, wait: Duration) -> Result<DecodePermit, ApiError> {
+        let kib = bytes.div_ceil(1024).clamp(1, self.total_kib);
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+        let permit = tokio::time::timeout(wait, self.semaphore.clone().acquire_many_owned(kib))
+            .await
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "receiver busy: no decode capacity within {}",
+                    humantime::format_duration(wait)
+                ))
+            })?
+            .map_err(|_| ApiError::Unavailable("receiver shutting down".into()))?;
+        let permit = DecodePermit {
+            permit,
+            capacity_total_kib: self.total_kib,
+            semaphore: self.semaphore.clone(),
+            metrics: self.metrics.clone(),
+        };
+        permit.report();
+        Ok(permit)
+    }
+}
+
+impl DecodePermit {
+    /// Gives back `bytes` of the capacity held (what was freed, e.g. the decompressed body).
+    pub fn release(&mut self, bytes: usize) {
+        let kib = bytes
+            .div_ceil(1024)
+            .min(self.permit.num_permits().saturating_sub(1));
+        drop(self.permit.split(kib));
+        self.report();
+    }
+
+    fn report(&self) {
+        let in_use = self
+            .capacity_total_kib
+            .saturating_sub(self.semaphore.available_permits());
+        self.metrics
+            .decode_bytes_in_flight
+            .set(i64::try_from(in_use.saturating_mul(1024)).unwrap_or(i64::MAX));
+    }
+}
+
+impl Drop for DecodePermit {
+    fn drop(&mut self) {
+        // The permit itself is given back right after this; count it as gone.
+        let in_use = self
+            .capacity_total_kib
+            .saturating_sub(self.semaphore.available_permits() + self.permit.num_permits());
+        self.metrics
+            .decode_bytes_in_flight
+            .set(i64::try_from(in_use.saturating_mul(1024)).unwrap_or(i64::MAX));
     }
 }
 
@@ -113,6 +218,10 @@ pub struct WriteState {
     pub forwarder: Forwarder,
     /// Per-seed rate limiting.
     pub rate_limiter: SeedRateLimiter,
+    /// Per-seed active series and status figures.
+    pub seeds: SeedBook,
+    /// Decode work in flight.
+    pub decode_capacity: DecodeCapacity,
     /// Metrics.
     pub metrics: ReceiverMetrics,
 }
@@ -131,10 +240,20 @@ impl WriteState {
             .unwrap_or(rate.saturating_mul(10));
         Self {
             rate_limiter: SeedRateLimiter::new(rate, burst),
+            seeds: SeedBook::new(limits.max_series_per_seed, limits.series_idle_timeout),
+            decode_capacity: DecodeCapacity::new(limits.inflight_decoded_bytes(), metrics.clone()),
             limits,
             identity,
             forwarder,
             metrics,
+        }
+    }
+
+    /// Counts `count` samples (histograms, exemplars) refused for `seed` with `reason`.
+    fn refuse(&self, seed: &str, reason: &'static str, count: u64) {
+        if count > 0 {
+            self.metrics.reject(seed, reason, count);
+            self.seeds.record_refusal(seed, reason, count);
         }
     }
 }
@@ -154,15 +273,26 @@ async fn write(
     body: Body,
 ) -> Response {
     let identity = match identity {
-        Some(Extension(ConnectionIdentity(identity))) => identity,
-        None => Err(IdentityError::NoCertificate),
+        Some(Extension(identity)) => identity,
+        None => ConnectionIdentity::refused(IdentityError::NoCertificate),
     };
-    let seed = identity.as_ref().map(|s| s.0.clone()).unwrap_or_default();
-    let result = match identity {
-        Ok(identity) => handle_write(&state, &identity, &request_headers, body).await,
-        Err(error) => Err(ApiError::Forbidden(error.to_string())),
+    let seed = identity
+        .seed
+        .as_ref()
+        .map(|s| s.0.clone())
+        .unwrap_or_default();
+    let (written, result) = match &identity.seed {
+        Ok(_) => match negotiate(&request_headers) {
+            Ok(protocol) => {
+                let mut written = 0;
+                let result = handle_write(&state, &identity, protocol, body, &mut written).await;
+                (Some(written), result)
+            }
+            Err(error) => (None, Err(error)),
+        },
+        Err(error) => (None, Err(ApiError::Forbidden(error.to_string()))),
     };
-    let response = match result {
+    let mut response = match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => {
             if error.status().is_server_error() {
@@ -173,6 +303,13 @@ async fn write(
             error.into_response()
         }
     };
+    if let Some(samples) = written {
+        // Histograms and exemplars are never forwarded (see `rewrite`).
+        let headers = response.headers_mut();
+        headers.insert(rw::SAMPLES_WRITTEN, HeaderValue::from(samples));
+        headers.insert(rw::HISTOGRAMS_WRITTEN, HeaderValue::from(0));
+        headers.insert(rw::EXEMPLARS_WRITTEN, HeaderValue::from(0));
+    }
     state
         .metrics
         .requests
@@ -184,46 +321,34 @@ async fn write(
     response
 }
 
-fn check_headers(request_headers: &HeaderMap) -> Result<(), ApiError> {
+/// The protocol of the request from its headers (RW 2.0 spec: 415 for what is not supported).
+fn negotiate(request_headers: &HeaderMap) -> Result<Protocol, ApiError> {
     let value = |name: header::HeaderName| {
         request_headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
-            .to_ascii_lowercase()
     };
     let encoding = value(header::CONTENT_ENCODING);
-    if encoding != rw::CONTENT_ENCODING {
+    if !encoding.trim().eq_ignore_ascii_case(rw::CONTENT_ENCODING) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Encoding must be snappy, got {encoding:?}"
         )));
     }
     let content_type = value(header::CONTENT_TYPE);
-    let proto = content_type
-        .split(';')
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix("proto="));
-    if !content_type.starts_with(rw::CONTENT_TYPE)
-        || proto.is_some_and(|p| p != "prometheus.writerequest")
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "only Remote Write 1.0 (application/x-protobuf, prometheus.WriteRequest) is accepted, got {content_type:?}"
-        )));
-    }
-    Ok(())
+    Protocol::from_content_type(content_type).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be {} (Remote Write 1.0) or {} (Remote Write 2.0), got {content_type:?}",
+            rw::CONTENT_TYPE,
+            rw::CONTENT_TYPE_V2
+        ))
+    })
 }
 
-async fn handle_write(
-    state: &WriteState,
-    identity: &SeedIdentity,
-    request_headers: &HeaderMap,
-    body: Body,
-) -> Result<(), ApiError> {
-    let seed = identity.0.as_str();
-    check_headers(request_headers)?;
+async fn read_body(state: &WriteState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.limits.max_body_bytes;
     let timeout = state.limits.body_read_timeout;
-    let body: Bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+    tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| {
             // Not the data's fault: a slow link. 503 makes the agent retry instead of dropping.
@@ -232,98 +357,163 @@ async fn handle_write(
                 humantime::format_duration(timeout)
             ))
         })?
-        .map_err(|_| {
-            ApiError::TooLarge(format!("request body above the limit of {limit} bytes"))
-        })?;
-    let mut request = decode_write_request(&body, state.limits.max_decoded_bytes)?;
+        .map_err(|_| ApiError::TooLarge(format!("request body above the limit of {limit} bytes")))
+}
+
+/// Decompresses and rewrites `body`. Runs on the calling worker thread: it takes about 0.5 ms
+/// for an agent's 2000-sample request and tens of ms for the largest body, and the decode
+/// capacity lets only a few of those run at once. (On the blocking pool every new thread could
+/// keep its own malloc arena with a decompressed body's worth of pages resident.)
+fn decode(
+    state: &WriteState,
+    seed: &str,
+    protocol: Protocol,
+    body: Bytes,
+    now_ms: i64,
+) -> Result<Rewritten, ApiError> {
+    let limits = &state.limits;
+    let decoded = decompress_capped(&body, limits.max_decoded_bytes)?;
     drop(body);
-    if request.timeseries.len() > state.limits.max_series_per_request {
-        return Err(ApiError::TooLarge(format!(
-            "{} series in one request, limit {}",
-            request.timeseries.len(),
-            state.limits.max_series_per_request
-        )));
-    }
-    let total_samples: usize = request.timeseries.iter().map(|s| s.samples.len()).sum();
+    let settings = RewriteSettings {
+        protocol,
+        limits: limits.validation(),
+        max_series: limits.max_series_per_request,
+        max_cost: limits.max_decoded_bytes,
+        oldest_timestamp_ms: limits.oldest_timestamp_ms(now_ms),
+        now_ms,
+        identity_label: &state.identity.label,
+        identity_value: seed,
+        reject_other_identity: state.identity.mode == IdentityMode::Reject,
+    };
+    Ok(rewrite(&decoded, &settings)?)
+}
+
+async fn handle_write(
+    state: &WriteState,
+    identity: &ConnectionIdentity,
+    protocol: Protocol,
+    body: Body,
+    written: &mut u64,
+) -> Result<(), ApiError> {
+    let Ok(seed) = identity.seed.as_ref().map(|s| s.0.as_str()) else {
+        return Err(ApiError::Forbidden("no seed identity".into()));
+    };
+    let body = read_body(state, body).await?;
+    let declared = declared_decoded_len(&body, state.limits.max_decoded_bytes)?;
+    let mut permit = state
+        .decode_capacity
+        .acquire(declared.saturating_mul(2), DECODE_CAPACITY_WAIT)
+        .await?;
+    let now = now_unix_ms();
+    let mut request = decode(state, seed, protocol, body, now)?;
+    // The decompressed body is gone; the re-encoded one stays until forwarded.
+    permit.release(declared);
+
     state
         .rate_limiter
-        .check(seed, total_samples, Instant::now())
+        .check(seed, request.received_samples as usize, Instant::now())
         .map_err(|retry_after| {
-            state
-                .metrics
-                .reject(seed, "rate_limited", total_samples as u64);
+            state.refuse(seed, "rate_limited", request.received_samples);
             ApiError::RateLimited {
                 seed: seed.to_string(),
                 retry_after,
             }
         })?;
-
-    // Like Mimir: forward the valid series, report the first invalid one with 400 so the
-    // sender does not retry data that can never be accepted.
-    let limits = state.limits.validation();
-    let now = now_unix_ms();
-    let mut first_invalid = None;
-    let mut valid = Vec::with_capacity(request.timeseries.len());
-    for mut series in std::mem::take(&mut request.timeseries) {
-        strip_empty_labels(&mut series);
-        series.exemplars.clear();
-        // Pin first, so the label limits count the identity label the series is stored with.
-        // On unsorted input the insertion point is arbitrary, but validation refuses it anyway.
-        enforce_identity(
-            &mut series,
-            &state.identity.label,
-            seed,
-            state.identity.mode,
-        )?;
-        if let Err(error) = validate_series(&series, &limits, now) {
-            state
-                .metrics
-                .reject(seed, error.reason(), series.samples.len() as u64);
-            first_invalid.get_or_insert(error);
-            continue;
-        }
-        valid.push(series);
+    for &(reason, count) in &request.refused.by_reason {
+        state.refuse(seed, reason, count);
     }
-    let accepted: u64 = valid.iter().map(|s| s.samples.len() as u64).sum();
-    if !valid.is_empty() {
-        let encoded = encode_write_request(&WriteRequest {
-            timeseries: valid,
-            metadata: Vec::new(),
-        });
-        let started = Instant::now();
-        let outcome = state.forwarder.send(encoded).await;
+    let mut first_refusal = request.refused.first.take();
+
+    let hashes: Vec<u64> = request
+        .series
+        .iter()
+        .map(|span| state.seeds.series_hash(span.label_bytes(&request.body)))
+        .collect();
+    let (new_refused, active) = state.seeds.admit(seed, &hashes, Instant::now());
+    if state.seeds.max_series() > 0 {
         state
             .metrics
-            .forward_duration
-            .observe(started.elapsed().as_secs_f64());
-        match outcome {
-            UpstreamOutcome::Stored => {
-                let label = SeedLabel {
-                    seed: seed.to_string(),
-                };
-                state
-                    .metrics
-                    .samples_accepted
-                    .get_or_create(&label)
-                    .inc_by(accepted);
-                state
-                    .metrics
-                    .last_push_timestamp
-                    .get_or_create(&label)
-                    .set(now as f64 / 1000.0);
-            }
-            UpstreamOutcome::Refused(message) => {
-                state.metrics.reject(seed, "upstream_refused", accepted);
-                return Err(ApiError::BadData(message));
-            }
-            UpstreamOutcome::Unavailable(message) => {
-                state.metrics.reject(seed, "upstream_unavailable", accepted);
-                return Err(ApiError::Unavailable(message));
-            }
-        }
+            .active_series
+            .get_or_create(&SeedLabel {
+                seed: seed.to_string(),
+            })
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
     }
-    match first_invalid {
-        Some(error) => Err(ApiError::BadData(format!("invalid series: {error}"))),
+    if !new_refused.is_empty() {
+        let samples = request.remove_series(&new_refused);
+        state.refuse(seed, "series_limit", samples);
+        first_refusal.get_or_insert_with(|| {
+            format!(
+                "{} new series refused: seed {seed} is at its limit of {} active series \
+                 (limits.max_series_per_seed); known series are still accepted",
+                new_refused.len(),
+                state.seeds.max_series()
+            )
+        });
+    }
+
+    let started = Instant::now();
+    let report = state
+        .forwarder
+        .forward(&request.body, &request.series)
+        .await;
+    state
+        .metrics
+        .forward_duration
+        .observe(started.elapsed().as_secs_f64());
+    drop(permit);
+    *written = report.stored_samples;
+    if report.stored_samples > 0 {
+        let label = SeedLabel {
+            seed: seed.to_string(),
+        };
+        state
+            .metrics
+            .samples_accepted
+            .get_or_create(&label)
+            .inc_by(report.stored_samples);
+        state
+            .metrics
+            .last_push_timestamp
+            .get_or_create(&label)
+            .set(now as f64 / 1000.0);
+    }
+    state.seeds.record_request(
+        seed,
+        report.stored_samples,
+        now,
+        identity.cert_not_after_unix_s,
+        Instant::now(),
+    );
+    if !report.refused.is_empty() {
+        let samples: u64 = report
+            .refused
+            .iter()
+            .map(|&i| u64::from(request.series[i].samples))
+            .sum();
+        state.refuse(seed, "upstream_refused", samples);
+        first_refusal.get_or_insert_with(|| {
+            format!(
+                "the SLO Prometheus refused {} series ({samples} samples), the rest was stored: {}",
+                report.refused.len(),
+                report.refused_message.as_deref().unwrap_or("")
+            )
+        });
+    }
+    if let Some(message) = report.unavailable {
+        let refused: u64 = report
+            .refused
+            .iter()
+            .map(|&i| u64::from(request.series[i].samples))
+            .sum();
+        let unsent = request
+            .admitted_samples
+            .saturating_sub(report.stored_samples + refused);
+        state.refuse(seed, "upstream_unavailable", unsent);
+        return Err(ApiError::Unavailable(message));
+    }
+    match first_refusal {
+        Some(message) => Err(ApiError::BadData(message)),
         None => Ok(()),
     }
 }

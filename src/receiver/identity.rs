@@ -40,6 +40,9 @@ pub enum IdentityError {
     /// The name is empty or has characters a seed name cannot have.
     #[error("seed name {0:?} is not a valid seed name")]
     InvalidName(String),
+    /// The certificate could speak for more than one seed (two CNs, two matching SANs).
+    #[error("client certificate identity is ambiguous: {0}")]
+    Ambiguous(String),
 }
 
 /// The seed a verified client certificate (DER, leaf) speaks for.
@@ -78,17 +81,26 @@ fn gardener_name(cert: &X509Certificate<'_>) -> Result<String, IdentityError> {
     if !is_seed {
         return Err(IdentityError::NotASeed);
     }
-    let cn = subject
+    let common_names: Vec<&str> = subject
         .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default();
+        .map(|cn| cn.as_str().unwrap_or("<not a string>"))
+        .collect();
+    // A second CN could be read as another seed by another tool: never pick one.
+    if common_names.len() > 1 {
+        return Err(IdentityError::Ambiguous(format!(
+            "{} CNs in the subject: {common_names:?}",
+            common_names.len()
+        )));
+    }
+    let cn = common_names.first().copied().unwrap_or_default();
     cn.strip_prefix(GARDENER_SEED_CN_PREFIX)
         .map(str::to_string)
         .ok_or_else(|| IdentityError::BadCommonName(cn.to_string()))
 }
 
-/// The first SAN of the wanted kind, with `affix` removed (a suffix for DNS, a prefix for URI).
+/// The seed named by the SANs of the wanted kind, with `affix` removed (a suffix for DNS, a
+/// prefix for URI; without one every SAN of the kind names a seed). Two different names are
+/// ambiguous.
 fn san_name<'c>(
     cert: &'c X509Certificate<'c>,
     kind: &'static str,
@@ -101,14 +113,31 @@ fn san_name<'c>(
         .flatten()
         .map(|ext| ext.value.general_names.clone())
         .unwrap_or_default();
-    sans.iter()
+    let mut names: Vec<&str> = sans
+        .iter()
         .filter_map(pick)
-        .find_map(|name| match (kind, affix) {
-            (_, None) => Some(name.to_string()),
-            ("DNS", Some(suffix)) => name.strip_suffix(suffix).map(str::to_string),
-            (_, Some(prefix)) => name.strip_prefix(prefix).map(str::to_string),
+        .filter_map(|name| match (kind, affix) {
+            (_, None) => Some(name),
+            ("DNS", Some(suffix)) => name.strip_suffix(suffix),
+            (_, Some(prefix)) => name.strip_prefix(prefix),
         })
-        .ok_or(IdentityError::NoSan(kind))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [] => Err(IdentityError::NoSan(kind)),
+        [name] => Ok((*name).to_string()),
+        _ => Err(IdentityError::Ambiguous(format!(
+            "{} {kind} SANs name different seeds: {names:?}",
+            names.len()
+        ))),
+    }
+}
+
+/// When the certificate expires, seconds since the Unix epoch (`None` if it does not parse).
+pub fn certificate_not_after(leaf_der: &[u8]) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(leaf_der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// Seed names are Kubernetes object names (DNS-1123 labels/subdomains); allow that set, which
@@ -170,6 +199,16 @@ mod tests {
             Err(IdentityError::BadCommonName(_))
         ));
 
+        let two_cns = der(&ClientSubject {
+            extra_common_names: vec!["gardener.cloud:system:seed:gcp-2".into()],
+            ..ClientSubject::gardener_seed("aws-eu1")
+        });
+        assert!(matches!(
+            identity_from_cert(&two_cns, &cfg),
+            Err(IdentityError::Ambiguous(m)) if m.contains("2 CNs") && m.contains("gcp-2")
+        ));
+        assert!(certificate_not_after(&seed).is_some_and(|t| t > 1_700_000_000));
+
         let evil = der(&ClientSubject::gardener_seed("Bad\"Name"));
         assert!(matches!(
             identity_from_cert(&evil, &cfg),
@@ -195,6 +234,17 @@ mod tests {
         let mut cfg = config(IdentitySource::SanUri);
         cfg.san_prefix = Some("spiffe://gardener/seed/".into());
         assert_eq!(identity_from_cert(&cert, &cfg).unwrap().0, "azure-2");
+        let two = der(&ClientSubject {
+            common_name: "whatever".into(),
+            dns_names: vec!["a.seeds.example.com".into(), "b.seeds.example.com".into()],
+            ..Default::default()
+        });
+        let mut cfg = config(IdentitySource::SanDns);
+        cfg.san_suffix = Some(".seeds.example.com".into());
+        assert!(matches!(
+            identity_from_cert(&two, &cfg),
+            Err(IdentityError::Ambiguous(m)) if m.contains("\"a\"") && m.contains("\"b\"")
+        ));
         let no_san = der(&ClientSubject::gardener_seed("x"));
         assert_eq!(
             identity_from_cert(&no_san, &config(IdentitySource::SanDns)),

@@ -57,6 +57,10 @@ pub struct ReceiverMetrics {
     pub forward_duration: Histogram,
     /// Certificate reloads by result.
     pub tls_reloads: Family<Reason, Counter>,
+    /// Active series per seed (as counted for `limits.max_series_per_seed`).
+    pub active_series: Family<SeedLabel, Gauge>,
+    /// Decode capacity in use, bytes (of `limits.max_inflight_decoded_bytes`).
+    pub decode_bytes_in_flight: Gauge,
 }
 
 impl ReceiverMetrics {
@@ -70,6 +74,8 @@ impl ReceiverMetrics {
             connection_failures: Family::default(),
             forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             tls_reloads: Family::default(),
+            active_series: Family::default(),
+            decode_bytes_in_flight: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("slo_gateway_receiver");
         r.register(
@@ -106,6 +112,16 @@ impl ReceiverMetrics {
             "tls_reloads",
             "Server certificate reloads by result",
             metrics.tls_reloads.clone(),
+        );
+        r.register(
+            "active_series",
+            "Active series per seed, as counted for limits.max_series_per_seed",
+            metrics.active_series.clone(),
+        );
+        r.register(
+            "decode_bytes_in_flight",
+            "Decode capacity in use, bytes (limits.max_inflight_decoded_bytes)",
+            metrics.decode_bytes_in_flight.clone(),
         );
         metrics
     }

@@ -5,16 +5,22 @@
 //!
 //! - [`server`]: TLS accept loop, handshake per connection task, identity per connection.
 //! - [`identity`]: seed name as a pure function of the certificate.
-//! - [`api`]: `POST /api/v1/write` and the single error → status mapping.
-//! - [`enforce`], [`limits`], [`forward`], [`metrics`].
+//! - [`api`]: `POST /api/v1/write` (Remote Write 1.0 and 2.0), decode capacity, and the single
+//!   error → status mapping. Decoding, validation, identity pinning and re-encoding are one pass
+//!   in [`crate::remote_write::rewrite`].
+//! - [`forward`]: the upstream client and the isolation of series it refuses.
+//! - [`seeds`]: per-seed active series (`limits.max_series_per_seed`) and status figures;
+//!   [`status`]: the `/status` page on the admin port.
+//! - [`limits`] (per-seed rate), [`metrics`].
 
 pub mod api;
-pub mod enforce;
 pub mod forward;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod seeds;
 pub mod server;
+pub mod status;
 
 use std::future::Future;
 use std::path::Path;
@@ -108,6 +114,11 @@ impl Receiver {
         self.metrics.clone()
     }
 
+    /// Routes for the admin port: `/status`.
+    pub fn admin_routes(&self) -> axum::Router {
+        status::router(self.state.clone())
+    }
+
     /// Serves agents on `listener` until `shutdown` completes.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         server::run(
@@ -138,10 +149,11 @@ pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
     let readiness = Readiness::default();
     readiness.set(true);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(telemetry::serve_admin(
+    let admin_task = tokio::spawn(telemetry::serve_admin_with_routes(
         admin,
         Arc::new(registry),
         readiness.clone(),
+        receiver.admin_routes(),
         wait_for(stop_rx.clone()),
     ));
     receiver

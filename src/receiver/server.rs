@@ -14,14 +14,38 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::identity::{identity_from_cert, IdentityError, SeedIdentity};
+use super::identity::{certificate_not_after, identity_from_cert, IdentityError, SeedIdentity};
 use super::metrics::ReceiverMetrics;
 use crate::config::receiver::IdentityConfig;
 
-/// The identity of a connection: a seed, or why its certificate names none. Attached to every
-/// request so the handler answers 403 with the precise reason.
+/// The identity of a connection: a seed, or why its certificate names none, and when the
+/// certificate expires. Attached to every request so the handler answers 403 with the precise
+/// reason.
 #[derive(Debug, Clone)]
-pub struct ConnectionIdentity(pub Result<SeedIdentity, IdentityError>);
+pub struct ConnectionIdentity {
+    /// The seed, or why there is none.
+    pub seed: Result<SeedIdentity, IdentityError>,
+    /// Expiry of the client certificate, Unix seconds.
+    pub cert_not_after_unix_s: Option<i64>,
+}
+
+impl ConnectionIdentity {
+    /// A connection of `seed` (tests insert this directly).
+    pub fn for_seed(seed: &str) -> Self {
+        Self {
+            seed: Ok(SeedIdentity(seed.to_string())),
+            cert_not_after_unix_s: None,
+        }
+    }
+
+    /// A connection whose certificate names no seed.
+    pub fn refused(error: IdentityError) -> Self {
+        Self {
+            seed: Err(error),
+            cert_not_after_unix_s: None,
+        }
+    }
+}
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
@@ -85,20 +109,21 @@ pub async fn run(
                     return;
                 }
             };
-            let identity = match stream
+            let leaf = stream
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|c| c.first())
-            {
-                Some(leaf) => identity_from_cert(leaf, &settings.identity),
-                None => Err(IdentityError::NoCertificate),
+                .and_then(|c| c.first());
+            let identity = ConnectionIdentity {
+                seed: leaf.map_or(Err(IdentityError::NoCertificate), |leaf| {
+                    identity_from_cert(leaf, &settings.identity)
+                }),
+                cert_not_after_unix_s: leaf.and_then(|leaf| certificate_not_after(leaf)),
             };
-            if let Err(error) = &identity {
+            if let Err(error) = &identity.seed {
                 metrics.connection_failure("identity");
                 tracing::warn!(%peer, %error, "client certificate names no seed");
             }
-            let identity = ConnectionIdentity(identity);
             let service = app.map_request(
                 move |mut request: axum::http::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(identity.clone());

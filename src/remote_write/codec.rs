@@ -11,7 +11,7 @@ pub enum DecodeError {
     #[error("snappy block declares {declared} decoded bytes, above the limit of {limit}")]
     TooLarge {
         /// Length the block declares.
-        declared: usize,
+        declared: u64,
         /// The cap in force.
         limit: usize,
     },
@@ -40,18 +40,34 @@ pub fn compress(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decompresses a snappy block of at most `max_decoded_bytes` decoded bytes.
+/// The decoded length a snappy block declares in its header, checked against `max_decoded_bytes`
+/// before anything is allocated: a 50-byte body can declare gigabytes.
 ///
-/// The declared length is checked before any allocation: a 50-byte body can declare gigabytes.
-pub fn decompress_capped(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, DecodeError> {
-    let declared =
-        snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    if declared > max_decoded_bytes {
-        return Err(DecodeError::TooLarge {
-            declared,
-            limit: max_decoded_bytes,
-        });
+/// The header is a varint; the snappy format caps it at 2^32 − 1, but a larger one is still a
+/// declared size above the cap (413), not garbage.
+pub fn declared_decoded_len(body: &[u8], max_decoded_bytes: usize) -> Result<usize, DecodeError> {
+    let mut declared: u64 = 0;
+    for (i, &byte) in body.iter().take(10).enumerate() {
+        declared |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return match usize::try_from(declared) {
+                Ok(len) if len <= max_decoded_bytes => Ok(len),
+                _ => Err(DecodeError::TooLarge {
+                    declared,
+                    limit: max_decoded_bytes,
+                }),
+            };
+        }
     }
+    Err(DecodeError::Snappy(
+        "no valid length header (empty body or varint longer than 10 bytes)".into(),
+    ))
+}
+
+/// Decompresses a snappy block of at most `max_decoded_bytes` decoded bytes
+/// ([`declared_decoded_len`] is checked first).
+pub fn decompress_capped(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, DecodeError> {
+    declared_decoded_len(body, max_decoded_bytes)?;
     snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| DecodeError::Snappy(e.to_string()))
@@ -116,10 +132,27 @@ mod tests {
         assert_eq!(
             err,
             DecodeError::TooLarge {
-                declared: u32::MAX as usize,
+                declared: u64::from(u32::MAX),
                 limit: 1 << 20
             }
         );
+        // Exactly 4 GiB, beyond what snappy itself can declare: still "too large", not garbage.
+        let four_gib = [0x80, 0x80, 0x80, 0x80, 0x10, 0x00];
+        assert_eq!(
+            decode_write_request(&four_gib, 1 << 20).unwrap_err(),
+            DecodeError::TooLarge {
+                declared: 1 << 32,
+                limit: 1 << 20
+            }
+        );
+        assert!(matches!(
+            declared_decoded_len(&[], 1),
+            Err(DecodeError::Snappy(_))
+        ));
+        assert!(matches!(
+            declared_decoded_len(&[0xff; 11], 1),
+            Err(DecodeError::Snappy(_))
+        ));
     }
 
     #[test]

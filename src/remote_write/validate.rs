@@ -1,8 +1,8 @@
 //! Per-series validation of incoming Remote Write data.
 //!
 //! The checks make a series safe to append in Prometheus 2.42: label names valid, sorted and unique,
-//! `__name__` a valid metric name, samples in timestamp order and not too far in the future, and
-//! sizes bounded (defaults after Mimir's per-tenant limits).
+//! `__name__` a valid metric name, no other reserved `__` name, samples in timestamp order and not
+//! too far in the future, and sizes bounded (defaults after Mimir's per-tenant limits).
 
 use super::proto::v1::TimeSeries;
 
@@ -77,6 +77,12 @@ pub enum SeriesError {
     /// The series has no samples.
     #[error("series {0} has no samples")]
     NoSamples(String),
+    /// A label name starts with `__` and is not `__name__`.
+    #[error("label name {0:?} is reserved (names starting with __ other than __name__)")]
+    ReservedLabel(String),
+    /// A label name or value is not UTF-8.
+    #[error("a label name or value is not valid UTF-8")]
+    InvalidUtf8,
 }
 
 impl SeriesError {
@@ -92,6 +98,8 @@ impl SeriesError {
             Self::OutOfOrder(_) => "out_of_order",
             Self::TooFarInFuture { .. } => "too_far_in_future",
             Self::NoSamples(_) => "no_samples",
+            Self::ReservedLabel(_) => "reserved_label",
+            Self::InvalidUtf8 => "invalid_utf8",
         }
     }
 }
@@ -116,58 +124,70 @@ pub fn strip_empty_labels(series: &mut TimeSeries) {
     series.labels.retain(|l| !l.value.is_empty());
 }
 
-/// Checks one series (after [`strip_empty_labels`]) against `limits` at time `now_ms`.
-pub fn validate_series(
-    series: &TimeSeries,
+/// Checks a series' labels (empty values already removed, the identity label already pinned)
+/// against `limits`; returns the metric name.
+pub fn validate_labels<'l>(
+    labels: &[(&'l str, &'l str)],
     limits: &ValidationLimits,
-    now_ms: i64,
-) -> Result<(), SeriesError> {
-    if series.labels.len() > limits.max_labels_per_series {
+) -> Result<&'l str, SeriesError> {
+    if labels.len() > limits.max_labels_per_series {
         return Err(SeriesError::TooManyLabels {
-            count: series.labels.len(),
+            count: labels.len(),
             limit: limits.max_labels_per_series,
         });
     }
     let mut metric_name = None;
     let mut previous: Option<&str> = None;
-    for label in &series.labels {
-        if label.name.len() > limits.max_label_name_bytes {
+    for &(name, value) in labels {
+        if name.len() > limits.max_label_name_bytes {
             return Err(SeriesError::LabelTooLong {
-                name: label.name.chars().take(64).collect(),
+                name: name.chars().take(64).collect(),
                 limit: limits.max_label_name_bytes,
             });
         }
-        if label.value.len() > limits.max_label_value_bytes {
+        if value.len() > limits.max_label_value_bytes {
             return Err(SeriesError::LabelTooLong {
-                name: label.name.clone(),
+                name: name.to_string(),
                 limit: limits.max_label_value_bytes,
             });
         }
-        if !is_valid_label_name(&label.name) {
-            return Err(SeriesError::InvalidLabelName(label.name.clone()));
+        if !is_valid_label_name(name) {
+            return Err(SeriesError::InvalidLabelName(name.to_string()));
         }
-        if previous.is_some_and(|p| p >= label.name.as_str()) {
-            return Err(SeriesError::UnsortedLabels(label.name.clone()));
+        if previous.is_some_and(|p| p >= name) {
+            return Err(SeriesError::UnsortedLabels(name.to_string()));
         }
-        previous = Some(&label.name);
-        if label.name == "__name__" {
-            if !is_valid_metric_name(&label.value) {
-                return Err(SeriesError::InvalidMetricName(label.value.clone()));
+        previous = Some(name);
+        if name == "__name__" {
+            if !is_valid_metric_name(value) {
+                return Err(SeriesError::InvalidMetricName(value.to_string()));
             }
-            metric_name = Some(label.value.as_str());
+            metric_name = Some(value);
+        } else if name.starts_with("__") {
+            // Prometheus reserves `__` names for itself (relabelling drops them; a stored one
+            // would shadow internal meaning such as a tenant).
+            return Err(SeriesError::ReservedLabel(name.to_string()));
         }
     }
-    let name = metric_name.ok_or(SeriesError::MissingName)?;
-    if series.samples.is_empty() {
-        return Err(SeriesError::NoSamples(name.to_string()));
-    }
-    let mut last_ts = i64::MIN;
-    for sample in &series.samples {
-        if sample.timestamp <= last_ts {
+    metric_name.ok_or(SeriesError::MissingName)
+}
+
+/// Checks the sample timestamps of series `name`: at least one, strictly increasing, the last
+/// at most `limits.future_grace_ms` after `now_ms`.
+pub fn validate_timestamps(
+    name: &str,
+    timestamps: impl IntoIterator<Item = i64>,
+    limits: &ValidationLimits,
+    now_ms: i64,
+) -> Result<(), SeriesError> {
+    let mut last_ts = None;
+    for timestamp in timestamps {
+        if last_ts.is_some_and(|last| timestamp <= last) {
             return Err(SeriesError::OutOfOrder(name.to_string()));
         }
-        last_ts = sample.timestamp;
+        last_ts = Some(timestamp);
     }
+    let last_ts = last_ts.ok_or_else(|| SeriesError::NoSamples(name.to_string()))?;
     if last_ts > now_ms.saturating_add(limits.future_grace_ms) {
         return Err(SeriesError::TooFarInFuture {
             series: name.to_string(),
@@ -176,6 +196,28 @@ pub fn validate_series(
         });
     }
     Ok(())
+}
+
+/// Checks one decoded series (after [`strip_empty_labels`]) against `limits` at time `now_ms`:
+/// [`validate_labels`] then [`validate_timestamps`]. The receiver's own path validates borrowed
+/// labels while decoding (`rewrite`); this form serves tests and the fuzz target's reference.
+pub fn validate_series(
+    series: &TimeSeries,
+    limits: &ValidationLimits,
+    now_ms: i64,
+) -> Result<(), SeriesError> {
+    let labels: Vec<(&str, &str)> = series
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    let name = validate_labels(&labels, limits)?;
+    validate_timestamps(
+        name,
+        series.samples.iter().map(|s| s.timestamp),
+        limits,
+        now_ms,
+    )
 }
 
 #[cfg(test)]
@@ -229,6 +271,14 @@ mod tests {
                 Some("too_far_in_future"),
             ),
             (ts(&[("__name__", "up")], &[]), Some("no_samples")),
+            (
+                ts(&[("__name__", "up"), ("__tenant__", "x")], &[now]),
+                Some("reserved_label"),
+            ),
+            (
+                ts(&[("__meta_x", "x"), ("__name__", "up")], &[now]),
+                Some("reserved_label"),
+            ),
         ];
         for (series, want) in cases {
             let got = validate_series(&series, &limits, now).err();

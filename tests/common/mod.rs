@@ -10,6 +10,7 @@
 //! - [`poll_until`], [`eventually`], [`eventually_async`]: bounded polling instead of sleeps.
 //! - [`processes`]: real processes (Prometheus 2.42, the `slo-gateway` binary) and a scrape
 //!   target; [`pipeline`]: the whole pipeline as processes, each part stoppable.
+//! - [`browser`]: headless Chromium to load status pages as an operator would.
 //! - [`series`], [`write_body`]: Remote Write payloads.
 //!
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
@@ -45,6 +46,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 
+pub mod browser;
 pub mod pipeline;
 pub mod processes;
 
@@ -262,6 +264,26 @@ pub async fn raw_request<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))?
 }
 
+/// POSTs an RW 1.0 body with the standard headers; returns status, headers and body text.
+pub async fn post_write(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = client
+        .post(url)
+        .header("content-encoding", "snappy")
+        .header("content-type", "application/x-protobuf")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
 /// The Remote Write 1.0 request headers, for [`raw_request`].
 pub const RW1_HEADERS: [(&str, &str); 3] = [
     ("content-encoding", "snappy"),
@@ -387,9 +409,14 @@ pub struct Received {
     pub request: Result<WriteRequest, String>,
 }
 
+/// A label whose presence makes the sink refuse the whole request, as Prometheus does for one
+/// bad sample: `(name, value, status, message)`.
+type Poison = (String, String, StatusCode, String);
+
 #[derive(Debug)]
 struct SinkState {
     reply: Mutex<(StatusCode, String)>,
+    poison: Mutex<Option<Poison>>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -409,6 +436,7 @@ impl RecordingUpstream {
     pub async fn start() -> Self {
         let state = Arc::new(SinkState {
             reply: Mutex::new((StatusCode::NO_CONTENT, String::new())),
+            poison: Mutex::new(None),
             received: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -444,6 +472,17 @@ impl RecordingUpstream {
         *self.state.reply.lock().unwrap() = (StatusCode::from_u16(status).unwrap(), body.into());
     }
 
+    /// Refuse every following request that holds a series with `name="value"` with `status`
+    /// and `message`, storing nothing of it (Prometheus 2.42 rolls the whole request back).
+    pub fn refuse_requests_with(&self, name: &str, value: &str, status: u16, message: &str) {
+        *self.state.poison.lock().unwrap() = Some((
+            name.into(),
+            value.into(),
+            StatusCode::from_u16(status).unwrap(),
+            message.into(),
+        ));
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -471,11 +510,28 @@ impl RecordingUpstream {
 
 async fn sink(State(state): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes) -> Response {
     let request = decode_write_request(&body, 64 << 20).map_err(|e| e.to_string());
+    let poisoned = state
+        .poison
+        .lock()
+        .unwrap()
+        .clone()
+        .filter(|(name, value, _, _)| {
+            request.as_ref().is_ok_and(|r| {
+                r.timeseries.iter().any(|s| {
+                    s.labels
+                        .iter()
+                        .any(|l| &l.name == name && &l.value == value)
+                })
+            })
+        });
     state
         .received
         .lock()
         .unwrap()
         .push(Received { headers, request });
+    if let Some((_, _, status, message)) = poisoned {
+        return (status, message).into_response();
+    }
     let (status, body) = state.reply.lock().unwrap().clone();
     (status, body).into_response()
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::processes::{
-    dev_pki, free_port, http, prometheus_available, slo_gateway_bin, wait_for, MetricsTarget,
-    Process, Prometheus,
+    dev_pki, free_port, http, prometheus_available, slo_gateway_bin, wait_for, wait_http_ok,
+    MetricsTarget, Process, Prometheus,
 };
 
 /// The seed every pipeline's client certificate names.
@@ -38,6 +38,8 @@ pub struct Options {
     pub buffer_yaml: String,
     /// Extra YAML appended under the agent's `remote_write:` key.
     pub remote_write_yaml: String,
+    /// Extra YAML for the receiver's `limits:` key (flow style, e.g. `{max_series_per_seed: 5}`).
+    pub receiver_limits_yaml: String,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             ],
             buffer_yaml: String::new(),
             remote_write_yaml: String::new(),
+            receiver_limits_yaml: "{}".into(),
         }
     }
 }
@@ -65,6 +68,10 @@ pub struct Pipeline {
     pub agent: Process,
     pub agent_admin: u16,
     pub receiver_admin: u16,
+    /// The receiver's mTLS port.
+    pub receiver_port: u16,
+    /// The dev PKI (CA, receiver certificate, the seed's client certificate).
+    pub pki: slo_gateway::certs::DevPki,
     receiver_config: PathBuf,
     agent_config: PathBuf,
 }
@@ -93,20 +100,14 @@ impl Pipeline {
         .unwrap();
 
         let (rx_port, receiver_admin, agent_admin) = (free_port(), free_port(), free_port());
-        let receiver_config = root.join("receiver.yaml");
-        std::fs::write(
-            &receiver_config,
-            format!(
-                "listen: 127.0.0.1:{rx_port}\nadmin_listen: 127.0.0.1:{receiver_admin}\n\
-                 tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}\n\
-                 identity: {{label: seed}}\nforward: {{url: '{}/api/v1/write'}}\n",
-                pki.server_cert.display(),
-                pki.server_key.display(),
-                pki.ca.display(),
-                slo.url()
-            ),
-        )
-        .unwrap();
+        let receiver_config = write_receiver_config(
+            &root,
+            "receiver",
+            &pki,
+            (rx_port, receiver_admin),
+            &format!("{}/api/v1/write", slo.url()),
+            &options.receiver_limits_yaml,
+        );
         let (_, seed_cert, seed_key) = &pki.seeds[0];
         let selectors: Vec<String> = options.selectors.iter().map(|s| format!("'{s}'")).collect();
         let agent_config = root.join("agent.yaml");
@@ -141,9 +142,16 @@ impl Pipeline {
             agent,
             agent_admin,
             receiver_admin,
+            receiver_port: rx_port,
+            pki,
             receiver_config,
             agent_config,
         }
+    }
+
+    /// The receiver's `https://…/api/v1/write`.
+    pub fn receiver_write_url(&self) -> String {
+        format!("https://127.0.0.1:{}/api/v1/write", self.receiver_port)
     }
 
     /// Starts the receiver again after it was stopped.
@@ -246,9 +254,44 @@ impl Pipeline {
     }
 }
 
+/// Writes `<root>/<name>.yaml`: a receiver on 127.0.0.1 `ports` (listen, admin) with `pki`'s
+/// server certificate and CA, forwarding to `forward_url`, with `limits` (YAML flow mapping).
+fn write_receiver_config(
+    root: &std::path::Path,
+    name: &str,
+    pki: &slo_gateway::certs::DevPki,
+    (listen, admin): (u16, u16),
+    forward_url: &str,
+    limits: &str,
+) -> PathBuf {
+    let path = root.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{listen}\nadmin_listen: 127.0.0.1:{admin}\n\
+             tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}\n\
+             identity: {{label: seed}}\nforward: {{url: '{forward_url}'}}\nlimits: {limits}\n",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
 fn spawn_component(root: &std::path::Path, role: &str, config: &std::path::Path) -> Process {
+    spawn_named(root, role, role, config)
+}
+
+fn spawn_named(
+    root: &std::path::Path,
+    name: &str,
+    role: &str,
+    config: &std::path::Path,
+) -> Process {
     Process::spawn(
-        role,
+        name,
         root,
         std::path::Path::new(&slo_gateway_bin()),
         &[
@@ -258,6 +301,68 @@ fn spawn_component(root: &std::path::Path, role: &str, config: &std::path::Path)
         ],
     )
     .unwrap()
+}
+
+/// A `slo-gateway receiver` process on its own, for tests that push to it directly.
+#[derive(Debug)]
+pub struct ReceiverProcess {
+    pub process: Process,
+    /// The mTLS port.
+    pub port: u16,
+    /// The admin port (`/metrics`, `/status`).
+    pub admin_port: u16,
+}
+
+impl ReceiverProcess {
+    /// Starts receiver `name` with `pki` forwarding to `forward_url` under `limits` (YAML flow
+    /// mapping) and waits until its admin port answers.
+    pub async fn start(
+        root: &std::path::Path,
+        name: &str,
+        pki: &slo_gateway::certs::DevPki,
+        forward_url: &str,
+        limits: &str,
+    ) -> Self {
+        let (port, admin_port) = (free_port(), free_port());
+        let config =
+            write_receiver_config(root, name, pki, (port, admin_port), forward_url, limits);
+        let process = spawn_named(root, name, "receiver", &config);
+        let receiver = Self {
+            process,
+            port,
+            admin_port,
+        };
+        let what = format!(
+            "receiver {name} ready (log {})",
+            receiver.process.log.display()
+        );
+        let url = format!("http://127.0.0.1:{admin_port}/readyz");
+        wait_http_ok(&what, &url, Duration::from_secs(30)).await;
+        receiver
+    }
+
+    /// `https://127.0.0.1:<port>/api/v1/write`.
+    pub fn write_url(&self) -> String {
+        format!("https://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    /// One sample of its metrics summed over label sets matching `labels` (0 when absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(self.admin_port, name, labels).await.unwrap_or(0.0)
+    }
+}
+
+/// mTLS client files for seed `index` of `pki`.
+pub fn seed_client_files(
+    pki: &slo_gateway::certs::DevPki,
+    index: usize,
+) -> slo_gateway::tls::ClientFiles {
+    let (_, cert, key) = &pki.seeds[index];
+    slo_gateway::tls::ClientFiles {
+        ca: pki.ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    }
 }
 
 fn tail(text: &str) -> String {

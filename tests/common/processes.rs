@@ -35,6 +35,15 @@ where
     }
 }
 
+/// Polls `url` until it answers 2xx, or panics with `what` after `timeout`.
+pub async fn wait_http_ok(what: &str, url: &str, timeout: Duration) {
+    wait_for(what, timeout, || async {
+        let resp = http().get(url).send().await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await;
+}
+
 /// Whether the Prometheus binary is installed (CI installs the Debian package).
 pub fn prometheus_available() -> bool {
     slo_gateway::landscape::process::installed("prometheus")
