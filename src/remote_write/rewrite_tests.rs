@@ -571,3 +571,31 @@ fn labels_copied_as_sent_and_rewritten_ones_give_the_same_output() {
     .collect();
     assert_eq!(labels, want);
 }
+
+#[test]
+fn the_fuzz_seed_corpus_reads_as_its_generator_meant() {
+    // fuzz/seeds/gen_remote_write.py encodes by hand, independently of this crate.
+    let read = |name: &str, protocol: Protocol| {
+        let path = format!(
+            "{}/fuzz/seeds/remote_write/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(path).unwrap();
+        let decoded = crate::remote_write::codec::decompress_capped(&body, 1 << 20).unwrap();
+        let mut s = settings(protocol);
+        s.limits.max_labels_per_series = 30;
+        s.oldest_timestamp_ms = i64::MIN;
+        s.now_ms = 1_732_500_000_000;
+        rewrite(&decoded, &s).unwrap()
+    };
+    let v1 = read("agent_batch_3_shoots", Protocol::V1);
+    let v2 = read("agent_batch_v2", Protocol::V2);
+    assert_eq!(v1.series.len(), 18);
+    assert_eq!(v2.body, v1.body);
+    let mixed = read("v2_mixed", Protocol::V2);
+    assert_eq!(mixed.series.len(), 1);
+    assert_eq!(
+        refusals(&mixed),
+        BTreeMap::from([("reserved_label", 1), ("unsorted_labels", 1)])
+    );
+}
