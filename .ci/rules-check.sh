@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the SLO rule generator's output with the real tools:
-#   promtool check rules, promtool test rules, amtool check-config, amtool config routes test.
+#   promtool check rules (both tiers), promtool test rules, amtool check-config,
+#   amtool config routes test, and inhibition in a real Alertmanager.
 # Needs promtool (Prometheus 2.42) and amtool (Alertmanager 0.25) on PATH (Debian packages
 # prometheus and prometheus-alertmanager). Exits non-zero on any failure.
 set -euo pipefail
@@ -19,7 +20,12 @@ for tool in promtool amtool; do
 done
 
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+am_pid=""
+cleanup() {
+  if [[ -n "$am_pid" ]]; then kill "$am_pid" 2>/dev/null || true; wait "$am_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 cargo build --quiet --locked --bin slo-gateway
 rules() { "$CARGO_TARGET_DIR/debug/slo-gateway" rules "$@"; }
@@ -37,6 +43,23 @@ fi
 grep -q "bad.yaml:5: error: slos\[0\].objective" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "objective error not located"; }
 grep -q "bad.yaml:6: error: slos\[0\].sli.catalog: unknown catalog SLI" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "catalog error not located"; }
 
+echo "== a runtime SLI on a series that never reaches the SLO Prometheus is rejected"
+printf 'version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli:\n      events:\n        error_query: sum by ({{.by}}) (rate(apiserver_request_total{code=~"5.."}[{{.window}}]))\n        total_query: sum by ({{.by}}) (rate(apiserver_request_total[{{.window}}]))\n' >"$tmp/unreachable.yaml"
+if rules check --spec "$tmp/unreachable.yaml" 2>"$tmp/unreachable.err"; then
+  fail "runtime SLI on apiserver_request_total accepted"
+fi
+grep -q 'unreachable.yaml:7: error: slos\[0\].sli.events: runtime rule `slo:sli_events:bad` of SLO "s-a" reads `apiserver_request_total{code=~"5.."}`, which cannot reach the SLO Prometheus' "$tmp/unreachable.err" \
+  || { cat "$tmp/unreachable.err"; fail "unreachable series not named"; }
+
+echo "== a catalog SLI whose metric Gardener lacks is off unless declared"
+printf 'version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    grouping: [seed]\n    sli: {catalog: shoot-creation-latency}\n' >"$tmp/off.yaml"
+if rules check --spec "$tmp/off.yaml" 2>"$tmp/off.err"; then
+  fail "shoot-creation-latency accepted without available_metrics"
+fi
+grep -q 'needs `garden_shoot_operation_duration_minutes_bucket`' "$tmp/off.err" || { cat "$tmp/off.err"; fail "missing metric not named"; }
+printf 'available_metrics: [garden_shoot_operation_duration_minutes_bucket]\n' >>"$tmp/off.yaml"
+rules check --spec "$tmp/off.yaml"
+
 echo "== generate"
 rules --spec config/slos.yaml --out "$tmp/out"
 for spec in tests/rules/specs/*.yaml; do
@@ -45,7 +68,8 @@ for spec in tests/rules/specs/*.yaml; do
 done
 rules --spec config/slos.yaml --out "$tmp/again"
 diff -r "$tmp/out" "$tmp/again" || fail "output differs between two runs"
-for f in prometheus-rules.yaml prometheusrule.yaml alertmanager.yaml agent-match.yaml dashboards/gardener-shoots.yaml; do
+for f in prometheus-rules.yaml prometheusrule.yaml shoot/prometheus-rules.yaml shoot/prometheusrule.yaml \
+         alertmanager.yaml agent-match.yaml garden-match.yaml dashboards/gardener-shoots.yaml; do
   [[ -s "$tmp/out/$f" ]] || fail "$f not generated"
 done
 
@@ -53,8 +77,9 @@ echo "== golden files are what the generator writes (promtool tests run on them)
 diff -ru tests/rules/golden "$tmp/golden" \
   || fail "golden files are stale: UPDATE_GOLDEN=1 cargo test --test rules"
 
-echo "== promtool check rules"
-promtool check rules "$tmp/out/prometheus-rules.yaml" "$tmp"/golden/*/prometheus-rules.yaml
+echo "== promtool check rules (runtime and shoot tier)"
+promtool check rules "$tmp/out/prometheus-rules.yaml" "$tmp/out/shoot/prometheus-rules.yaml" \
+  "$tmp"/golden/*/prometheus-rules.yaml "$tmp"/golden/*/shoot/prometheus-rules.yaml
 
 echo "== promtool test rules"
 promtool test rules tests/rules/promtool/*.yaml
@@ -76,7 +101,44 @@ route sre-pager "${slo[@]}" sloth_severity=page severity=page
 route sre-tickets "${slo[@]}" sloth_severity=ticket severity=ticket
 # Imported Sloth alerts carry their own severity values; sloth_severity decides.
 route sre-pager "${slo[@]}" sloth_severity=page severity=pageteam
-route sre-tickets alertname=SLOGatewaySeedSilent seed=aws-eu1 severity=ticket
+route sre-pager alertname=SLOGatewaySeedSilent seed=aws-eu1 severity=page
+route sre-pager alertname=SLOGatewaySeedUnreachable seed=aws-eu2 severity=page
 route sre-default alertname=Unrelated
+
+echo "== inhibition in a real Alertmanager (golden/twin: group_wait 5s)"
+am_port=""
+for _ in $(seq 20); do
+  candidate=$((20000 + RANDOM % 30000))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then am_port="$candidate"; break; fi
+done
+[[ -n "$am_port" ]] || fail "no free port for Alertmanager"
+# Debian names the binary prometheus-alertmanager.
+am_bin="$(command -v prometheus-alertmanager || command -v alertmanager)" || fail "alertmanager not found"
+"$am_bin" --config.file="$tmp/golden/twin/alertmanager.yaml" --storage.path="$tmp/am" \
+  --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= --log.level=warn &
+am_pid=$!
+am() { amtool --alertmanager.url="http://127.0.0.1:$am_port" "$@"; }
+for _ in $(seq 50); do am config show >/dev/null 2>&1 && break; sleep 0.2; done
+slo_alert() { # severity cluster seed
+  am alert add TwinApiserverAvailabilityErrorBudgetBurn sloth_id=twin-apiserver-availability \
+    sloth_service=twin sloth_slo=apiserver-availability sloth_severity="$1" severity="$1" cluster="$2" seed="$3"
+}
+am alert add SLOGatewaySeedSilent seed=s1 severity=page
+slo_alert page shoot--p--a s1     # the silent seed's shoot: inhibited by the seed alert
+slo_alert page shoot--p--b s2     # another seed's shoot: pages
+slo_alert ticket shoot--p--b s2   # its ticket: inhibited by its page
+inhibited=""
+for _ in $(seq 40); do  # until the groups are flushed (group_wait 5s)
+  inhibited="$(am alert query --inhibited -o extended)"
+  grep -q 'shoot--p--a' <<<"$inhibited" && grep -q 'sloth_severity="ticket"' <<<"$inhibited" && break
+  sleep 0.5
+done
+grep -q 'cluster="shoot--p--a".*sloth_severity="page"\|sloth_severity="page".*cluster="shoot--p--a"' <<<"$inhibited" \
+  || { echo "$inhibited"; fail "the silent seed's per-shoot page is not inhibited"; }
+grep -q 'sloth_severity="ticket"' <<<"$inhibited" || { echo "$inhibited"; fail "the ticket is not inhibited by its page"; }
+if grep 'sloth_severity="page"' <<<"$inhibited" | grep -q 'shoot--p--b'; then
+  echo "$inhibited"; fail "the page of a shoot in another seed is inhibited"
+fi
+echo "  inhibited: seed s1's page (by SLOGatewaySeedSilent), shoot--p--b's ticket (by its page)"
 
 echo "rules-check: OK"

@@ -1,300 +1,758 @@
 #!/usr/bin/env python3
-"""Helpers of scripts/side-by-side.sh (standard library only).
+"""Side-by-side run: the slo-gateway agent against vmagent and Prometheus 2.42 agent mode.
 
-  serve  PORT SERIES            metrics target: SERIES Gardener-shaped series on /metrics,
-                                values move on every request (counters grow, gauges flip)
-  port                          prints a free TCP port on 127.0.0.1
-  wait   URL SECONDS            waits until URL answers 2xx
-  sample OUT SECONDS NAME=PID… [--counter NAME=URL=METRIC …]
-                                samples /proc/PID/{status,stat} every second for SECONDS and
-                                the counters at start and end; writes JSON to OUT
-  count  PROM_URL SELECTOR T RANGE_S   sum(count_over_time(SELECTOR[RANGE_S s])) at time T
-  report RESULTS.jsonl          prints the Markdown tables
+Every contender does the same job: federate one real source Prometheus (the stand-in for a seed's
+prometheus-aggregate, holding Gardener-shaped `shoot:*` series, see sbs_workload.py) with the
+same match[] selectors every INTERVAL, and remote-write what it scrapes into a real sink
+Prometheus 2.42. All processes are real and listen on 127.0.0.1 only.
+
+    target (sbs_workload) <- source Prometheus <- /federate -+- prometheus --enable-feature=agent -> proxy -> sink
+                                                            +- vmagent                          -> proxy -> sink
+                                                            +- slo-gateway agent -> proxy -mTLS-> receiver -> sink
+
+The contenders run one after the other (never at the same time: the machine has few cores), each
+with a fresh sink; per point (series count) the target and the source are started afresh. See
+BENCHMARKS.md ("Side-by-side") for what every figure means.
+
+  side_by_side.py run [options]      the whole run; prints the table, writes OUT/report.md
+  side_by_side.py report RESULTS     the table again from OUT/results.jsonl
+  side_by_side.py serve PORT SERIES  (internal) the metrics target
+  side_by_side.py proxy LISTEN UPSTREAM ADMIN   (internal) the byte-counting TCP proxy
+
+Standard library only. Every process it starts is stopped at the end, on failure, on Ctrl-C and
+on SIGTERM/SIGHUP; if this process is killed outright, the kernel sends its children SIGTERM
+(PR_SET_PDEATHSIG). Temporary data (TSDBs, WALs, queues) lives in one temporary directory that is
+removed at exit; configs, logs, results.jsonl and report.md stay in OUT.
 """
 
+import argparse
+import ctypes
+import datetime
 import json
 import os
-import random
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Per cluster: 3 + 12 + 1 + 3 + 1 = 20 series.
-KINDS = ("seed", "shoot", "vpn")
-CODES = ("200", "201", "404", "500")
-VERBS = ("GET", "LIST", "WATCH")
-QUANTILES = ("0.5", "0.9", "0.99")
-PER_CLUSTER = len(KINDS) + len(CODES) * len(VERBS) + 1 + len(QUANTILES) + 1
+import sbs_probe as probe  # noqa: E402
+import sbs_report as report  # noqa: E402
+import sbs_workload as workload  # noqa: E402
 
-
-# ---------------------------------------------------------------- serve
-def serve(port, series):
-    clusters = max(1, series // PER_CLUSTER)
-    names = [f"shoot--project{i % 50}--cluster{i}" for i in range(clusters)]
-    counters = {}
-    rng = random.Random(42)
-
-    def render():
-        out = ["# TYPE shoot:availability untyped"]
-        for c in names:
-            for kind in KINDS:
-                v = 1 if rng.random() < 0.995 else 0
-                out.append(f'shoot:availability{{cluster="{c}",kind="{kind}",project="{c.split("--")[1]}"}} {v}')
-        out.append("# TYPE apiserver_request_total counter")
-        for c in names:
-            for code in CODES:
-                for verb in VERBS:
-                    key = (c, code, verb)
-                    step = 500 if code[0] == "2" else 2
-                    counters[key] = counters.get(key, 0) + rng.randint(0, step)
-                    out.append(
-                        f'apiserver_request_total{{cluster="{c}",code="{code}",component="apiserver",'
-                        f'resource="pods",scope="cluster",verb="{verb}"}} {counters[key]}'
-                    )
-        out.append("# TYPE apiserver_request_terminations_total counter")
-        for c in names:
-            key = (c, "term")
-            counters[key] = counters.get(key, 0) + (1 if rng.random() < 0.05 else 0)
-            out.append(f'apiserver_request_terminations_total{{cluster="{c}",code="429",verb="LIST"}} {counters[key]}')
-        out.append("# TYPE shoot:apiserver_latency_seconds:quantile untyped")
-        for c in names:
-            for q in QUANTILES:
-                v = round(0.02 + rng.random() * float(q) * 0.5, 4)
-                out.append(f'shoot:apiserver_latency_seconds:quantile{{cluster="{c}",quantile="{q}",verb="GET"}} {v}')
-        out.append("# TYPE probe_success untyped")
-        for c in names:
-            v = 1 if rng.random() < 0.999 else 0
-            out.append(f'probe_success{{cluster="{c}",job="blackbox-apiserver",instance="api.{c}"}} {v}')
-        # Not selected by match[]: /federate filters them out for both contenders.
-        out.append("# TYPE node_cpu_seconds_total counter")
-        for c in names[: max(1, len(names) // 10)]:
-            out.append(f'node_cpu_seconds_total{{cluster="{c}",cpu="0",mode="idle"}} {time.time():.3f}')
-        return ("\n".join(out) + "\n").encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404)
-                return
-            body = render()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    print(f"serving {clusters * PER_CLUSTER} series ({clusters} clusters) on 127.0.0.1:{port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+ROOT = Path(__file__).resolve().parent.parent
+SELF = Path(__file__).resolve()
+# The agent's default selectors (config/agent.yaml): `shoot:*` rules and ALERTS are what
+# prometheus-aggregate holds; the others match nothing here and cost the source nothing.
+SELECTORS = [
+    '{__name__=~"shoot:.+"}',
+    "ALERTS",
+    "apiserver_request_total",
+    "apiserver_request_terminations_total",
+    'probe_success{job="blackbox-apiserver"}',
+]
+# The federate job's own up/scrape_* series of Prometheus and vmagent: the slo-gateway agent sends
+# no such series.
+DROP_OWN_SERIES = "{source_labels: [job], regex: federate, action: drop}"
+# Every generated series and nothing else (the contenders' own up/scrape_* series are dropped).
+COUNT_SELECTOR = '{cluster=~"shoot--.+"}'
+CONTENDERS = {
+    "prometheus-agent": "Prometheus 2.42 agent mode",
+    "prometheus-agent-2000": "Prometheus agent, 2000/request",
+    "vmagent": "vmagent",
+    "slo-gateway": "slo-gateway",
+    "slo-gateway-v1": "slo-gateway (RW 1.0)",
+    "slo-gateway-v2": "slo-gateway (RW 2.0)",
+}
 
 
-# ---------------------------------------------------------------- small tools
+class Interrupted(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def free_port():
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    print(port)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
+def die_with_parent():
+    """Runs in the child before exec: SIGTERM when the harness dies, even by SIGKILL."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def wait(url, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            get(url, timeout=2)
-            return
-        except Exception:  # noqa: BLE001
-            time.sleep(0.5)
-    sys.exit(f"timed out after {seconds}s waiting for {url}")
+def proxy_counters(metrics_url):
+    """The wire figures: what the proxy in front of the contender's receiver forwarded."""
+    return {
+        "wire_bytes": (metrics_url, 'sbs_proxy_bytes_total{direction="upstream"}'),
+        "wire_bytes_down": (metrics_url, 'sbs_proxy_bytes_total{direction="downstream"}'),
+        "wire_connections": (metrics_url, "sbs_proxy_connections_total"),
+    }
 
 
-def counter(url, metric):
-    """Sum of the samples named `metric` (any labels) on a /metrics page; None if unreachable."""
+def yaml_list(items):
+    return "[" + ", ".join("'" + i.replace("'", "''") + "'" for i in items) + "]"
+
+
+class Processes:
+    """Every process the run starts; `stop_all` ends them (TERM, then KILL after 15 s)."""
+
+    def __init__(self, logs):
+        self.logs = logs
+        self.running = []
+
+    def start(self, name, argv, env=None):
+        path = self.logs / f"{name}.log"
+        with open(path, "ab") as out:
+            p = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,  # Ctrl-C reaches the harness only; it stops them in order
+                preexec_fn=die_with_parent,
+            )
+        p.name, p.log = name, path
+        self.running.append(p)
+        return p
+
+    def stop(self, *procs, grace=15.0):
+        procs = [p for p in procs if p is not None]
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    p.terminate()
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + grace
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p in self.running:
+                self.running.remove(p)
+
+    def stop_all(self):
+        self.stop(*reversed(self.running))
+
+
+def log_tail(p, lines=15):
     try:
-        text = get(url)
-    except Exception:  # noqa: BLE001
-        return None
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(metric + "{") or line.startswith(metric + " "):
-            total += float(line.rsplit(" ", 1)[1] if "}" not in line else line.rsplit("}", 1)[1].split()[0])
-    return total
-
-
-def proc(pid):
-    """(rss_kib, hwm_kib, cpu_seconds) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            status = f.read()
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
+        return "\n".join(p.log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
-        return None
-    fields = {}
-    for line in status.splitlines():
-        k, _, v = line.partition(":")
-        fields[k] = v.strip()
-    rss = int(fields.get("VmRSS", "0 kB").split()[0])
-    hwm = int(fields.get("VmHWM", "0 kB").split()[0])
-    rest = stat.rsplit(")", 1)[1].split()  # fields after comm; utime/stime are fields 14/15
-    cpu = (int(rest[11]) + int(rest[12])) / CLK_TCK
-    return rss, hwm, cpu
+        return ""
 
 
-# ---------------------------------------------------------------- sample
-def sample(out, seconds, args):
-    procs, counters = {}, {}
-    it = iter(args)
-    for a in it:
-        if a == "--counter":
-            name, url, metric = next(it).split("=", 2)
-            counters[name] = (url, metric)
-        else:
-            name, pid = a.split("=")
-            procs[name] = int(pid)
-    load0 = open("/proc/loadavg").read().split()[0]
-    start_counters = {n: counter(u, m) for n, (u, m) in counters.items()}
-    t0 = time.time()
-    first = {n: proc(p) for n, p in procs.items()}
-    rss = {n: [] for n in procs}
-    gone = set()
-    tick = 0
+def wait_until(what, check, timeout, procs=()):
+    """Polls check() (truthy = done) until timeout; fails early when one of procs exited."""
+    deadline = time.time() + timeout
     while True:
-        for n, p in procs.items():
-            s = proc(p)
-            if s is None:
-                gone.add(n)
-            else:
-                rss[n].append(s[0])
-        tick += 1
-        next_at = t0 + tick
-        if next_at > t0 + seconds:
-            break
-        time.sleep(max(0.0, next_at - time.time()))
-    last = {n: proc(p) for n, p in procs.items()}
-    t1 = time.time()
-    end_counters = {n: counter(u, m) for n, (u, m) in counters.items()}
-    load1 = open("/proc/loadavg").read().split()[0]
-    result = {"t0": t0, "t1": t1, "loadavg": [load0, load1], "procs": {}, "counters": {}}
-    for n in procs:
-        if first[n] is None or last[n] is None:
-            result["procs"][n] = {"error": "process exited during the run"}
-            continue
-        r = rss[n]
-        result["procs"][n] = {
-            "pid": procs[n],
-            "samples": len(r),
-            "peak_rss_kib": max(r),
-            "mean_rss_kib": sum(r) / len(r),
-            "hwm_kib": last[n][1],
-            "cpu_s": last[n][2] - first[n][2],
-            "exited": n in gone,
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.name} exited ({p.returncode}) while waiting for {what}:\n{log_tail(p)}")
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception:  # noqa: BLE001
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def http_ok(url):
+    return lambda: probe.get(url, timeout=3) is not None
+
+
+def tcp_open(port):
+    def check():
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    return check
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+WARN_LINE = re.compile(r"\b(WARN|ERROR)\b|level=(warn|error)|\t(warn|error)\t")
+
+
+def log_issues(path):
+    """Warning/error lines a process has logged so far (shutdown lines excluded)."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return {"count": 0, "first": []}
+    text = ANSI.sub("", text)  # the slo-gateway logs carry colour codes even into a file
+    lines = [line for line in text.splitlines() if WARN_LINE.search(line) and "SIGTERM" not in line]
+    return {"count": len(lines), "first": [line[:300] for line in lines[:3]]}
+
+
+class Run:
+    def __init__(self, args):
+        self.a = args
+        self.out = Path(args.out).resolve()
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        (self.out / "logs").mkdir(parents=True)
+        (self.out / "configs").mkdir()
+        self.data = Path(tempfile.mkdtemp(prefix="side-by-side."))
+        # The sink, WAL, queue of the contender being measured: removed after each contender.
+        self.contender_data = self.data / "contender"
+        self.procs = Processes(self.out / "logs")
+        self.results = self.out / "results.jsonl"
+        self.results.touch()
+
+    # ------------------------------------------------------------ building blocks
+    def config(self, name, text):
+        path = self.out / "configs" / name
+        path.write_text(text)
+        return path
+
+    def start_prometheus(self, name, config_text, storage, *flags):
+        """A server Prometheus (the source or a sink) with its TSDB in `storage`."""
+        port = free_port()
+        cfg = self.config(f"{name}.yml", config_text)
+        storage.mkdir(parents=True, exist_ok=True)
+        argv = [
+            self.a.prometheus,
+            f"--config.file={cfg}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={storage}",
+            "--log.level=warn",
+        ]
+        p = self.procs.start(name, argv + list(flags))
+        wait_until(f"{name} ready", http_ok(f"http://127.0.0.1:{port}/-/ready"), 120, [p])
+        return p, port
+
+    def start_sink(self, name):
+        return self.start_prometheus(
+            name,
+            "global:\n  scrape_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 2h\n",
+            self.contender_data / "sink",
+            "--web.enable-remote-write-receiver",
+        )
+
+    def start_proxy(self, name, upstream_port):
+        listen, admin = free_port(), free_port()
+        p = self.procs.start(name, [sys.executable, SELF, "proxy", listen, upstream_port, admin])
+        wait_until(name, tcp_open(admin), 30, [p])
+        return p, listen, f"http://127.0.0.1:{admin}/metrics"
+
+    # ------------------------------------------------------------ contenders
+    def federate_config(self, source):
+        """The scrape side of Prometheus and vmagent: the same job as the slo-gateway agent's."""
+        return f"""global:
+  scrape_interval: {self.a.interval}s
+  scrape_timeout: {self.timeout()}s
+  external_labels: {{seed: bench}}
+scrape_configs:
+  - job_name: federate
+    honor_labels: true
+    # Like the slo-gateway agent's default (scrape.honor_timestamps: false): scrape time.
+    honor_timestamps: false
+    metrics_path: /federate
+    params:
+      'match[]': {yaml_list(SELECTORS)}
+    static_configs:
+      - targets: ['{source}']
+"""
+
+    def contender_prometheus(self, tag, source, proxy_port):
+        per_request = 2000 if tag.endswith("-2000") else None
+        port = free_port()
+        queue = f"    queue_config: {{max_samples_per_send: {per_request}}}\n" if per_request else ""
+        config = (
+            self.federate_config(source)
+            + f"""remote_write:
+  - url: http://127.0.0.1:{proxy_port}/api/v1/write
+    write_relabel_configs:
+      - {DROP_OWN_SERIES}
+{queue}"""
+        )
+        cfg = self.config(f"{self.tag}-{tag}.yml", config)
+        storage = self.contender_data / tag
+        p = self.procs.start(
+            f"{self.tag}-{tag}",
+            [
+                self.a.prometheus,
+                "--enable-feature=agent",
+                f"--config.file={cfg}",
+                f"--storage.agent.path={storage}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=info",
+            ],
+        )
+        wait_until(tag, http_ok(f"http://127.0.0.1:{port}/-/ready"), 60, [p])
+        m = f"http://127.0.0.1:{port}/metrics"
+        counters = {
+            "payload_bytes": (m, "prometheus_remote_storage_bytes_total"),
+            "metadata_bytes": (m, "prometheus_remote_storage_metadata_bytes_total"),
+            "samples_sent": (m, "prometheus_remote_storage_samples_total"),
+            "samples_failed": (m, "prometheus_remote_storage_samples_failed_total"),
+            "samples_retried": (m, "prometheus_remote_storage_samples_retried_total"),
+            "samples_scraped": (m, "prometheus_agent_samples_appended_total"),
         }
-    for n in counters:
-        a, b = start_counters[n], end_counters[n]
-        result["counters"][n] = None if a is None or b is None else b - a
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
+        return {"sender": p}, counters
+
+    def contender_vmagent(self, source, proxy_port):
+        port = free_port()
+        cfg = self.config(f"{self.tag}-vmagent.yml", self.federate_config(source))
+        relabel = self.config(f"{self.tag}-vmagent-relabel.yml", f"- {DROP_OWN_SERIES}\n")
+        argv = [
+            self.a.vmagent,
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-promscrape.config={cfg}",
+            # The default (16 MB) refuses the /federate body at 360k series (~140 MB).
+            "-promscrape.maxScrapeSize=1GiB",
+            f"-remoteWrite.url=http://127.0.0.1:{proxy_port}/api/v1/write",
+            f"-remoteWrite.urlRelabelConfig={relabel}",
+            f"-remoteWrite.tmpDataPath={self.contender_data / 'vmagent'}",
+            "-loggerLevel=INFO",
+        ] + list(self.a.vmagent_flag)
+        p = self.procs.start(f"{self.tag}-vmagent", argv)
+        wait_until("vmagent", http_ok(f"http://127.0.0.1:{port}/health"), 60, [p])
+        m = f"http://127.0.0.1:{port}/metrics"
+        counters = {
+            "payload_bytes": (m, "vmagent_remotewrite_bytes_sent_total"),
+            "requests": (m, "vmagent_remotewrite_requests_total"),
+            "retries": (m, "vmagent_remotewrite_retries_count_total"),
+            "samples_scraped": (m, "vm_promscrape_scraped_samples_sum"),
+            "scrapes_failed": (m, "vm_promscrape_scrapes_failed_total"),
+        }
+        return {"sender": p}, counters
+
+    def contender_slo_gateway(self, tag, source, sink_port):
+        # slo-gateway-v1 / -v2: remote_write.protocol v1 / v2; plain slo-gateway keeps the agent's default.
+        protocol = tag.rsplit("-", 1)[1] if tag in ("slo-gateway-v1", "slo-gateway-v2") else None
+        certs = self.data / "certs"
+        if not certs.exists():
+            subprocess.run([self.a.bin, "certs", "--out", certs, "--seeds", "bench"], check=True, capture_output=True)
+        rx, admin_rx, admin_agent = free_port(), free_port(), free_port()
+        rx_cfg = self.config(
+            f"{self.tag}-receiver.yaml",
+            f"""listen: 127.0.0.1:{rx}
+admin_listen: 127.0.0.1:{admin_rx}
+tls: {{cert_file: {certs}/server.pem, key_file: {certs}/server-key.pem, client_ca_file: {certs}/ca.pem}}
+identity: {{label: seed}}
+forward: {{url: 'http://127.0.0.1:{sink_port}/api/v1/write'}}
+""",
+        )
+        proxy, proxy_port, proxy_metrics = self.start_proxy(f"{self.tag}-{tag}-proxy", rx)
+        protocol_line = f"  protocol: {protocol}\n" if protocol else ""
+        agent_cfg = self.config(
+            f"{self.tag}-{tag}-agent.yaml",
+            f"""listen: 127.0.0.1:{admin_agent}
+scrape:
+  interval: {self.a.interval}s
+  timeout: {self.timeout()}s
+  targets:
+    - url: http://{source}/federate
+      match: {yaml_list(SELECTORS)}
+remote_write:
+  url: https://127.0.0.1:{proxy_port}/api/v1/write
+{protocol_line}  tls:
+    ca_file: {certs}/ca.pem
+    cert_file: {certs}/seed-bench.pem
+    key_file: {certs}/seed-bench-key.pem
+buffer:
+  path: {self.contender_data / "agent-buffer"}
+""",
+        )
+        for cfg in (rx_cfg, agent_cfg):
+            check = subprocess.run([self.a.bin, "check-config", cfg], capture_output=True, text=True)
+            if check.returncode != 0:
+                raise RuntimeError(f"check-config {cfg}: {check.stdout}{check.stderr}")
+        env = {"RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        receiver = self.procs.start(f"{self.tag}-{tag}-receiver", [self.a.bin, "receiver", "--config", rx_cfg], env)
+        wait_until("receiver", http_ok(f"http://127.0.0.1:{admin_rx}/readyz"), 30, [receiver])
+        agent = self.procs.start(f"{self.tag}-{tag}-agent", [self.a.bin, "agent", "--config", agent_cfg], env)
+        wait_until("agent", http_ok(f"http://127.0.0.1:{admin_agent}/healthz"), 30, [agent])
+        am, rm = f"http://127.0.0.1:{admin_agent}/metrics", f"http://127.0.0.1:{admin_rx}/metrics"
+        counters = {
+            **proxy_counters(proxy_metrics),
+            "payload_bytes": (am, "slo_gateway_agent_bytes_sent_total"),
+            "samples_sent": (am, "slo_gateway_agent_samples_sent_total"),
+            "samples_scraped": (am, "slo_gateway_agent_samples_scraped_total"),
+            "samples_dropped": (am, "slo_gateway_agent_samples_dropped_total"),
+            "scrape_overruns": (am, "slo_gateway_agent_scrape_overruns_total"),
+            "receiver_accepted": (rm, "slo_gateway_receiver_samples_accepted_total"),
+            "receiver_rejected": (rm, "slo_gateway_receiver_samples_rejected_total"),
+        }
+        return {"sender": agent, "receiver": receiver, "proxy": proxy}, counters
+
+    # ------------------------------------------------------------ one contender at one point
+    def timeout(self):
+        return max(1, self.a.interval - 1)
+
+    def run_contender(self, tag, series, source):
+        log(f"{series} series, {tag}: starting")
+        sink, sink_port = self.start_sink(f"{self.tag}-{tag}-sink")
+        procs = {}
+        try:
+            if tag.startswith("slo-gateway"):
+                procs, counters = self.contender_slo_gateway(tag, source, sink_port)
+            else:
+                proxy, proxy_port, proxy_metrics = self.start_proxy(f"{self.tag}-{tag}-proxy", sink_port)
+                procs["proxy"] = proxy
+                if tag == "vmagent":
+                    started, counters = self.contender_vmagent(source, proxy_port)
+                else:
+                    started, counters = self.contender_prometheus(tag, source, proxy_port)
+                procs.update(started)
+                counters = {**proxy_counters(proxy_metrics), **counters}
+            result = self.measure(tag, series, procs, counters, sink_port)
+        finally:
+            self.procs.stop(*[procs[k] for k in ("sender", "receiver", "proxy") if k in procs], sink)
+            shutil.rmtree(self.contender_data, ignore_errors=True)
+        return result
+
+    def measure(self, tag, series, procs, counters, sink_port):
+        a = self.a
+        sink = f"http://127.0.0.1:{sink_port}"
+        expected = series * a.duration // a.interval
+        log(f"{series} series, {tag}: warm-up {a.warmup}s")
+        self.sleep(a.warmup, procs)
+        markers = workload.marker_count(series)
+        # Back to the window's start even while polling during the drain after it.
+        lookback = a.duration + 4 * a.interval
+        fresh = probe.Freshness(sink, workload.MARKER, markers, t_from=time.time(), lookback=lookback)
+        log(f"{series} series, {tag}: measuring {a.duration}s")
+        pids = {k: p.pid for k, p in procs.items() if k != "proxy"}
+        sampled = probe.sample(pids, counters, a.duration, freshness=fresh)
+        issues = {k: log_issues(p.log) for k, p in procs.items() if k != "proxy"}
+        delivered = self.drain(sink, sampled["t1"], expected)
+        sampled["freshness"] = fresh.finish()
+        exited = [k for k, p in procs.items() if p.poll() is not None]
+        log(
+            f"{series} series, {tag}: {delivered} of {expected} samples delivered; "
+            f"{len(sampled['freshness']['delays'])} scrapes timed for freshness"
+            + (f"; EXITED: {exited}" if exited else "")
+        )
+        return {
+            "series": series,
+            "contender": tag,
+            "label": CONTENDERS[tag],
+            "interval": a.interval,
+            "warmup": a.warmup,
+            "duration": a.duration,
+            "expected": expected,
+            "delivered": delivered,
+            "markers": markers,
+            "exited": exited,
+            "log_issues": issues,
+            **sampled,
+        }
+
+    def drain(self, sink, t1, expected):
+        """Samples with a timestamp in the window that the sink holds once delivery has settled: at
+        least one interval after the window, until the count reaches `expected` or stops moving,
+        at most three intervals."""
+        a = self.a
+        deadline = t1 + 3 * a.interval
+        previous = None
+        while True:
+            count = probe.count_samples(sink, COUNT_SELECTOR, t1, a.duration)
+            now = time.time()
+            if count >= expected or now > deadline:
+                return count
+            if previous == count and now >= t1 + a.interval:
+                return count
+            previous = count
+            time.sleep(2)
+
+    def sleep(self, seconds, procs):
+        end = time.time() + seconds
+        while time.time() < end:
+            for p in procs.values():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{p.name} exited ({p.returncode}) during warm-up:\n{log_tail(p)}")
+            time.sleep(min(1.0, max(0.0, end - time.time())))
+
+    # ------------------------------------------------------------ one point
+    def run_point(self, series):
+        a = self.a
+        self.tag = f"s{series}"
+        target_port = free_port()
+        target = self.procs.start(f"{self.tag}-target", [sys.executable, SELF, "serve", target_port, series])
+        wait_until("target", tcp_open(target_port), 300, [target])
+        source_data = self.data / f"{self.tag}-source"
+        source, source_port = self.start_prometheus(
+            f"{self.tag}-source",
+            f"""global:
+  scrape_interval: {a.source_interval}s
+  scrape_timeout: {max(1, a.source_interval - 1)}s
+scrape_configs:
+  - job_name: aggregate
+    honor_labels: true
+    static_configs:
+      - targets: ['127.0.0.1:{target_port}']
+""",
+            source_data,
+        )
+        src = f"http://127.0.0.1:{source_port}"
+
+        def scraped_all():
+            res = probe.query(src, 'scrape_samples_scraped{job="aggregate"}', timeout=10)
+            return res and int(res[0][1]) == series
+
+        log(f"{series} series: source Prometheus on 127.0.0.1:{source_port}; waiting for a full scrape")
+        wait_until("the source's first full scrape", scraped_all, 4 * a.source_interval + 120, [target, source])
+        try:
+            federate = self.time_federate(src, source.pid)
+            log(
+                f"{series} series: one /federate of the source alone takes {federate['plain_s']:.1f} s plain "
+                f"({federate['plain_cpu_s']:.1f} CPU-s of the source), {federate['gzip_s']:.1f} s with gzip "
+                f"({federate['bytes'] / 1e6:.1f} MB)"
+            )
+            if federate["plain_s"] > self.timeout() and not a.run_slow_points:
+                reason = (
+                    f"the source Prometheus alone needs {federate['plain_s']:.1f} s for one /federate, more than the "
+                    f"{self.timeout()} s scrape timeout: no contender could scrape it on this machine now"
+                )
+                log(f"{series} series: SKIPPED, {reason} (--run-slow-points runs it anyway)")
+                self.write_result({"series": series, "skipped": reason, "source_federate": federate})
+                return
+            for tag in a.contenders:
+                result = self.run_contender(tag, series, f"127.0.0.1:{source_port}")
+                self.write_result({**result, "source_federate": federate})
+        finally:
+            self.procs.stop(source, target)
+            shutil.rmtree(source_data, ignore_errors=True)
+
+    def time_federate(self, src, source_pid):
+        """How long the source alone takes for the contenders' /federate request, plain and gzip:
+        the floor under every contender's scrape, and whether the point fits the timeout at all.
+        The source's CPU seconds for the plain request (its own scrape may overlap) do not depend
+        on how loaded the machine is."""
+        params = urllib.parse.urlencode([("match[]", m) for m in SELECTORS])
+        times = {}
+        for encoding in ("identity", "gzip"):
+            request = urllib.request.Request(f"{src}/federate?{params}", headers={"Accept-Encoding": encoding})
+            cpu0, started = probe.proc(source_pid)[2], time.time()
+            with urllib.request.urlopen(request, timeout=20 * self.a.interval) as response:
+                body = response.read()
+            key = "plain" if encoding == "identity" else "gzip"
+            times[f"{key}_s"], times[f"{key}_cpu_s"] = time.time() - started, probe.proc(source_pid)[2] - cpu0
+            if encoding == "identity":
+                times["bytes"] = len(body)
+        return times
+
+    def write_result(self, result):
+        with open(self.results, "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+    def run(self):
+        a = self.a
+        meta = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "versions": versions(a),
+            "settings": {
+                "points": a.points,
+                "interval": a.interval,
+                "source_interval": a.source_interval,
+                "warmup": a.warmup,
+                "duration": a.duration,
+                "contenders": a.contenders,
+                "quick": a.quick,
+                "vmagent_flags": a.vmagent_flag,
+            },
+            "note": a.note,
+            "loadavg_start": open("/proc/loadavg").read().split()[:3],
+        }
+        log(f"{meta['machine']}; {'; '.join(meta['versions'].values())}")
+        log(
+            f"points {a.points}, every {a.interval}s, warm-up {a.warmup}s, measured {a.duration}s; output in {self.out}"
+        )
+        for series in a.points:
+            self.run_point(series)
+        meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+        (self.out / "meta.json").write_text(json.dumps(meta, indent=1))
+        text = report.render(meta, report.load(self.results))
+        (self.out / "report.md").write_text(text)
+        print(text)
+
+    def cleanup(self):
+        self.procs.stop_all()
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
-# ---------------------------------------------------------------- count
-def count(prom, selector, t, range_s):
-    q = f"sum(count_over_time({selector}[{int(range_s)}s]))"
-    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": q, "time": f"{float(t):.3f}"})
-    resp = json.loads(get(url, timeout=60))
-    if resp.get("status") != "success":
-        sys.exit(f"query {q}: {resp}")
-    res = resp["data"]["result"]
-    print(int(float(res[0]["value"][1])) if res else 0)
+def machine():
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem = next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+        mem = f"{int(mem) / 2**20:.0f} GiB"
+    except (OSError, StopIteration):
+        mem = "?"
+    return f"{os.cpu_count()} × {model or platform.processor()}, {mem} RAM, Linux {platform.release()}"
 
 
-# ---------------------------------------------------------------- report
-def mib(kib):
-    return f"{kib / 1024:.1f}"
+def versions(a):
+    def first_line(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    commit = first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    return {
+        "slo-gateway": f"{first_line([a.bin, '--version'])} ({commit})",
+        "prometheus": first_line([a.prometheus, "--version"]),
+        # The Debian build prints an empty -version: fall back to the package's version.
+        "vmagent": first_line([a.vmagent, "-version"]).replace("?", "")
+        or "vmagent, Debian victoria-metrics " + first_line(["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"]),
+    }
 
 
-def report(path):
-    runs = [json.loads(line) for line in open(path) if line.strip()]
-    if not runs:
-        sys.exit("no results")
-    meta = runs[0]
-    print(
-        f"\n### Side-by-side: {meta['series']} series, scrape every {meta['interval']}s, "
-        f"{meta['duration']}s measured after {meta['warmup']}s warm-up\n"
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="scripts/side-by-side.sh", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="check the harness: 100 and 2,000 series, every 5 s, 10 s warm-up, 20 s measured (about 5 min)",
     )
-    print(f"Expected samples per contender: {meta['series']} × {meta['duration']}/{meta['interval']} = "
-          f"{meta['expected']}\n")
-    print("| contender | process | peak RSS MiB | mean RSS MiB | VmHWM MiB | CPU s | CPU s / 1000 samples "
-          "| samples delivered | bytes on wire | B / sample |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for run in runs:
-        delivered = run["delivered"]
-        wire = run.get("wire_bytes")
-        per_k = delivered / 1000 if delivered else None
-        total_cpu, total_peak, total_mean = 0.0, 0, 0.0
-        rows = [p for p in run["sampled"]["procs"].items() if p[0] != "sink"]
-        for name, p in rows:
-            if "error" in p:
-                print(f"| {run['contender']} | {name} | {p['error']} | | | | | | | |")
-                continue
-            total_cpu += p["cpu_s"]
-            total_peak += p["peak_rss_kib"]
-            total_mean += p["mean_rss_kib"]
-            cpu_k = f"{p['cpu_s'] / per_k:.4f}" if per_k else "n/a"
-            print(
-                f"| {run['contender']} | {name} | {mib(p['peak_rss_kib'])} | {mib(p['mean_rss_kib'])} | "
-                f"{mib(p['hwm_kib'])} | {p['cpu_s']:.2f} | {cpu_k} | {delivered} | "
-                f"{'' if name != run['wire_process'] or wire is None else f'{int(wire)}'} | "
-                f"{'' if name != run['wire_process'] or not wire or not delivered else f'{wire / delivered:.1f}'} |"
-            )
-        if len(rows) > 1:
-            cpu_k = f"{total_cpu / per_k:.4f}" if per_k else "n/a"
-            print(
-                f"| {run['contender']} | **total** | {mib(total_peak)} | {mib(total_mean)} | | "
-                f"{total_cpu:.2f} | {cpu_k} | {delivered} | | |"
-            )
-    print("\nSink Prometheus of each run (same config; for reference, not part of the contenders):\n")
-    print("| run | peak RSS MiB | CPU s |")
-    print("| --- | ---: | ---: |")
-    for run in runs:
-        s = run["sampled"]["procs"].get("sink", {})
-        if "cpu_s" in s:
-            print(f"| {run['contender']} | {mib(s['peak_rss_kib'])} | {s['cpu_s']:.2f} |")
-    print("\nOther counters over the window (1-minute load average at start → end):\n")
-    for run in runs:
-        extra = ", ".join(f"{k} = {v if v is None else int(v)}" for k, v in run["sampled"]["counters"].items())
-        load = " → ".join(run["sampled"].get("loadavg", []))
-        print(f"- {run['contender']}: {extra}; load {load}")
+    p.add_argument("--points", help="series counts, comma-separated (default 100,36000,360000; quick 100,2000)")
+    p.add_argument(
+        "--interval", type=int, help="scrape interval of the source and of every contender, s (default 15; quick 5)"
+    )
+    p.add_argument(
+        "--source-interval",
+        type=int,
+        help="how often the source Prometheus scrapes the workload, s (default: --interval); a longer one takes load "
+        "off the machine when the source is the bottleneck, values then change less often",
+    )
+    p.add_argument(
+        "--warmup", type=int, help="seconds from a contender's start to its measured window (default 30; quick 10)"
+    )
+    p.add_argument("--duration", type=int, help="measured window, s; a multiple of --interval (default 120; quick 20)")
+    p.add_argument(
+        "--contenders",
+        default="prometheus-agent,vmagent,slo-gateway",
+        help="in this order, comma-separated, of: "
+        + ", ".join(CONTENDERS)
+        + " (slo-gateway-v1/-v2 set the agent's remote_write.protocol, which needs a build that has it)",
+    )
+    p.add_argument(
+        "--out",
+        default=os.path.join(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")), "side-by-side"),
+        help="output directory, replaced (default target/side-by-side)",
+    )
+    p.add_argument(
+        "--bin",
+        default=os.environ.get("SLO_GATEWAY_BIN"),
+        help="slo-gateway binary (default target/release/slo-gateway)",
+    )
+    p.add_argument("--prometheus", default=os.environ.get("PROMETHEUS", "prometheus"))
+    p.add_argument("--vmagent", default=os.environ.get("VMAGENT", "vmagent"))
+    p.add_argument(
+        "--vmagent-flag",
+        action="append",
+        default=[],
+        help="extra vmagent flag, repeatable (e.g. -promscrape.streamParse)",
+    )
+    p.add_argument(
+        "--run-slow-points",
+        action="store_true",
+        help="measure a point even when the source alone needs longer than the scrape timeout for /federate",
+    )
+    p.add_argument("--note", default="", help="a line printed above the table (e.g. 'taken on a loaded machine')")
+    a = p.parse_args(argv)
+    quick = {"points": "100,2000", "interval": 5, "warmup": 10, "duration": 20}
+    full = {"points": "100,36000,360000", "interval": 15, "warmup": 30, "duration": 120}
+    for k, v in (quick if a.quick else full).items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if a.source_interval is None:
+        a.source_interval = a.interval
+    a.points = [int(x.replace("_", "")) for x in str(a.points).split(",") if x.strip()]
+    a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    for c in a.contenders:
+        if c not in CONTENDERS:
+            p.error(f"unknown contender {c}")
+    if a.duration % a.interval:
+        p.error("--duration must be a multiple of --interval (equal numbers of scrapes in every window)")
+    if a.bin is None:
+        a.bin = str(Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))) / "release" / "slo-gateway")
+    a.bin = str(Path(a.bin).resolve())
+    if any(c.startswith("slo-gateway") for c in a.contenders) and not os.access(a.bin, os.X_OK):
+        p.error(f"no slo-gateway binary at {a.bin} (cargo build --release --locked, or --bin)")
+    for tool, c in ((a.prometheus, "prometheus"), (a.vmagent, "vmagent")):
+        if any(x.startswith(c) for x in a.contenders) or c == "prometheus":
+            if shutil.which(tool) is None:
+                package = "prometheus" if c == "prometheus" else "victoria-metrics"
+                p.error(f"{tool} not found (Debian: apt-get install {package})")
+    if any(c in ("slo-gateway-v1", "slo-gateway-v2") for c in a.contenders):
+        agent_yaml = (ROOT / "config" / "agent.yaml").read_text()
+        if not re.search(r"^\s+protocol:", agent_yaml, re.M):
+            p.error("this slo-gateway has no remote_write.protocol (config/agent.yaml): use the contender slo-gateway")
+    return a
+
+
+def on_signal(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def main():
-    cmd, args = sys.argv[1], sys.argv[2:]
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cmd, rest = sys.argv[1], sys.argv[2:]
     if cmd == "serve":
-        serve(int(args[0]), int(args[1]))
-    elif cmd == "port":
-        free_port()
-    elif cmd == "wait":
-        wait(args[0], float(args[1]))
-    elif cmd == "sample":
-        sample(args[0], float(args[1]), args[2:])
-    elif cmd == "count":
-        count(args[0], args[1], args[2], args[3])
+        workload.serve(int(rest[0]), int(rest[1]))
+    elif cmd == "proxy":
+        import sbs_proxy
+
+        sbs_proxy.main(int(rest[0]), int(rest[1]), int(rest[2]))
     elif cmd == "report":
-        report(args[0])
+        results = Path(rest[0])
+        meta_path = results.parent / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        print(report.render(meta, report.load(results)))
+    elif cmd == "run":
+        args = parse_args(rest)
+        run = Run(args)
+        # SIGINT too: a shell that starts this in the background leaves SIGINT ignored.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, on_signal)
+        code = 0
+        try:
+            run.run()
+        except (KeyboardInterrupt, Interrupted) as e:
+            log(f"interrupted ({e}); stopping everything")
+            code = 130
+        except Exception as e:  # noqa: BLE001
+            log(f"failed: {e}")
+            code = 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+            run.cleanup()
+            if code:
+                log(f"logs and partial results in {run.out}")
+        sys.exit(code)
     else:
         sys.exit(__doc__)
 

@@ -49,6 +49,14 @@ enum Command {
     /// Run the whole pipeline on this machine: generated certs, simulated seeds, agents,
     /// receiver and a sink (or a real Prometheus with --forward-url).
     Demo(slo_gateway::demo::DemoArgs),
+    /// Run in a seed: keep the shoot-tier PrometheusRule in every shoot control-plane namespace.
+    ShootRules(slo_gateway::shootrules::ShootRulesArgs),
+    /// Wait, then exit 0: a preStop hook for images without a shell (`sleep 10s`).
+    Sleep {
+        /// How long (`10s`, `1m`).
+        #[arg(value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +92,13 @@ fn main() -> ExitCode {
         Command::Rules(args) => slo_gateway::rules::run_cli(args),
         Command::Demo(args) => {
             runtime().and_then(|rt| rt.block_on(slo_gateway::demo::run(args)).map(|_| ()))
+        }
+        Command::ShootRules(args) => {
+            runtime().and_then(|rt| rt.block_on(slo_gateway::shootrules::run(args)))
+        }
+        Command::Sleep { duration } => {
+            std::thread::sleep(duration);
+            Ok(())
         }
     };
     match result {

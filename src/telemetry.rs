@@ -15,8 +15,10 @@ use prometheus_client::registry::Registry;
 pub fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal: in a pod or a log file escape codes are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // A second init (tests, demo) is harmless: keep the first subscriber.
     let _ = if json {
@@ -26,18 +28,39 @@ pub fn init_logging(json: bool, default_level: &str) {
     };
 }
 
-/// Readiness shared between a component and its admin server.
+/// Readiness shared between a component and its admin server, with an optional detail line
+/// that `/readyz` adds to its answer (a degraded but ready state, e.g. the agent's queue in
+/// memory mode).
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    detail: Arc<std::sync::Mutex<String>>,
+}
 
 impl Readiness {
     /// Marks the component ready or not.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
     /// Whether the component is ready.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+    /// Replaces the detail line (empty for none).
+    pub fn set_detail(&self, detail: &str) {
+        let mut current = self
+            .detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *current != detail {
+            detail.clone_into(&mut current);
+        }
+    }
+    fn detail(&self) -> String {
+        self.detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -79,10 +102,16 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.readiness.get() {
-        (StatusCode::OK, "ready\n")
+    let (status, word) = if state.readiness.get() {
+        (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    };
+    let detail = state.readiness.detail();
+    if detail.is_empty() {
+        (status, format!("{word}\n"))
+    } else {
+        (status, format!("{word}\n{detail}\n"))
     }
 }
 
@@ -131,6 +160,22 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Text made safe for HTML element content and attribute values (the status pages).
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
@@ -161,6 +206,11 @@ mod tests {
         readiness.set(true);
         let resp = app.clone().oneshot(get("/readyz")).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
+        readiness.set_detail("queue: memory mode");
+        let resp = app.clone().oneshot(get("/readyz")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ready\nqueue: memory mode\n");
         let resp = app.oneshot(get("/metrics")).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&body).contains("things_total 1"));

@@ -101,7 +101,7 @@ async fn slo_prometheus_outage_loses_nothing() {
     )
     .await;
     tokio::time::sleep(OUTAGE).await;
-    p.slo.restart().await;
+    p.slo.restart().await.unwrap();
     let scraped = p.stop_scraping().await;
     p.wait_delivered(scraped, DRAIN).await;
     report(
@@ -214,7 +214,8 @@ async fn tiny_buffer_drops_oldest_and_stays_healthy() {
     assert_eq!(
         p.slo
             .query_value(r#"count(last_over_time(shoot:availability{seed="aws-eu1"}[10m]))"#)
-            .await,
+            .await
+            .unwrap(),
         Some(1500.0)
     );
     println!("tiny buffer: agent scraped {scraped}, SLO Prometheus stores {stored}, {dropped} records dropped (max_bytes)");

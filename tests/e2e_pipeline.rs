@@ -43,6 +43,7 @@ async fn expected_series(source: &Prometheus) -> BTreeMap<BTreeMap<String, Strin
     source
         .query(r#"{__name__=~"shoot:.+"} or apiserver_request_total"#)
         .await
+        .unwrap()
         .into_iter()
         .map(|(mut labels, value)| {
             labels.insert("seed".into(), SEED.into());
@@ -53,7 +54,11 @@ async fn expected_series(source: &Prometheus) -> BTreeMap<BTreeMap<String, Strin
 }
 
 async fn slo_series(slo: &Prometheus) -> BTreeMap<BTreeMap<String, String>, f64> {
-    slo.query(r#"{__name__=~".+"}"#).await.into_iter().collect()
+    slo.query(r#"{__name__=~".+"}"#)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,9 +89,14 @@ async fn federated_series_arrive_with_the_certificate_identity() {
         .slo
         .query(r#"{seed="claimed-by-aggregate"}"#)
         .await
+        .unwrap()
         .is_empty());
     assert!(
-        p.slo.query("node_cpu_seconds_total").await.is_empty(),
+        p.slo
+            .query("node_cpu_seconds_total")
+            .await
+            .unwrap()
+            .is_empty(),
         "only match[]ed series travel"
     );
 
@@ -100,6 +110,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
             (p.slo
                 .query_value(r#"shoot:availability{kind="vpn",seed="aws-eu1"}"#)
                 .await
+                .unwrap()
                 == Some(1.0))
             .then_some(())
         },
@@ -118,6 +129,7 @@ async fn federated_series_arrive_with_the_certificate_identity() {
             p.slo
                 .query(r#"shoot:availability{kind="vpn"}"#)
                 .await
+                .unwrap()
                 .is_empty()
                 .then_some(())
         },

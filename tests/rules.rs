@@ -40,8 +40,18 @@ fn golden(path: &Path, content: &str) {
     );
 }
 
-/// Spec files under tests/rules/specs/; burn-rate is the input of the promtool unit tests.
-const CASES: &[&str] = &["catalog", "events", "raw", "bool_gauge", "burn-rate"];
+/// Spec files under tests/rules/specs/; burn-rate, catalog, traffic and twin are inputs of the
+/// promtool unit tests (tests/rules/promtool/).
+const CASES: &[&str] = &[
+    "catalog",
+    "events",
+    "raw",
+    "bool_gauge",
+    "burn-rate",
+    "shoot_events",
+    "traffic",
+    "twin",
+];
 
 #[test]
 fn golden_files() {
@@ -65,14 +75,35 @@ fn all_outputs() -> Vec<Files> {
     out
 }
 
-fn rule_exprs(files: &Files) -> Vec<String> {
-    let rules: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+/// Every rule of a rule file.
+fn rules_of(files: &Files, file: &str) -> Vec<Value> {
+    let rules: Value = serde_yaml_ng::from_str(&files[file]).unwrap();
     rules["groups"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .flat_map(|g| g["rules"].as_array().unwrap().iter().cloned())
+        .collect()
+}
+
+/// Runtime-tier expressions.
+fn rule_exprs(files: &Files) -> Vec<String> {
+    rules_of(files, "prometheus-rules.yaml")
+        .iter()
         .map(|r| r["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Shoot-tier rules as (record, expr).
+fn shoot_rules(files: &Files) -> Vec<(String, String)> {
+    rules_of(files, "shoot/prometheus-rules.yaml")
+        .iter()
+        .map(|r| {
+            (
+                r["record"].as_str().unwrap().to_owned(),
+                r["expr"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -81,7 +112,8 @@ fn every_expression_parses() {
     let mut n = 0;
     let variable = regex::Regex::new(r"\$\w+").unwrap();
     for files in all_outputs() {
-        for e in rule_exprs(&files) {
+        let shoot = shoot_rules(&files).into_iter().map(|(_, e)| e);
+        for e in rule_exprs(&files).into_iter().chain(shoot) {
             promql_parser::parser::parse(&e).unwrap_or_else(|err| panic!("{err}\n{e}"));
             n += 1;
         }
@@ -107,7 +139,7 @@ fn every_expression_parses() {
             }
         }
     }
-    assert!(n > 300, "only {n} expressions");
+    assert!(n > 400, "only {n} expressions");
 }
 
 #[test]
@@ -126,24 +158,32 @@ fn config_example_is_valid_and_uses_every_kind() {
     let s = load("config/slos.yaml");
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     let text = std::fs::read_to_string(root().join("config/slos.yaml")).unwrap();
-    for kind in ["catalog:", "events:", "raw:", "bool_gauge:"] {
+    for kind in [
+        "catalog:",
+        " events:",
+        "shoot_events:",
+        "raw:",
+        "bool_gauge:",
+        "available_metrics:",
+        "local_metrics:",
+        "seed_silent:",
+        "seed_unreachable:",
+        "shoot_tier:",
+        "runtime_tier:",
+        "dashboards:",
+    ] {
         assert!(text.contains(kind), "{kind}");
     }
 }
 
 /// The single error of an invalid spec, as `line: message`.
 fn error_of(text: &str) -> (usize, String) {
-    match spec::parse_str("t.yaml", text) {
-        Ok(_) => panic!("accepted:\n{text}"),
-        Err(SpecError::Invalid(d)) => {
-            let errors: Vec<_> = d.iter().filter(|d| d.level == Level::Error).collect();
-            assert_eq!(errors.len(), 1, "{d:?}");
-            (errors[0].line, errors[0].message.clone())
-        }
-        Err(e) => panic!("{e}"),
-    }
+    let mut errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors.remove(0)
 }
 
+/// A valid spec (its metrics are garden metrics, which reach the SLO Prometheus).
 const VALID: &str = "version: slo-gateway/v1
 service: s
 slos:
@@ -151,8 +191,8 @@ slos:
     objective: 99.9
     sli:
       events:
-        error_query: sum by (cluster, seed) (rate(e[{{.window}}]))
-        total_query: sum by (cluster, seed) (rate(t[{{.window}}]))
+        error_query: sum by (cluster, seed) (rate(garden_e[{{.window}}]))
+        total_query: sum by (cluster, seed) (rate(garden_t[{{.window}}]))
 ";
 
 #[test]
@@ -186,7 +226,7 @@ fn objective_of_100_is_rejected() {
 
 #[test]
 fn missing_window_placeholder_is_rejected() {
-    let (line, msg) = error_of(&VALID.replace("rate(t[{{.window}}])", "rate(t[5m])"));
+    let (line, msg) = error_of(&VALID.replace("rate(garden_t[{{.window}}])", "rate(garden_t[5m])"));
     assert_eq!(line, 9);
     assert_eq!(
         msg,
@@ -211,13 +251,15 @@ fn unknown_catalog_name_is_rejected() {
     assert_eq!(
         msg,
         "slos[0].sli.catalog: unknown catalog SLI \"nope\"; known: apiserver-availability, \
-         apiserver-errors, apiserver-latency, node-availability, shoot-availability"
+         apiserver-latency, apiserver-errors, machine-creation-latency, node-availability, \
+         shoot-availability, shoot-creation-latency, shoot-reconcile-latency"
     );
 }
 
 #[test]
 fn unaggregated_custom_sli_is_rejected() {
-    let (line, msg) = error_of(&VALID.replace("sum by (cluster, seed) (rate(e", "sum(rate(e"));
+    let (line, msg) =
+        error_of(&VALID.replace("sum by (cluster, seed) (rate(garden_e", "sum(rate(garden_e"));
     assert_eq!(line, 8);
     assert!(msg.contains("drops grouping label `cluster`"), "{msg}");
 }
@@ -281,7 +323,34 @@ fn agent_match_from_spec_files() {
     let yaml: Value = serde_yaml_ng::from_str(&files["agent-match.yaml"]).unwrap();
     let listed: Vec<String> = serde_json::from_value(yaml["match"].clone()).unwrap();
     assert_eq!(got, listed);
-    assert!(got.contains(&r#"probe_success{job="blackbox-apiserver"}"#.to_owned()));
+    assert_eq!(
+        got,
+        [
+            "shoot:apiserver_latency:percentage",
+            r#"shoot:availability{kind="seed"}"#,
+            "shoot:slo_apiserver_availability:bad",
+            "shoot:slo_apiserver_availability:total",
+            "shoot:slo_apiserver_errors:bad",
+            "shoot:slo_apiserver_errors:total",
+            "shoot:slo_apiserver_latency:bad",
+            "shoot:slo_apiserver_latency:total",
+            "shoot:slo_custom_gardener_shoots_apiserver_read_errors:bad",
+            "shoot:slo_custom_gardener_shoots_apiserver_read_errors:total",
+            "shoot:slo_node_availability:bad",
+            "shoot:slo_node_availability:total",
+        ]
+    );
+    let garden: Value = serde_yaml_ng::from_str(&files["garden-match.yaml"]).unwrap();
+    assert_eq!(
+        garden["match"],
+        serde_json::json!([
+            r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
+            "garden_shoot_hibernated",
+            "garden_shoot_info",
+            r#"garden_shoot_operation_states{operation="Create"}"#,
+            r#"garden_shoot_operation_states{operation="Delete"}"#,
+        ])
+    );
 }
 
 #[test]
@@ -300,18 +369,31 @@ fn specs_given_together_need_unique_ids() {
 #[test]
 fn agent_match_covers_the_catalog() {
     let s = load("tests/rules/specs/catalog.yaml");
+    let specs = [s.spec];
+    let shoot = |n: &str| [format!("shoot:slo_{n}:bad"), format!("shoot:slo_{n}:total")];
+    let want: Vec<String> = [
+        "apiserver_availability",
+        "apiserver_errors",
+        "apiserver_latency",
+        "machine_creation_latency",
+        "node_availability",
+    ]
+    .iter()
+    .flat_map(|n| shoot(n))
+    .collect();
+    assert_eq!(agent_match_selectors(&specs), want);
     assert_eq!(
-        agent_match_selectors(&[s.spec]),
+        slo_gateway::rules::garden_match_selectors(&specs),
         vec![
-            r#"apiserver_request_duration_seconds_bucket{le="+Inf",verb=~"DELETE|GET|PATCH|POST|PUT"}"#,
-            r#"apiserver_request_duration_seconds_bucket{le="1",verb=~"DELETE|GET|PATCH|POST|PUT"}"#,
-            "apiserver_request_terminations_total",
-            "apiserver_request_total",
             r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
             "garden_shoot_hibernated",
-            "mcm_machine_current_status_phase",
-            "mcm_machine_info",
-            r#"shoot:availability{kind="shoot"}"#,
+            "garden_shoot_info",
+            r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Create"}"#,
+            r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Reconcile"}"#,
+            r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Create"}"#,
+            r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Reconcile"}"#,
+            r#"garden_shoot_operation_states{operation="Create"}"#,
+            r#"garden_shoot_operation_states{operation="Delete"}"#,
         ]
     );
 }
@@ -595,23 +677,51 @@ spec:
 "#;
 
 #[test]
-fn openslo_ratio_metric_imports() {
+fn openslo_ratio_metric_imports_into_the_shoot_tier() {
     let specs = openslo::parse_str("o.yaml", OPENSLO).unwrap();
     assert_eq!(specs.len(), 2);
     let files = render_all(&specs).unwrap();
+    let shoot: BTreeMap<String, String> = shoot_rules(&files)
+        .into_iter()
+        .map(|(r, e)| (r, canon(&e)))
+        .collect();
+    let total = "sum(rate(apiserver_request_total[5m]))";
+    assert_eq!(
+        shoot["shoot:slo_custom_shoot_api_api_errors:bad"],
+        canon(&format!(
+            r#"(sum(rate(apiserver_request_total{{code=~"5.."}}[5m]))) or (0 * ({total}))"#
+        ))
+    );
+    assert_eq!(
+        shoot["shoot:slo_custom_shoot_api_api_errors:total"],
+        canon(total)
+    );
+    assert_eq!(
+        shoot["shoot:slo_custom_shoot_api_good_api_good:bad"],
+        canon(&format!(
+            r#"({total} - sum(rate(apiserver_request_total{{code!~"5.."}}[5m]))) or (0 * ({total}))"#
+        ))
+    );
     let exprs = rule_exprs(&files);
-    let want_bad = canon(
-        r#"(sum by (cluster, seed) (rate(apiserver_request_total{code=~"5.."}[5m])))
-        / (sum by (cluster, seed) (rate(apiserver_request_total[5m])))"#,
+    let runtime_total =
+        canon("sum by (cluster, seed) (shoot:slo_custom_shoot_api_api_errors:total)");
+    assert!(
+        exprs.iter().any(|e| canon(e) == runtime_total),
+        "{exprs:#?}"
     );
-    assert!(exprs.iter().any(|e| canon(e) == want_bad), "{exprs:#?}");
-    let want_good = canon(
-        r#"(sum by (cluster, seed) (rate(apiserver_request_total[5m])) - sum by (cluster, seed) (rate(apiserver_request_total{code!~"5.."}[5m])))
-        / (sum by (cluster, seed) (rate(apiserver_request_total[5m])))"#,
-    );
-    assert!(exprs.iter().any(|e| canon(e) == want_good), "{exprs:#?}");
     assert!(exprs.contains(&"vector(0.995)".to_owned()), "{exprs:#?}");
     assert!(exprs.contains(&"vector(28)".to_owned()));
+}
+
+#[test]
+fn openslo_errors_are_located_in_their_document() {
+    let text = OPENSLO.replace("  objectives:\n    - target: 0.99\n", "  objectives: []\n");
+    let Err(SpecError::Invalid(d)) = openslo::parse_str("o.yaml", &text) else {
+        panic!("accepted")
+    };
+    // `spec.objectives` of the second document (line 41), not of the first (line 12).
+    assert_eq!(d[0].line, 41, "{d:?}");
+    assert!(d[0].message.starts_with("spec.objectives:"), "{d:?}");
 }
 
 #[test]
@@ -719,7 +829,7 @@ fn perses_dashboards_match_the_crd_schema() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6);
+    assert_eq!(checked, all_outputs().len());
     // The validator does catch mistakes.
     let mut errors = Vec::new();
     validate(
@@ -758,6 +868,9 @@ fn cli_generates_and_checks() {
         "prometheusrule.yaml",
         "alertmanager.yaml",
         "agent-match.yaml",
+        "garden-match.yaml",
+        "shoot/prometheus-rules.yaml",
+        "shoot/prometheusrule.yaml",
         "dashboards/gardener-shoots.yaml",
     ] {
         assert!(dir.path().join(f).is_file(), "{f}");
@@ -775,5 +888,486 @@ fn cli_generates_and_checks() {
     assert!(
         Cli::try_parse_from(["x", "--spec", "a.yaml"]).is_err(),
         "--out is required"
+    );
+    let catalog = Cli::try_parse_from(["x", "catalog"]).unwrap().args;
+    slo_gateway::rules::run_cli(catalog).unwrap();
+}
+
+// ---- Two tiers -----------------------------------------------------------------------------
+
+/// All errors of an invalid spec, as `line: message`.
+fn errors_of(text: &str) -> Vec<(usize, String)> {
+    match spec::parse_str("t.yaml", text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(SpecError::Invalid(d)) => d
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .map(|d| (d.line, d.message.clone()))
+            .collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`VALID`] on raw API server series, which exist only in each shoot's Prometheus.
+fn runtime_on_raw() -> String {
+    VALID
+        .replace("garden_e", "apiserver_request_terminations_total")
+        .replace("garden_t", "apiserver_request_total")
+}
+
+#[test]
+fn runtime_sli_on_a_series_that_cannot_reach_the_slo_prometheus_is_rejected() {
+    let runtime_on_raw = runtime_on_raw();
+    let errors = errors_of(&runtime_on_raw);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    let (line, msg) = &errors[1];
+    assert_eq!(*line, 7);
+    assert!(
+        msg.starts_with(
+            "slos[0].sli.events: runtime rule `slo:sli_events:total` of SLO \"s-a\" reads \
+             `apiserver_request_total`, which cannot reach the SLO Prometheus"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("`shoot_events`"), "{msg}");
+    assert!(errors[0].1.contains(
+        "`slo:sli_events:bad` of SLO \"s-a\" reads `apiserver_request_terminations_total`"
+    ));
+    // The same SLI in the shoot tier is fine.
+    let shoot = runtime_on_raw
+        .replace("events:", "shoot_events:")
+        .replace("sum by (cluster, seed) (", "sum(");
+    spec::parse_str("t.yaml", &shoot).unwrap();
+    // So is the runtime SLI when the SLO Prometheus scrapes the metrics itself.
+    let local = runtime_on_raw.replace(
+        "slos:",
+        "local_metrics: ['apiserver_request_(terminations_)?total']\nslos:",
+    );
+    spec::parse_str("t.yaml", &local).unwrap();
+    // A selector without a metric name cannot be checked.
+    let unnamed = runtime_on_raw.replace(
+        "rate(apiserver_request_total[",
+        "rate({__name__=~\"garden_.+\"}[",
+    );
+    assert!(errors_of(&unnamed)
+        .iter()
+        .any(|(_, m)| m.contains("which names no metric")));
+}
+
+#[test]
+fn sloth_specs_on_unreachable_series_only_warn() {
+    let s = sloth::parse_str("sloth.yaml", SLOTH_SPEC, "30d".parse().unwrap()).unwrap();
+    assert!(
+        s.warnings.iter().any(
+            |w| w.message.contains("http_request_duration_seconds_count")
+                && w.message.contains("cannot reach the SLO Prometheus")
+        ),
+        "{:#?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn shoot_tier_queries_cannot_group_by_labels_added_on_the_way_out() {
+    let base = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli:\n      shoot_events:\n        error_query: ERR\n        total_query: sum(rate(apiserver_request_total[{{.window}}]))\n";
+    let err = |q: &str| errors_of(&base.replace("ERR", q));
+    let e = err("sum by (cluster) (rate(apiserver_request_terminations_total[{{.window}}]))");
+    assert_eq!(e[0].0, 8);
+    assert!(
+        e[0].1
+            .contains("uses `cluster`, which the shoot Prometheus does not have"),
+        "{e:?}"
+    );
+    let e = err("sum by ({{.by}}) (rate(apiserver_request_terminations_total[{{.window}}]))");
+    assert!(e[0].1.contains("aggregate away every label"), "{e:?}");
+    let e = err("rate(apiserver_request_terminations_total[{{.window}}])");
+    assert!(e[0].1.contains("is not aggregated"), "{e:?}");
+    let e = err("sum(rate(x[{{.window}}])) / on (seed) sum(rate(y[{{.window}}]))");
+    assert!(e[0].1.contains("uses `seed`"), "{e:?}");
+}
+
+#[test]
+fn catalog_entries_without_a_gardener_metric_are_off_until_declared() {
+    let base = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    grouping: [seed]\n    sli: {catalog: shoot-creation-latency}\n";
+    let e = errors_of(base);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, 7);
+    assert_eq!(
+        e[0].1,
+        "slos[0].sli.catalog: `shoot-creation-latency` needs \
+         `garden_shoot_operation_duration_minutes_bucket`, which Gardener does not expose yet; \
+         if this landscape has it, list it under `available_metrics`"
+    );
+    let on = format!("{base}available_metrics: [garden_shoot_operation_duration_minutes_bucket]\n");
+    spec::parse_str("t.yaml", &on).unwrap();
+    // Only by seed: the histogram has no per-shoot series.
+    let e = errors_of(&on.replace("grouping: [seed]", "grouping: [cluster, seed]"));
+    assert!(e[0].1.contains("can only be grouped by `seed`"), "{e:?}");
+    // A typo in available_metrics is no silent no-op.
+    let e = errors_of(&format!(
+        "{base}available_metrics: [garden_shoot_operation_duration]\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|(l, m)| *l == 8 && m.contains("is no metric a catalog SLI waits for")),
+        "{e:?}"
+    );
+}
+
+/// Metric names of every selector in `expr`.
+fn metrics_of(expr: &str) -> Vec<String> {
+    let parsed = slo_gateway::rules::promql::parse(expr).unwrap();
+    slo_gateway::rules::promql::selectors(&parsed)
+        .into_iter()
+        .map(|s| {
+            s.metric
+                .unwrap_or_else(|| panic!("unnamed selector {}", s.text))
+        })
+        .collect()
+}
+
+#[test]
+fn shoot_tier_records_federated_label_free_series() {
+    let mut records = 0;
+    for files in all_outputs() {
+        for (record, expr) in shoot_rules(&files) {
+            assert!(
+                slo_gateway::rules::sources::aggregate_carries(&record),
+                "{record} would not be federated by prometheus-aggregate"
+            );
+            // Neither the identity labels nor anything the SLO Prometheus records.
+            for forbidden in ["cluster", "seed", "slo:"] {
+                assert!(!expr.contains(forbidden), "{record}: {expr}");
+            }
+            records += 1;
+        }
+    }
+    assert!(records >= 14, "{records}");
+}
+
+#[test]
+fn runtime_rules_read_only_what_reaches_the_slo_prometheus() {
+    let local = slo_gateway::rules::sources::local_regexes(&[
+        "http_requests_total|http_errors_total".to_owned(),
+    ])
+    .unwrap();
+    for files in all_outputs() {
+        let rules = rules_of(&files, "prometheus-rules.yaml");
+        let recorded: Vec<&str> = rules.iter().filter_map(|r| r["record"].as_str()).collect();
+        for r in &rules {
+            for m in metrics_of(r["expr"].as_str().unwrap()) {
+                let ok = recorded.contains(&m.as_str())
+                    || m == "up" // the seed-unreachable alert: the SLO Prometheus' own scrape
+                    || slo_gateway::rules::sources::classify(&m, &local).is_some();
+                assert!(ok, "{m} in {}", r["expr"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn prometheusrule_metadata_follows_the_spec() {
+    let meta = |files: &Files, file: &str| -> Value {
+        serde_yaml_ng::from_str::<Value>(&files[file]).unwrap()["metadata"].clone()
+    };
+    let defaults = render(&["config/slos.yaml"]);
+    assert_eq!(
+        meta(&defaults, "prometheusrule.yaml"),
+        serde_json::json!({"name": "slo-gateway-slos", "namespace": "slo-prometheus",
+            "labels": {"prometheus": "slo", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    assert_eq!(
+        meta(&defaults, "shoot/prometheusrule.yaml"),
+        serde_json::json!({"name": "shoot-slo-gateway-slis",
+            "labels": {"prometheus": "shoot", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    let twin = render(&["tests/rules/specs/twin.yaml"]);
+    assert_eq!(
+        meta(&twin, "prometheusrule.yaml"),
+        serde_json::json!({"name": "twin-slos",
+            "labels": {"role": "slo-rules", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    assert_eq!(
+        meta(&twin, "shoot/prometheusrule.yaml"),
+        serde_json::json!({"name": "twin-shoot-slis", "namespace": "shoot--twin--a",
+            "labels": {"prometheus": "shoot", "twin": "true", "app.kubernetes.io/managed-by": "slo-gateway"}})
+    );
+    // Rule group intervals and the input range follow the spec too.
+    let groups: Value = serde_yaml_ng::from_str(&twin["shoot/prometheus-rules.yaml"]).unwrap();
+    assert_eq!(groups["groups"][0]["interval"], "15s");
+    assert!(shoot_rules(&twin).iter().any(|(_, e)| e.contains("[1m]")));
+    assert!(!twin["shoot/prometheus-rules.yaml"].contains("[5m]"));
+}
+
+#[test]
+fn output_wide_sections_may_be_set_once() {
+    let a = spec::parse_str("a.yaml", &format!("{VALID}shoot_tier: {{range: 1m}}\n")).unwrap();
+    let b = spec::parse_str(
+        "b.yaml",
+        &format!(
+            "{}shoot_tier: {{range: 2m}}\n",
+            VALID.replace("service: s", "service: t")
+        ),
+    )
+    .unwrap();
+    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        d[0].to_string(),
+        "b.yaml:10: error: shoot_tier: `shoot_tier` is already set in a.yaml: only one of the spec files given together may set it"
+    );
+}
+
+#[test]
+fn shoot_tier_series_names_must_be_unambiguous() {
+    let spec = |service: &str, slo: &str| {
+        format!("version: slo-gateway/v1\nservice: {service}\nslos:\n  - name: {slo}\n    objective: 99\n    sli:\n      shoot_events:\n        error_query: sum(rate(x{{s=\"{service}\"}}[{{{{.window}}}}]))\n        total_query: sum(rate(y[{{{{.window}}}}]))\n")
+    };
+    let a = spec::parse_str("a.yaml", &spec("a-b", "c")).unwrap();
+    let b = spec::parse_str("b.yaml", &spec("a", "b_c")).unwrap();
+    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+        panic!("accepted")
+    };
+    assert!(
+        d[0].message.contains(
+            "records `shoot:slo_custom_a_b_c:bad` for the shoot tier, as SLO \"a-b-c\" does"
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn windows_shorter_than_the_input_range_are_warned_about() {
+    let text = format!(
+        "{VALID}    alerting:\n      windows:\n        - {{severity: page, budget_percent: 2, long: 1h, short: 1m}}\nshoot_tier: {{range: 2m}}\n"
+    );
+    let s = spec::parse_str("t.yaml", &text).unwrap();
+    let w = spec::check_together(&[s]).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0]
+        .message
+        .contains("the 1m window is shorter than shoot_tier.range 2m"));
+}
+
+#[test]
+fn alertmanager_groups_by_seed_and_seed_alerts_inhibit_their_seed() {
+    let files = render(&["config/slos.yaml"]);
+    let am: Value = serde_yaml_ng::from_str(&files["alertmanager.yaml"]).unwrap();
+    assert_eq!(am["route"]["group_by"], serde_json::json!(["seed"]));
+    assert_eq!(
+        am["inhibit_rules"][1],
+        serde_json::json!({
+            "source_matchers": ["alertname=~\"SLOGatewaySeedSilent|SLOGatewaySeedUnreachable\""],
+            "target_matchers": ["sloth_severity=~\"page|ticket\""],
+            "equal": ["seed"],
+        })
+    );
+    // Both seed alerts carry `seed` (by construction of their expressions) and page.
+    let rules = rules_of(&files, "prometheus-rules.yaml");
+    for name in ["SLOGatewaySeedSilent", "SLOGatewaySeedUnreachable"] {
+        let r = rules.iter().find(|r| r["alert"] == name).unwrap();
+        assert!(
+            r["expr"]
+                .as_str()
+                .unwrap()
+                .starts_with("time() - max by (seed)")
+                || r["expr"].as_str().unwrap().starts_with("max by (seed)")
+        );
+        assert_eq!(r["labels"]["severity"], "page");
+        assert_eq!(r["keep_firing_for"], "30m", "the longest page short window");
+    }
+    // Without seed alerts there is nothing to inhibit with.
+    let raw = render(&["tests/rules/specs/raw.yaml"]);
+    let am: Value = serde_yaml_ng::from_str(&raw["alertmanager.yaml"]).unwrap();
+    let seed_rule = am["inhibit_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["equal"] == serde_json::json!(["seed"]));
+    assert!(
+        seed_rule,
+        "raw.yaml disables only seed_silent; unreachable stays"
+    );
+    let bool_gauge = render(&["tests/rules/specs/bool_gauge.yaml"]);
+    let am: Value = serde_yaml_ng::from_str(&bool_gauge["alertmanager.yaml"]).unwrap();
+    assert_eq!(
+        am["inhibit_rules"][1]["source_matchers"],
+        serde_json::json!(["alertname=~\"SLOGatewaySeedSilent\""])
+    );
+}
+
+// ---- Dashboards -----------------------------------------------------------------------------
+
+/// Fields of Perses plugin specs (perses/plugins and perses/shared CUE schemas); anything else
+/// would be refused by Perses' validation.
+fn perses_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "TimeSeriesChart" => &[
+            "legend",
+            "tooltip",
+            "yAxis",
+            "thresholds",
+            "visual",
+            "querySettings",
+        ],
+        "StatChart" => &[
+            "calculation",
+            "metricLabel",
+            "format",
+            "thresholds",
+            "sparkline",
+            "valueFontSize",
+            "colorMode",
+            "legendMode",
+            "mappings",
+        ],
+        "Table" => &[
+            "density",
+            "defaultColumnWidth",
+            "defaultColumnHeight",
+            "defaultColumnHidden",
+            "pagination",
+            "enableFiltering",
+            "enableSorting",
+            "columnSettings",
+            "cellSettings",
+            "transforms",
+            "selection",
+            "actions",
+        ],
+        "PrometheusTimeSeriesQuery" => &[
+            "datasource",
+            "query",
+            "seriesNameFormat",
+            "minStep",
+            "resolution",
+            "instant",
+        ],
+        "PrometheusLabelValuesVariable" => &["datasource", "labelName", "matchers"],
+        other => panic!("unexpected plugin {other}"),
+    }
+}
+
+fn check_plugin(plugin: &Value, datasource: Option<&str>) {
+    let kind = plugin["kind"].as_str().unwrap();
+    let spec = plugin["spec"].as_object().unwrap();
+    for k in spec.keys() {
+        assert!(perses_fields(kind).contains(&k.as_str()), "{kind}.{k}");
+    }
+    if let Some(format) = spec
+        .get("format")
+        .or_else(|| spec.get("yAxis").and_then(|y| y.get("format")))
+    {
+        let unit = format["unit"].as_str().unwrap();
+        assert!(["percent-decimal", "decimal"].contains(&unit), "{unit}");
+    }
+    if kind.starts_with("Prometheus") {
+        match datasource {
+            Some(ds) => assert_eq!(
+                spec["datasource"],
+                serde_json::json!({"kind": "PrometheusDatasource", "name": ds})
+            ),
+            None => assert!(!spec.contains_key("datasource")),
+        }
+    }
+}
+
+#[test]
+fn dashboards_show_slos_per_seed_and_shoot() {
+    for (path, service, datasource) in [
+        ("config/slos.yaml", "gardener-shoots", None),
+        (
+            "tests/rules/specs/twin.yaml",
+            "twin",
+            Some("twin-slo-prometheus"),
+        ),
+    ] {
+        let files = render(&[path]);
+        let dash: Value =
+            serde_yaml_ng::from_str(&files[&format!("dashboards/{service}.yaml")]).unwrap();
+        let config = &dash["spec"]["config"];
+        // Variables: seed, then cluster narrowed by seed, read from series carrying both.
+        let vars = config["variables"].as_array().unwrap();
+        let names: Vec<&str> = vars
+            .iter()
+            .map(|v| v["spec"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["seed", "cluster"]);
+        assert_eq!(
+            vars[1]["spec"]["plugin"]["spec"]["matchers"][0],
+            format!("slo:period_error_budget_remaining:ratio{{sloth_service=\"{service}\", seed=~\"$seed\"}}")
+        );
+        for v in vars {
+            check_plugin(&v["spec"]["plugin"], datasource);
+        }
+        // The budget series is recorded from the per-group SLI, so it carries the grouping labels.
+        let budget = rules_of(&files, "prometheus-rules.yaml")
+            .into_iter()
+            .find(|r| r["record"] == "slo:period_error_budget_remaining:ratio")
+            .unwrap();
+        assert!(budget["expr"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 - slo:period_burn_rate:ratio{"));
+        let panels = config["panels"].as_object().unwrap();
+        let mut kinds = BTreeMap::new();
+        for (key, panel) in panels {
+            let plugin = &panel["spec"]["plugin"];
+            check_plugin(plugin, None);
+            *kinds
+                .entry(plugin["kind"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+            for q in panel["spec"]["queries"].as_array().unwrap() {
+                let qp = &q["spec"]["plugin"];
+                check_plugin(qp, datasource);
+                let legend = qp["spec"]["seriesNameFormat"].as_str().unwrap();
+                if key.ends_with("_sli") || key.ends_with("_burn") {
+                    // Legends name the group and the window.
+                    assert!(
+                        legend.contains("{{seed}}") && legend.ends_with(')'),
+                        "{legend}"
+                    );
+                }
+            }
+            if key.ends_with("_sli") {
+                let steps = &plugin["spec"]["thresholds"]["steps"];
+                assert!(
+                    steps[0]["name"].as_str().unwrap().starts_with("objective"),
+                    "{steps}"
+                );
+            }
+        }
+        let slos = load(path).spec.slos.len();
+        assert_eq!(kinds["StatChart"], slos, "a budget stat per SLO");
+        assert_eq!(kinds["Table"], slos, "a worst-shoots table per SLO");
+        assert_eq!(
+            kinds["TimeSeriesChart"],
+            2 * slos,
+            "SLI and burn rate per SLO"
+        );
+    }
+    // The twin's page threshold is its burn factor: 10 % × 1 h / 100 / 5m = 1.2.
+    let twin = render(&["tests/rules/specs/twin.yaml"]);
+    let dash: Value = serde_yaml_ng::from_str(&twin["dashboards/twin.yaml"]).unwrap();
+    let burn = &dash["spec"]["config"]["panels"]["twin_apiserver_availability_burn"];
+    let steps = burn["spec"]["plugin"]["spec"]["thresholds"]["steps"]
+        .as_array()
+        .unwrap();
+    let values: Vec<f64> = steps.iter().map(|s| s["value"].as_f64().unwrap()).collect();
+    assert!(
+        (values[0] - 1.2).abs() < 1e-9 && (values[1] - 1.0).abs() < 1e-9,
+        "{values:?}"
+    );
+    assert_eq!(dash["metadata"]["namespace"], "twin");
+    assert_eq!(dash["spec"]["config"]["duration"], "1h");
+}
+
+#[test]
+fn the_readme_lists_the_catalog() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&slo_gateway::rules::catalog::markdown_table()),
+        "README.md's catalog table differs from `slo-gateway rules catalog`"
     );
 }

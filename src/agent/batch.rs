@@ -16,8 +16,8 @@
 
 use std::collections::HashMap;
 
+use super::labels::{put_varint, varint_len};
 use super::series::OutSample;
-use crate::remote_write::{encode_write_request, Sample, TimeSeries, WriteRequest};
 
 /// Bytes in front of the body.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -75,54 +75,99 @@ pub(crate) struct Batch {
 /// Splits `samples` into lanes and, per lane in input order, into requests of at most
 /// `max_samples` samples. Within a request each series appears once, its samples in timestamp
 /// order; series keep the order of their first sample. Lanes come out in lane order.
+///
+/// The request is written straight from the series' label blocks (a copy each) and the samples'
+/// values and timestamps; allocations are per request, not per sample.
 pub(crate) fn build_batches(samples: &[OutSample], lanes: usize, max_samples: usize) -> Vec<Batch> {
     let lanes = lanes.clamp(1, usize::from(u8::MAX) + 1);
-    let mut per_lane: Vec<Vec<&OutSample>> = vec![Vec::new(); lanes];
+    // Sized up front: allocations per call and per request, not per sample.
+    let per_lane_guess = samples.len() / lanes + samples.len() / (4 * lanes) + 16;
+    let mut per_lane: Vec<Vec<&OutSample>> = (0..lanes)
+        .map(|_| Vec::with_capacity(per_lane_guess))
+        .collect();
     for s in samples {
         per_lane[lane_of(s.hash, lanes)].push(s);
     }
-    let mut out = Vec::new();
+    let chunk = max_samples.clamp(1, samples.len().max(1));
+    let mut out = Vec::with_capacity(samples.len() / chunk + lanes);
+    let mut raw = Vec::new();
+    let mut order = Vec::with_capacity(chunk);
+    let mut first_seen: HashMap<u64, usize> = HashMap::with_capacity(chunk);
+    let mut encoder = snap::raw::Encoder::new();
     for (lane, lane_samples) in per_lane.iter().enumerate() {
         for chunk in lane_samples.chunks(max_samples.max(1)) {
-            let request = to_request(chunk);
+            encode_request(chunk, &mut raw, &mut order, &mut first_seen);
             let header = Header {
                 lane: u8::try_from(lane).unwrap_or(u8::MAX),
                 samples: u32::try_from(chunk.len()).unwrap_or(u32::MAX),
             };
-            out.push(Batch {
-                header,
-                payload: encode_payload(header, &encode_write_request(&request)),
-            });
+            let mut payload =
+                Vec::with_capacity(HEADER_LEN + snap::raw::max_compress_len(raw.len()));
+            payload.push(header.lane);
+            payload.extend_from_slice(&header.samples.to_le_bytes());
+            payload.resize(HEADER_LEN + snap::raw::max_compress_len(raw.len()), 0);
+            let body = &mut payload[HEADER_LEN..];
+            // Only fails for inputs above 4 GiB; a request is a few MB at most.
+            let n = encoder.compress(&raw, body).unwrap_or(0);
+            payload.truncate(HEADER_LEN + n);
+            out.push(Batch { header, payload });
         }
     }
     out
 }
 
-/// Groups samples by series into a `WriteRequest`.
-fn to_request(samples: &[&OutSample]) -> WriteRequest {
-    let mut index: HashMap<u64, usize> = HashMap::with_capacity(samples.len());
-    let mut timeseries: Vec<TimeSeries> = Vec::with_capacity(samples.len());
-    for s in samples {
-        let i = *index.entry(s.hash).or_insert_with(|| {
-            timeseries.push(TimeSeries {
-                labels: s.labels.to_vec(),
-                ..TimeSeries::default()
-            });
-            timeseries.len() - 1
-        });
-        timeseries[i].samples.push(Sample {
-            value: s.value,
-            timestamp: s.timestamp_ms,
-        });
+/// Encodes `samples` as a `prometheus.WriteRequest` into `raw` (uncompressed): one
+/// `TimeSeries` per series (label block, then its samples by timestamp), series in the order
+/// of their first sample. `order` and `first_seen` are scratch space.
+fn encode_request(
+    samples: &[&OutSample],
+    raw: &mut Vec<u8>,
+    order: &mut Vec<usize>,
+    first_seen: &mut HashMap<u64, usize>,
+) {
+    raw.clear();
+    order.clear();
+    first_seen.clear();
+    // Every series' block plus at most 22 bytes per sample and 10 per series.
+    let estimate: usize = samples.iter().map(|s| s.block.len() + 32).sum();
+    raw.reserve(estimate);
+    // Group by series (first appearance), then timestamp; stable for equal keys.
+    for (i, s) in samples.iter().enumerate() {
+        first_seen.entry(s.hash).or_insert(i);
     }
-    for series in &mut timeseries {
-        // Stable: equal timestamps (never produced by SeriesState) would keep their order.
-        series.samples.sort_by_key(|s| s.timestamp);
+    order.extend(0..samples.len());
+    order.sort_by_key(|&i| (first_seen[&samples[i].hash], samples[i].timestamp_ms));
+    let mut run = 0;
+    while run < order.len() {
+        let series = samples[order[run]];
+        let mut end = run + 1;
+        while end < order.len() && samples[order[end]].hash == series.hash {
+            end += 1;
+        }
+        let points = order[run..end].iter().map(|&i| samples[i]);
+        let inner = series.block.len()
+            + points
+                .clone()
+                .map(|p| 1 + 1 + sample_len(p.timestamp_ms))
+                .sum::<usize>();
+        raw.push(0x0a); // WriteRequest.timeseries
+        put_varint(raw, inner as u64);
+        raw.extend_from_slice(&series.block);
+        for p in points {
+            raw.push(0x12); // TimeSeries.samples
+            put_varint(raw, sample_len(p.timestamp_ms) as u64);
+            raw.push(0x09); // Sample.value, fixed64
+            raw.extend_from_slice(&p.value.to_le_bytes());
+            raw.push(0x10); // Sample.timestamp, varint
+            put_varint(raw, p.timestamp_ms as u64);
+        }
+        run = end;
     }
-    WriteRequest {
-        timeseries,
-        metadata: Vec::new(),
-    }
+}
+
+/// Bytes of a `Sample` message body.
+fn sample_len(timestamp_ms: i64) -> usize {
+    1 + 8 + 1 + varint_len(timestamp_ms as u64)
 }
 
 #[cfg(test)]
@@ -131,8 +176,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::agent::series::series_hash;
-    use crate::remote_write::{decode_write_request, Label};
+    use crate::agent::labels::{encode_block, series_hash};
+    use crate::remote_write::{decode_write_request, Label, WriteRequest};
 
     fn out(name: &str, ts: i64, value: f64) -> OutSample {
         let labels = vec![Label {
@@ -141,7 +186,7 @@ mod tests {
         }];
         OutSample {
             hash: series_hash(&labels),
-            labels: Arc::from(labels),
+            block: Arc::from(encode_block(&labels)),
             timestamp_ms: ts,
             value,
         }

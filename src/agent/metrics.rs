@@ -15,6 +15,12 @@ struct Reason {
     reason: &'static str,
 }
 
+/// `protocol` label: `1.0` or `2.0`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: &'static str,
+}
+
 /// `result` label of scrapes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScrapeResult {
@@ -48,6 +54,8 @@ pub struct AgentMetrics {
     queue_records: Gauge,
     queue_oldest_age: Gauge<f64, AtomicU64>,
     queue_memory_fallback: Gauge,
+    queue_corrupt_bytes: Counter,
+    protocol: Family<ProtocolLabel, Gauge>,
     replayed_records: Counter,
     tls_reloads: Family<ScrapeResult, Counter>,
 }
@@ -74,6 +82,8 @@ impl AgentMetrics {
             queue_records: Gauge::default(),
             queue_oldest_age: Gauge::default(),
             queue_memory_fallback: Gauge::default(),
+            queue_corrupt_bytes: Counter::default(),
+            protocol: Family::default(),
             replayed_records: Counter::default(),
             tls_reloads: Family::default(),
         };
@@ -96,7 +106,7 @@ impl AgentMetrics {
         );
         r.register(
             p("queue_records_dropped"),
-            "Queued requests given up, by reason (max_bytes, max_age, corrupt, rejected_4xx, ...)",
+            "Queued requests given up, by reason (max_bytes, max_age, corrupt, missing, rejected_4xx, ...)",
             m.records_dropped.clone(),
         );
         r.register(
@@ -170,6 +180,16 @@ impl AgentMetrics {
             m.queue_memory_fallback.clone(),
         );
         r.register(
+            p("queue_corrupt_bytes"),
+            "Bytes of queue segment files found damaged (at startup or when read back)",
+            m.queue_corrupt_bytes.clone(),
+        );
+        r.register(
+            p("remote_write_protocol"),
+            "1 for the Remote Write protocol the agent sends with (negotiated with remote_write.protocol: auto)",
+            m.protocol.clone(),
+        );
+        r.register(
             p("queue_replayed_records"),
             "Records found in the queue at startup and replayed",
             m.replayed_records.clone(),
@@ -238,6 +258,14 @@ impl AgentMetrics {
     pub fn queue_bytes(&self) -> i64 {
         self.queue_bytes.get()
     }
+    /// Age of the oldest unacknowledged record, seconds (as of the last update).
+    pub fn queue_oldest_age_seconds(&self) -> f64 {
+        self.queue_oldest_age.get()
+    }
+    /// Whether records are held in memory because disk writes fail (as of the last update).
+    pub fn queue_memory_mode(&self) -> bool {
+        self.queue_memory_fallback.get() != 0
+    }
 
     pub(crate) fn scraped(&self, n: u64) {
         self.samples_scraped.inc_by(n);
@@ -295,6 +323,25 @@ impl AgentMetrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.queue_oldest_age.set(oldest_age_seconds);
         self.queue_memory_fallback.set(i64::from(memory));
+    }
+    pub(crate) fn set_protocol(&self, protocol: crate::remote_write::headers::Protocol) {
+        let v2 = protocol == crate::remote_write::headers::Protocol::V2;
+        self.protocol
+            .get_or_create(&ProtocolLabel { protocol: "2.0" })
+            .set(i64::from(v2));
+        self.protocol
+            .get_or_create(&ProtocolLabel { protocol: "1.0" })
+            .set(i64::from(!v2));
+    }
+    /// Whether the agent currently sends Remote Write 2.0.
+    pub fn sends_v2(&self) -> bool {
+        self.protocol
+            .get_or_create(&ProtocolLabel { protocol: "2.0" })
+            .get()
+            == 1
+    }
+    pub(crate) fn corrupt_bytes(&self, n: u64) {
+        self.queue_corrupt_bytes.inc_by(n);
     }
     pub(crate) fn replayed(&self, n: u64) {
         self.replayed_records.inc_by(n);

@@ -1,5 +1,6 @@
 //! The agent: runs in a seed, scrapes the aggregate Prometheus' `/federate`, and delivers the
-//! series over mTLS Remote Write 1.0 without loss across outages and restarts.
+//! series over mTLS Remote Write (2.0 where the receiver speaks it, else 1.0) without loss
+//! across outages and restarts.
 //!
 //! ```text
 //!  every scrape.interval                                    one task per lane, in order
@@ -9,26 +10,35 @@
 //!
 //! - [`scrape`]: one streamed GET per target with its `match[]` selectors; bad lines are counted
 //!   and skipped, the rest of the body is kept.
-//! - [`series`]: labels normalised (empty values dropped, external labels added, sorted); per
-//!   series only samples strictly newer than the last sent go out; vanished series get one stale
-//!   marker.
+//! - [`series`]: labels normalised (empty values dropped, external labels added, sorted) into
+//!   their protobuf block ([`labels`]), known series found without allocating; per series only
+//!   samples strictly newer than the last sent go out; vanished series get one stale marker; a
+//!   scrape above `scrape.max_series` is refused whole.
 //! - [`batch`]: series hashed into `remote_write.shards` lanes, requests of at most
 //!   `max_samples_per_request` samples, one queue record each (payload format documented there).
 //! - [`queue`]: the durable on-disk queue; a record is removed only once acknowledged (2xx) or
 //!   dropped for a non-retryable status.
-//! - [`sender`]: oldest first, each lane strictly in order, certificates hot-reloaded.
+//! - [`sender`]: oldest first, each lane strictly in order; [`client`] builds the HTTP client
+//!   (certificates hot-reloaded) and POSTs; [`queue_handle`] runs the queue on the blocking pool
+//!   and does its housekeeping (expiry, gauges).
 //! - [`retry`]: the retry policy, a pure function.
+//! - [`status`]: the `/status` page.
 //!
 //! Readiness (`/readyz`) turns true after the first successful scrape of any target: before that
 //! the agent has nothing to send, and a seed whose agent never becomes ready is easy to spot.
 
 pub mod batch;
+mod client;
+mod hot_path;
+mod labels;
 pub mod metrics;
 pub mod queue;
+mod queue_handle;
 pub mod retry;
 pub mod scrape;
 pub mod sender;
 pub mod series;
+mod status;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -44,6 +54,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use hot_path::HotPath;
 pub use metrics::AgentMetrics;
 
 use crate::config::{self, AgentConfig};
@@ -51,9 +62,11 @@ use crate::remote_write::Label;
 use crate::telemetry::{self, Readiness};
 use crate::tls::{self, ClientFiles};
 use queue::{DiskQueue, QueueOptions};
+use queue_handle::QueueHandle;
 use scrape::Scraper;
-use sender::{QueueHandle, SenderShared};
-use series::SeriesState;
+use sender::SenderShared;
+use series::{ScrapeBuf, SeriesState};
+use status::StatusBoard;
 
 /// Upper bound of the in-memory fallback while the disk refuses writes (ENOSPC).
 const MEMORY_FALLBACK_BYTES: u64 = 64 << 20;
@@ -67,6 +80,7 @@ pub struct Agent {
     queue: QueueHandle,
     metrics: AgentMetrics,
     readiness: Readiness,
+    status: StatusBoard,
 }
 
 impl Agent {
@@ -114,6 +128,7 @@ impl Agent {
             tls::server_auth_client_config(scrape_ca.as_deref()).context("scrape.ca_file")?,
             config.scrape.timeout,
             config.scrape.max_body_bytes,
+            config.scrape.max_series,
             external,
             metrics.clone(),
         )
@@ -132,14 +147,22 @@ impl Agent {
         let (queue, report) = DiskQueue::open(&buffer.path, options)
             .with_context(|| format!("opening the queue in {}", buffer.path.display()))?;
         metrics.replayed(report.replayable_records);
-        if report.replayable_records > 0 || report.corrupt_records > 0 {
+        if report.replayable_records > 0 {
             tracing::info!(
                 records = report.replayable_records,
                 bytes = report.replayable_bytes,
-                corrupt = report.corrupt_records,
                 "queue opened with unsent records; replaying them first"
             );
         }
+        if report.corrupt_records + report.missing_records + report.lost_bytes > 0 {
+            tracing::warn!(
+                corrupt_records = report.corrupt_records,
+                missing_records = report.missing_records,
+                lost_bytes = report.lost_bytes,
+                "queue damage found at startup (details logged per segment above)"
+            );
+        }
+        let status = StatusBoard::new(config.scrape.targets.iter().map(|t| t.url.as_str()));
         Ok(Agent {
             config,
             tls_files,
@@ -147,6 +170,7 @@ impl Agent {
             queue: QueueHandle::new(queue),
             metrics,
             readiness: Readiness::default(),
+            status,
         })
     }
 
@@ -155,9 +179,15 @@ impl Agent {
         self.metrics.clone()
     }
 
-    /// Readiness for `/readyz`: true after the first successful scrape.
+    /// Readiness for `/readyz`: true after the first successful scrape; its detail names a
+    /// queue in memory mode.
     pub fn readiness(&self) -> Readiness {
         self.readiness.clone()
+    }
+
+    /// The `/status` page's route, to serve next to the admin endpoints.
+    pub fn status_router(&self) -> axum::Router {
+        status::router(self.status.clone(), self.metrics.clone())
     }
 
     /// Scrapes and sends until `shutdown` completes; then stops scraping, gives a request in
@@ -205,9 +235,10 @@ impl Agent {
             let step = Duration::try_from_secs_f64(1.0 / rate).map_or(day, |s| s.min(day));
             (step, self.config.scrape.interval * 2)
         });
-        let housekeeping = tokio::spawn(sender::housekeeping_loop(
+        let housekeeping = tokio::spawn(queue_handle::housekeeping_loop(
             self.queue.clone(),
             self.metrics.clone(),
+            self.readiness.clone(),
             cancel.clone(),
         ));
         tasks.spawn(sender::dispatch(
@@ -223,7 +254,7 @@ impl Agent {
         while tasks.join_next().await.is_some() {}
         // After the lanes' last acks: publish the final queue figures.
         let drops = housekeeping.await.unwrap_or_default();
-        sender::housekeeping(&queue, &self.metrics, drops).await;
+        queue_handle::housekeeping(&queue, &self.metrics, drops).await;
         queue
             .with(|q| q.flush())
             .await
@@ -257,6 +288,7 @@ fn sender_shared(
         }
         None => None,
     };
+    metrics.set_protocol(client::Negotiation::new(rw.protocol).current());
     Ok(SenderShared {
         url,
         server_name,
@@ -264,6 +296,10 @@ fn sender_shared(
         timeout: rw.timeout,
         retry: rw.retry.clone(),
         shutdown_grace: rw.shutdown_grace,
+        max_age: config.buffer.max_age,
+        protocol: client::Negotiation::new(rw.protocol),
+        max_samples_per_request: rw.max_samples_per_request,
+        max_samples_per_backlog_request: rw.max_samples_per_backlog_request,
         metrics: metrics.clone(),
         queue: queue.clone(),
     })
@@ -274,7 +310,13 @@ fn sender_shared(
 async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
     let config = &agent.config;
     let targets = &config.scrape.targets;
-    let mut state = SeriesState::new(targets.len(), config.scrape.honor_timestamps);
+    let mut state = SeriesState::new(
+        targets.len(),
+        config.scrape.honor_timestamps,
+        config.buffer.max_age,
+    );
+    // One reused buffer per target: a known series costs no allocation (see `labels`).
+    let mut bufs: Vec<ScrapeBuf> = targets.iter().map(|_| ScrapeBuf::default()).collect();
     let mut ticker = tokio::time::interval(config.scrape.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -287,8 +329,9 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         let round = futures_util::future::join_all(
             targets
                 .iter()
+                .zip(bufs.iter_mut())
                 .enumerate()
-                .map(|(i, t)| agent.scraper.scrape(i, t)),
+                .map(|(i, (t, buf))| agent.scraper.scrape(i, t, buf)),
         );
         let results = tokio::select! {
             results = round => results,
@@ -296,10 +339,27 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         };
         let mut samples = Vec::new();
         for (target, scraped) in results.into_iter().enumerate() {
+            agent.status.update(target, |t| {
+                t.last_scrape_unix_ms = Some(scrape_ts);
+                t.last_result = scraped.result();
+                t.last_error = scraped.error.as_ref().map(|e| error_chain(e));
+                t.last_duration = scraped.duration;
+                if scraped.refused {
+                    t.refused += 1;
+                } else {
+                    t.series = scraped.samples;
+                }
+            });
+            if scraped.refused {
+                // Refused whole: no samples, no stale markers, the old state stays.
+                continue;
+            }
             if scraped.error.is_none() && !scraped.truncated {
                 agent.readiness.set(true);
             }
-            let applied = state.apply(target, scrape_ts, scraped.samples, scraped.complete);
+            let buf = &mut bufs[target];
+            let applied = state.apply(target, scrape_ts, buf, scraped.complete, &mut samples);
+            buf.shrink();
             agent.metrics.stale(applied.stale_markers);
             agent
                 .metrics
@@ -307,7 +367,7 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             agent
                 .metrics
                 .dropped_samples("hash_collision", applied.collisions);
-            samples.extend(applied.samples);
+            agent.metrics.dropped_samples("too_old", applied.too_old);
         }
         agent.metrics.set_series_active(state.active());
         if samples.is_empty() {
@@ -381,8 +441,8 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz` and
-/// `/readyz` on `listen`.
+/// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz`,
+/// `/readyz` and `/status` on `listen`.
 pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
     serve_from_config(path, telemetry::shutdown_signal()).await
 }
@@ -402,10 +462,11 @@ async fn serve_from_config(
         .with_context(|| format!("binding listen address {listen}"))?;
     tracing::info!(%listen, "agent admin endpoints listening");
     let stop = cancelled_by(shutdown);
-    let admin = tokio::spawn(telemetry::serve_admin(
+    let admin = tokio::spawn(telemetry::serve_admin_with_routes(
         listener,
         Arc::new(registry),
         agent.readiness(),
+        agent.status_router(),
         stop.clone().cancelled_owned(),
     ));
     let result = agent.run(stop.clone().cancelled_owned()).await;

@@ -7,9 +7,9 @@ use futures_util::StreamExt;
 use rustls::ClientConfig;
 
 use super::metrics::AgentMetrics;
-use super::series::{normalize, ScrapedSample};
+use super::series::ScrapeBuf;
 use crate::config::agent::TargetConfig;
-use crate::exposition::{parse_line, Entry, LineSplitter};
+use crate::exposition::LineSplitter;
 use crate::remote_write::Label;
 
 /// `Accept` of a federate scrape: the text format, which `/federate` serves.
@@ -30,17 +30,33 @@ pub(crate) enum ScrapeError {
     Status(reqwest::StatusCode),
 }
 
-/// What one target's scrape produced.
+/// How one target's scrape went (its samples are in the [`ScrapeBuf`] it was given).
 #[derive(Debug, Default)]
 pub(crate) struct Scraped {
-    /// Samples parsed, in body order (also those before a failure or the size cut).
-    pub samples: Vec<ScrapedSample>,
+    /// Samples parsed (also those before a failure or the size cut).
+    pub samples: usize,
     /// The whole body was read: only then may vanished series be declared stale.
     pub complete: bool,
     /// The body was cut off at `max_body_bytes`.
     pub truncated: bool,
+    /// More than `max_series` sample lines: the scrape is refused (samples cleared).
+    pub refused: bool,
     /// Why the scrape failed, if it did.
     pub error: Option<ScrapeError>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl Scraped {
+    /// `error`, `refused`, `truncated` or `success` (the `result` label of the scrape metric).
+    pub fn result(&self) -> &'static str {
+        match (&self.error, self.truncated, self.refused) {
+            (Some(_), _, _) => "error",
+            (None, _, true) => "refused",
+            (None, true, false) => "truncated",
+            (None, false, false) => "success",
+        }
+    }
 }
 
 /// Scrapes targets with a shared HTTP client.
@@ -49,6 +65,7 @@ pub(crate) struct Scraper {
     client: reqwest::Client,
     timeout: Duration,
     max_body_bytes: u64,
+    max_series: usize,
     external_labels: Arc<[Label]>,
     metrics: AgentMetrics,
 }
@@ -59,6 +76,7 @@ impl Scraper {
         tls: ClientConfig,
         timeout: Duration,
         max_body_bytes: u64,
+        max_series: usize,
         external_labels: Arc<[Label]>,
         metrics: AgentMetrics,
     ) -> Result<Self, reqwest::Error> {
@@ -72,6 +90,7 @@ impl Scraper {
             client,
             timeout,
             max_body_bytes,
+            max_series,
             external_labels,
             metrics,
         })
@@ -79,40 +98,59 @@ impl Scraper {
 
     /// Scrapes `target` (number `index`, for logs). Never fails as a whole: a failure is in
     /// [`Scraped::error`] next to what was parsed before it.
-    pub async fn scrape(&self, index: usize, target: &TargetConfig) -> Scraped {
+    pub async fn scrape(
+        &self,
+        index: usize,
+        target: &TargetConfig,
+        buf: &mut ScrapeBuf,
+    ) -> Scraped {
         let started = Instant::now();
         let mut scraped = Scraped::default();
-        if let Err(error) = self.fetch(target, &mut scraped).await {
+        buf.clear();
+        if let Err(error) = self.fetch(target, &mut scraped, buf).await {
             scraped.error = Some(error);
         }
-        let result = match (&scraped.error, scraped.truncated) {
-            (Some(_), _) => "error",
-            (None, true) => "truncated",
-            (None, false) => "success",
-        };
-        self.metrics.scrape(result, started.elapsed().as_secs_f64());
-        self.metrics.scraped(scraped.samples.len() as u64);
+        if scraped.refused {
+            // Nothing of a refused scrape is used.
+            buf.clear();
+        }
+        scraped.samples = buf.len();
+        scraped.duration = started.elapsed();
+        self.metrics
+            .scrape(scraped.result(), scraped.duration.as_secs_f64());
+        self.metrics.scraped(scraped.samples as u64);
         match &scraped.error {
             Some(error) => tracing::warn!(
                 target = index,
                 url = %target.url,
                 error = super::error_chain(error),
-                samples = scraped.samples.len(),
+                samples = scraped.samples,
                 "scrape failed"
+            ),
+            None if scraped.refused => tracing::warn!(
+                target = index,
+                url = %target.url,
+                max_series = self.max_series,
+                "scrape refused: more series than scrape.max_series; the previous state is kept"
             ),
             None if scraped.truncated => tracing::warn!(
                 target = index,
                 url = %target.url,
                 max_body_bytes = self.max_body_bytes,
-                samples = scraped.samples.len(),
+                samples = scraped.samples,
                 "scrape body cut off at max_body_bytes"
             ),
-            None => tracing::debug!(target = index, samples = scraped.samples.len(), "scraped"),
+            None => tracing::debug!(target = index, samples = scraped.samples, "scraped"),
         }
         scraped
     }
 
-    async fn fetch(&self, target: &TargetConfig, out: &mut Scraped) -> Result<(), ScrapeError> {
+    async fn fetch(
+        &self,
+        target: &TargetConfig,
+        out: &mut Scraped,
+        buf: &mut ScrapeBuf,
+    ) -> Result<(), ScrapeError> {
         let query: Vec<(&str, &str)> = target
             .match_selectors
             .iter()
@@ -133,14 +171,22 @@ impl Scraper {
         let mut errors = 0usize;
         let mut read: u64 = 0;
         let mut body = response.bytes_stream();
+        // Set by the line callback, read between chunks.
+        let over_limit = std::sync::atomic::AtomicBool::new(false);
         let mut on_line = |number: usize, line: Result<&str, crate::exposition::LineError>| {
-            let error = match line.map(|l| (l, parse_line(l))) {
-                Ok((_, Ok(Entry::Sample(sample)))) => {
-                    out.samples.push(normalize(&sample, &self.external_labels));
-                    return;
-                }
-                Ok((_, Ok(_))) => return,
-                Ok((text, Err(error))) => format!("{error} in {:?}", truncate(text, 200)),
+            if over_limit.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let error = match line {
+                Ok(text) => match buf.push_line(text, &self.external_labels) {
+                    Ok(_) => {
+                        if buf.len() > self.max_series {
+                            over_limit.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    Err(error) => format!("{error} in {:?}", truncate(text, 200)),
+                },
                 Err(error) => error.to_string(),
             };
             errors += 1;
@@ -164,8 +210,12 @@ impl Scraper {
             }
             read += chunk.len() as u64;
             splitter.push(&chunk, &mut on_line);
+            if over_limit.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
         }
-        if !out.truncated {
+        out.refused = over_limit.load(std::sync::atomic::Ordering::Relaxed);
+        if !out.refused && !out.truncated {
             splitter.finish(&mut on_line);
             out.complete = true;
         }

@@ -28,112 +28,26 @@
 //! start. A request cut off by the grace may still have arrived: it is sent again after the
 //! restart, a duplicate that Prometheus accepts silently, never a loss.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rustls::ClientConfig;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{decode_header, Batch, HEADER_LEN};
+use super::batch::{decode_header, encode_payload, Header, HEADER_LEN};
+use super::client::{build_client, post, Negotiation};
 use super::metrics::AgentMetrics;
-use super::queue::{DiskQueue, DropCounts, QueueError, Record, RecordId};
+use super::queue::{Record, RecordId};
+use super::queue_handle::{QueueHandle, HOUSEKEEPING};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::agent::RetryConfig;
-use crate::remote_write::headers;
+use crate::remote_write::headers::Protocol;
 
-/// Records buffered per lane between dispatcher and lane.
-pub(crate) const LANE_BUFFER: usize = 2;
-/// How often old records are expired and the queue gauges refreshed; also the idle poll.
-const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// Bytes of an error response kept for the log.
-const ERROR_BODY_BYTES: usize = 512;
-
-/// The queue shared by the scrape loop (append) and the sender (take, ack, requeue).
-///
-/// Every call runs on the blocking pool: [`DiskQueue`] does synchronous file I/O.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueHandle {
-    inner: Arc<Mutex<DiskQueue>>,
-    appended: Arc<Notify>,
-}
-
-impl QueueHandle {
-    /// Wraps an open queue.
-    pub fn new(queue: DiskQueue) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(queue)),
-            appended: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Runs `f` on the queue on the blocking pool.
-    pub async fn with<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut DiskQueue) -> R + Send + 'static,
-    ) -> R {
-        let inner = self.inner.clone();
-        let run = move || f(&mut inner.lock().unwrap_or_else(PoisonError::into_inner));
-        match tokio::task::spawn_blocking(run).await {
-            Ok(r) => r,
-            // Only a panic inside `f` gets here; surface it where it happened.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-
-    /// Appends `batches` created at `created_unix_ms` and wakes the dispatcher. Appends what it
-    /// can; reports the rest.
-    pub async fn append_all(
-        &self,
-        created_unix_ms: i64,
-        batches: Vec<Batch>,
-    ) -> Option<AppendFailure> {
-        let result = self
-            .with(move |q| {
-                let mut failure: Option<AppendFailure> = None;
-                for batch in &batches {
-                    if let Err(error) = q.append(created_unix_ms, &batch.payload) {
-                        let f = failure.get_or_insert(AppendFailure {
-                            records: 0,
-                            samples: 0,
-                            first: error,
-                        });
-                        f.records += 1;
-                        f.samples += u64::from(batch.header.samples);
-                    }
-                }
-                failure
-            })
-            .await;
-        self.appended.notify_one();
-        result
-    }
-
-    async fn ack(&self, id: RecordId) {
-        if let Err(error) = self.with(move |q| q.ack(id)).await {
-            tracing::warn!(%error, "queue ack could not be persisted (the record may be resent)");
-        }
-    }
-
-    async fn requeue(&self, ids: Vec<RecordId>) {
-        if !ids.is_empty() {
-            self.with(move |q| q.requeue(&ids)).await;
-        }
-    }
-}
-
-/// Records that could not be queued (their samples are lost).
-#[derive(Debug)]
-pub(crate) struct AppendFailure {
-    /// Records not appended.
-    pub records: u64,
-    /// Samples in them.
-    pub samples: u64,
-    /// The first error.
-    pub first: QueueError,
-}
+/// Records buffered per lane between dispatcher and lane: what a lane can merge into one
+/// request when catching up.
+pub(crate) const LANE_BUFFER: usize = 8;
 
 /// Everything a lane needs besides its records.
 #[derive(Debug)]
@@ -150,58 +64,19 @@ pub(crate) struct SenderShared {
     pub retry: RetryConfig,
     /// How long a request in flight may still take after shutdown was requested.
     pub shutdown_grace: Duration,
+    /// `buffer.max_age`: a record older than this is dropped instead of sent again.
+    pub max_age: Duration,
+    /// `remote_write.protocol` and what was negotiated.
+    pub protocol: Negotiation,
+    /// `remote_write.max_samples_per_request`.
+    pub max_samples_per_request: usize,
+    /// `remote_write.max_samples_per_backlog_request`: what waiting records of a lane may be
+    /// merged into.
+    pub max_samples_per_backlog_request: usize,
     /// Metrics.
     pub metrics: AgentMetrics,
     /// The queue.
     pub queue: QueueHandle,
-}
-
-/// Why the remote-write client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ClientError {
-    /// reqwest refused the settings (e.g. a bad proxy URL).
-    #[error("building the remote-write HTTP client: {0}")]
-    Build(#[from] reqwest::Error),
-    /// The URL's host did not resolve (needed to verify `server_name` instead).
-    #[error("resolving {host}:{port}: {message}")]
-    Resolve {
-        /// Host.
-        host: String,
-        /// Port.
-        port: u16,
-        /// Why.
-        message: String,
-    },
-}
-
-/// The remote-write client for the current TLS config.
-pub(crate) async fn build_client(
-    tls: &ClientConfig,
-    shared: &SenderShared,
-) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
-        .use_preconfigured_tls(tls.clone())
-        .user_agent(headers::USER_AGENT)
-        .timeout(shared.timeout)
-        // A redirect would resend the body elsewhere; a redirecting URL is a misconfiguration.
-        .redirect(reqwest::redirect::Policy::none());
-    // Without proxy_url, reqwest's default applies: HTTPS_PROXY / ALL_PROXY / NO_PROXY.
-    if let Some(proxy) = &shared.proxy_url {
-        builder = builder.proxy(reqwest::Proxy::all(proxy)?);
-    }
-    if let Some((name, host, port)) = &shared.server_name {
-        // Connect to the configured host but verify (and send SNI for) `server_name`.
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
-            .await
-            .map_err(|e| ClientError::Resolve {
-                host: host.clone(),
-                port: *port,
-                message: e.to_string(),
-            })?
-            .collect();
-        builder = builder.resolve_to_addrs(name, &addrs);
-    }
-    Ok(builder.build()?)
 }
 
 /// Takes records oldest first and hands each to its lane, until `cancel`. With
@@ -282,57 +157,6 @@ async fn give_back(queue: &QueueHandle, record: Record, rest: std::vec::IntoIter
     queue.requeue(ids.collect()).await;
 }
 
-/// Every [`HOUSEKEEPING`] until `cancel`: expires records older than `buffer.max_age` and
-/// publishes the queue gauges and drop counters. A task of its own, so the gauges stay current
-/// while the dispatcher waits on a lane stuck in an outage. Returns the drop counts published.
-pub(crate) async fn housekeeping_loop(
-    queue: QueueHandle,
-    metrics: AgentMetrics,
-    cancel: CancellationToken,
-) -> DropCounts {
-    let mut drops = Default::default();
-    let mut ticker = tokio::time::interval(HOUSEKEEPING);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = cancel.cancelled() => break,
-        }
-        drops = housekeeping(&queue, &metrics, drops).await;
-    }
-    drops
-}
-
-/// Expires old records and publishes queue gauges and drop counters. Returns the drop counts.
-pub(crate) async fn housekeeping(
-    queue: &QueueHandle,
-    metrics: &AgentMetrics,
-    last: DropCounts,
-) -> DropCounts {
-    let now = crate::telemetry::now_unix_ms();
-    let (expired, records, bytes, oldest, memory, drops) = queue
-        .with(move |q| {
-            let expired = q.expire(now);
-            (
-                expired,
-                q.len_records(),
-                q.len_bytes(),
-                q.oldest_created_unix_ms(),
-                q.memory_fallback_active(),
-                q.drops(),
-            )
-        })
-        .await;
-    if let Err(error) = expired {
-        tracing::warn!(%error, "expiring old queue records failed");
-    }
-    let age = oldest.map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0);
-    metrics.set_queue(records, bytes, age, memory);
-    metrics.dropped_records("max_bytes", drops.max_bytes.saturating_sub(last.max_bytes));
-    metrics.dropped_records("max_age", drops.max_age.saturating_sub(last.max_age));
-    metrics.dropped_records("corrupt", drops.corrupt.saturating_sub(last.corrupt));
-    drops
-}
-
 /// One lane: POSTs its records in order, retrying each until delivered or dropped.
 pub(crate) async fn lane(
     index: usize,
@@ -351,8 +175,23 @@ pub(crate) async fn lane(
                 None => break,
             },
         };
-        if !send_record(index, &record, &mut client, &mut tls, &shared, &cancel).await {
-            shared.queue.requeue(vec![record.id]).await;
+        // Catching up: more records of this lane are waiting; send them as one larger request.
+        let mut batch = vec![record];
+        let mut samples = samples_of(&batch[0]);
+        while samples + shared.max_samples_per_request <= shared.max_samples_per_backlog_request {
+            match records.try_recv() {
+                Ok(next) => {
+                    samples += samples_of(&next);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        if !send_batch(index, &batch, &mut client, &mut tls, &shared, &cancel).await {
+            shared
+                .queue
+                .requeue(batch.iter().map(|r| r.id).collect())
+                .await;
             break;
         }
     }
@@ -365,20 +204,130 @@ pub(crate) async fn lane(
     shared.queue.requeue(left).await;
 }
 
-/// Sends one record until it is delivered or dropped (then acks it and returns true), or until
-/// shutdown (returns false, the record stays unacknowledged).
-async fn send_record(
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Delivered or dropped; its records are acknowledged.
+    Done,
+    /// A merged request was refused; its records are not acknowledged.
+    Refused,
+    /// Shutdown; its records are not acknowledged.
+    Shutdown,
+}
+
+/// Samples in a record (0 when its header is unreadable).
+fn samples_of(record: &Record) -> usize {
+    decode_header(&record.payload).map_or(0, |h| h.samples as usize)
+}
+
+/// Sends `batch` (records of one lane, in order): merged into one request when there are
+/// several, record by record when that one is refused. False on shutdown.
+async fn send_batch(
     lane: usize,
-    record: &Record,
+    batch: &[Record],
     client: &mut Option<reqwest::Client>,
     tls: &mut watch::Receiver<Arc<ClientConfig>>,
     shared: &SenderShared,
     cancel: &CancellationToken,
 ) -> bool {
+    if batch.len() > 1 {
+        if let Some(merged) = merge(batch) {
+            let ids: Vec<RecordId> = batch.iter().map(|r| r.id).collect();
+            match send_record(lane, &merged, &ids, client, tls, shared, cancel).await {
+                Sent::Done => return true,
+                Sent::Shutdown => return false,
+                Sent::Refused => {}
+            }
+        }
+    }
+    for record in batch {
+        if send_record(lane, record, &[record.id], client, tls, shared, cancel).await
+            == Sent::Shutdown
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// One record holding the requests of `batch` as one: their `WriteRequest`s concatenated
+/// (protobuf merges repeated fields, and the records are in order, so every series' samples stay
+/// in timestamp order), compressed again. `None` if a body does not decompress.
+fn merge(batch: &[Record]) -> Option<Record> {
+    let mut raw = Vec::new();
+    let mut decoder = snap::raw::Decoder::new();
+    let mut samples: u32 = 0;
+    for record in batch {
+        let header = decode_header(&record.payload).ok()?;
+        samples = samples.saturating_add(header.samples);
+        let body = record.payload.get(HEADER_LEN..)?;
+        raw.extend_from_slice(&decoder.decompress_vec(body).ok()?);
+    }
+    let first = batch.first()?;
+    let header = Header {
+        lane: decode_header(&first.payload).ok()?.lane,
+        samples,
+    };
+    let body = snap::raw::Encoder::new().compress_vec(&raw).ok()?;
+    Some(Record {
+        id: first.id,
+        created_unix_ms: batch.iter().map(|r| r.created_unix_ms).min()?,
+        payload: encode_payload(header, &body).into(),
+    })
+}
+
+/// Sends one record until it is delivered or dropped (then acks `ids`, the records it is made
+/// of), or until shutdown (they stay unacknowledged). A merged record that is refused (4xx, or
+/// older than `buffer.max_age`) is not dropped but handed back, to be sent record by record.
+async fn send_record(
+    lane: usize,
+    record: &Record,
+    ids: &[RecordId],
+    client: &mut Option<reqwest::Client>,
+    tls: &mut watch::Receiver<Arc<ClientConfig>>,
+    shared: &SenderShared,
+    cancel: &CancellationToken,
+) -> Sent {
+    let merged = ids.len() > 1;
     let samples = decode_header(&record.payload).map_or(0, |h| u64::from(h.samples));
     let body = record.payload.slice(HEADER_LEN.min(record.payload.len())..);
+    // The queue holds 1.0 bodies; 2.0 is made on the way out (once per record).
+    let mut v2_body: Option<Bytes> = None;
     let mut attempt: u32 = 0;
     loop {
+        // Dropped meanwhile (the queue overflowed, or expired) while this lane held it: it is
+        // counted as dropped, so it must not arrive after all.
+        let live = shared.queue.live(ids.to_vec()).await;
+        if !live.iter().all(|&l| l) {
+            if merged {
+                return Sent::Refused;
+            }
+            tracing::debug!(
+                lane,
+                id = record.id.0,
+                "record dropped from the queue while held; not sent"
+            );
+            return Sent::Done;
+        }
+        // A record the upstream can no longer accept (its samples are older than its
+        // out-of-order window) must not hold the lane: give it up, however it failed so far.
+        if past_max_age(record, shared.max_age) {
+            if merged {
+                // Some of the merged records may still be fresh: decide one by one.
+                return Sent::Refused;
+            }
+            tracing::error!(
+                lane,
+                attempt,
+                samples,
+                max_age = ?shared.max_age,
+                "dropping a request older than buffer.max_age that was not delivered"
+            );
+            shared.metrics.dropped_samples("max_age", samples);
+            shared.metrics.dropped_records("max_age", 1);
+            shared.queue.ack(record.id).await;
+            return Sent::Done;
+        }
         // Rebuild the client when the certificates changed: new connections use them.
         if client.is_none() || tls.has_changed().unwrap_or(false) {
             let config = tls.borrow_and_update().clone();
@@ -388,7 +337,7 @@ async fn send_record(
                     tracing::warn!(lane, %error, "cannot build the remote-write client");
                     if client.is_none() {
                         if !backoff(Outcome::Network, &mut attempt, shared, cancel).await {
-                            return false;
+                            return Sent::Shutdown;
                         }
                         continue;
                     }
@@ -396,22 +345,56 @@ async fn send_record(
             }
         }
         let Some(c) = client.as_ref() else {
-            return false;
+            return Sent::Shutdown;
         };
-        let post = post(c, shared, body.clone());
+        let mut protocol = shared.protocol.current();
+        let wire = match protocol {
+            Protocol::V1 => body.clone(),
+            Protocol::V2 => match v2_body.get_or_insert_with(|| to_v2(&body)) {
+                v2 if v2.is_empty() => {
+                    protocol = Protocol::V1;
+                    body.clone()
+                }
+                v2 => v2.clone(),
+            },
+        };
+        let post = post(c, &shared.url, protocol, &shared.metrics, wire);
         tokio::pin!(post);
-        let (outcome, detail) = tokio::select! {
+        let posted = tokio::select! {
             result = &mut post => result,
             () = cancel.cancelled() => match tokio::time::timeout(shared.shutdown_grace, &mut post).await {
                 Ok(result) => result,
-                Err(_) => return false,
+                Err(_) => return Sent::Shutdown,
             },
         };
+        if shared.protocol.falls_back(protocol, &posted) {
+            tracing::warn!(
+                lane,
+                outcome = ?posted.outcome,
+                "the receiver does not speak Remote Write 2.0 (415, or 2xx without a written \
+                 count); sending this batch again, and everything from now on, as 1.0"
+            );
+            shared.metrics.set_protocol(Protocol::V1);
+            continue;
+        }
+        let (outcome, detail) = (posted.outcome, posted.detail);
         match decide(outcome, attempt, &shared.retry, fastrand::f64()) {
             Decision::Delivered => {
                 shared.metrics.sent(samples);
-                shared.queue.ack(record.id).await;
-                return true;
+                for id in ids {
+                    shared.queue.ack(*id).await;
+                }
+                return Sent::Done;
+            }
+            Decision::Drop { .. } if merged => {
+                tracing::warn!(
+                    lane,
+                    ?outcome,
+                    response = detail.as_deref().unwrap_or(""),
+                    records = ids.len(),
+                    "remote write refused a merged backlog request; sending its records one by one"
+                );
+                return Sent::Refused;
             }
             Decision::Drop { reason } => {
                 tracing::error!(
@@ -424,7 +407,7 @@ async fn send_record(
                 shared.metrics.dropped_samples(reason.label(), samples);
                 shared.metrics.dropped_records(reason.label(), 1);
                 shared.queue.ack(record.id).await;
-                return true;
+                return Sent::Done;
             }
             Decision::Retry { after } => {
                 tracing::warn!(
@@ -436,16 +419,33 @@ async fn send_record(
                     "remote write failed; retrying"
                 );
                 if cancel.is_cancelled() {
-                    return false;
+                    return Sent::Shutdown;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(after) => {}
-                    () = cancel.cancelled() => return false,
+                    () = cancel.cancelled() => return Sent::Shutdown,
                 }
                 attempt = attempt.saturating_add(1);
             }
         }
     }
+}
+
+/// A 1.0 body as a 2.0 body; empty if it does not decode (then it is sent as 1.0).
+fn to_v2(v1_body: &[u8]) -> Bytes {
+    match crate::remote_write::decode_write_request(v1_body, 256 << 20) {
+        Ok(request) => crate::remote_write::v2::encode_v2_request(&request).into(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot convert a queued request to Remote Write 2.0");
+            Bytes::new()
+        }
+    }
+}
+
+/// Whether `record` was created more than `max_age` ago.
+fn past_max_age(record: &Record, max_age: Duration) -> bool {
+    let age_ms = crate::telemetry::now_unix_ms().saturating_sub(record.created_unix_ms);
+    u128::try_from(age_ms).is_ok_and(|age| age > max_age.as_millis())
 }
 
 /// Waits the backoff of a failed client build. False on shutdown.
@@ -466,77 +466,12 @@ async fn backoff(
     }
 }
 
-/// One POST. Returns the outcome and, for an error status, the response body's first line.
-async fn post(
-    client: &reqwest::Client,
-    shared: &SenderShared,
-    body: Bytes,
-) -> (Outcome, Option<String>) {
-    let started = Instant::now();
-    let bytes = body.len() as u64;
-    let result = crate::http_client::post_remote_write(
-        client,
-        shared.url.as_str(),
-        headers::Protocol::V1,
-        body,
-    )
-    .send()
-    .await;
-    let (outcome, code, detail) = match result {
-        Ok(response) => {
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let detail = if status.is_success() {
-                None
-            } else {
-                Some(first_line(response).await)
-            };
-            let outcome = Outcome::Status {
-                code: status.as_u16(),
-                retry_after,
-            };
-            (outcome, status.as_u16().to_string(), detail)
-        }
-        Err(error) if error.is_timeout() => {
-            (Outcome::Timeout, "timeout".into(), Some(error.to_string()))
-        }
-        Err(error) => (
-            Outcome::Network,
-            "network".into(),
-            Some(super::error_chain(&error)),
-        ),
-    };
-    shared
-        .metrics
-        .request(code, bytes, started.elapsed().as_secs_f64());
-    (outcome, detail)
-}
-
-/// First line of an error response (at most [`ERROR_BODY_BYTES`] read).
-async fn first_line(mut response: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    buf.truncate(ERROR_BODY_BYTES);
-    let text = String::from_utf8_lossy(&buf);
-    text.lines().next().unwrap_or("").trim().to_string()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::agent::batch::{encode_payload, Header};
-    use crate::agent::queue::QueueOptions;
+    use crate::agent::queue::{DiskQueue, QueueOptions};
 
     /// A queue in a tempdir with `old` records from an hour ago, then `fresh` ones from now.
     fn queue_with(dir: &Path, old: u8, fresh: u8) -> QueueHandle {
@@ -599,6 +534,44 @@ mod tests {
             by_time.iter().map(|g| g.0).collect::<Vec<_>>(),
             (0..10).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn merged_records_hold_every_series_in_order() {
+        use crate::agent::labels::encode_block;
+        use crate::agent::series::OutSample;
+        use crate::remote_write::{decode_write_request, Label};
+        let labels = vec![Label {
+            name: "__name__".into(),
+            value: "up".into(),
+        }];
+        let block: std::sync::Arc<[u8]> = encode_block(&labels).into();
+        let record = |id: u64, ts: i64| {
+            let sample = OutSample {
+                hash: 7,
+                block: block.clone(),
+                timestamp_ms: ts,
+                value: 1.0,
+            };
+            let batch = crate::agent::batch::build_batches(&[sample], 1, 10).remove(0);
+            Record {
+                id: RecordId(id),
+                created_unix_ms: ts,
+                payload: batch.payload.into(),
+            }
+        };
+        let merged = merge(&[record(1, 10), record(2, 20), record(3, 30)]).unwrap();
+        assert_eq!(merged.id, RecordId(1));
+        assert_eq!(merged.created_unix_ms, 10);
+        assert_eq!(decode_header(&merged.payload).unwrap().samples, 3);
+        let request = decode_write_request(&merged.payload[HEADER_LEN..], 1 << 20).unwrap();
+        let ts: Vec<i64> = request
+            .timeseries
+            .iter()
+            .flat_map(|t| t.samples.iter().map(|s| s.timestamp))
+            .collect();
+        assert_eq!(ts, [10, 20, 30]);
+        assert!(request.timeseries.iter().all(|t| t.labels == labels));
     }
 
     #[tokio::test]

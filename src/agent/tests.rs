@@ -66,6 +66,10 @@ struct Sink {
     /// Client certificate (DER) of each accepted request.
     peers: Mutex<Vec<Vec<u8>>>,
     bad_headers: AtomicUsize,
+    /// Remote Write 2.0 requests (answered like Prometheus 2.42: 204, nothing stored).
+    v2_requests: AtomicUsize,
+    /// Requests holding a series with this label value get 503, forever.
+    poison: Mutex<Option<String>>,
 }
 
 impl Sink {
@@ -77,6 +81,8 @@ impl Sink {
             samples: Mutex::new(Vec::new()),
             peers: Mutex::new(Vec::new()),
             bad_headers: AtomicUsize::new(0),
+            v2_requests: AtomicUsize::new(0),
+            poison: Mutex::new(None),
         })
     }
     fn samples(&self) -> Vec<Got> {
@@ -96,13 +102,19 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, &'static str) {
-    sink.requests.fetch_add(1, Ordering::SeqCst);
     let h = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
+    if h("content-type").contains("io.prometheus.write.v2.Request") {
+        // As Prometheus 2.42 does: it reads a 2.0 body as an empty 1.0 request, stores nothing
+        // and answers 204 without a written count.
+        sink.v2_requests.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::NO_CONTENT, HeaderMap::new(), "");
+    }
+    sink.requests.fetch_add(1, Ordering::SeqCst);
     if h("content-encoding") != "snappy"
         || h("content-type") != "application/x-protobuf"
         || h("x-prometheus-remote-write-version") != "0.1.0"
@@ -110,12 +122,22 @@ async fn write(
     {
         sink.bad_headers.fetch_add(1, Ordering::SeqCst);
     }
-    let code = sink
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(*sink.default.lock().unwrap());
+    let request: WriteRequest = decode_write_request(&body, 32 << 20).unwrap();
+    let poisoned = sink.poison.lock().unwrap().as_ref().is_some_and(|p| {
+        request
+            .timeseries
+            .iter()
+            .any(|t| t.labels.iter().any(|l| &l.value == p))
+    });
+    let code = if poisoned {
+        503
+    } else {
+        sink.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(*sink.default.lock().unwrap())
+    };
     if code == 0 {
         // Never answers: a request in flight at shutdown.
         std::future::pending::<()>().await;
@@ -128,7 +150,6 @@ async fn write(
         let status = StatusCode::from_u16(code).unwrap();
         return (status, out, "out of order sample\nsecond line never logged");
     }
-    let request: WriteRequest = decode_write_request(&body, 32 << 20).unwrap();
     let mut samples = sink.samples.lock().unwrap();
     for series in request.timeseries {
         let labels: Vec<(String, String)> = series
@@ -390,6 +411,12 @@ async fn scrape_to_mtls_sink_with_labels_and_stale_markers() {
     assert_eq!(metrics.stale_markers(), 1);
     assert!(metrics.parse_errors() >= 1);
     assert_eq!(sink.bad_headers.load(Ordering::SeqCst), 0);
+    // remote_write.protocol auto: a first 2.0 request per lane at most (3 lanes in parallel),
+    // answered like Prometheus 2.42 (204 without a written count), then those batches and
+    // everything else as 1.0; nothing lost (checked above).
+    let v2 = sink.v2_requests.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&v2), "{v2} 2.0 requests");
+    assert!(!metrics.sends_v2());
     assert_eq!(sink.count() as u64, metrics.samples_sent());
     assert!(metrics.bytes_sent() > 0);
     assert!(metrics.last_successful_send_unix() > 0.0);
@@ -568,13 +595,14 @@ async fn a_body_over_the_cap_is_cut_at_a_line_and_declares_nothing_vanished() {
     // Same buffer, now a cap that ends inside the second sample line.
     let cap = BODY.find("shoot:availability{kind=\"seed\"").unwrap() + 20;
     config.scrape.max_body_bytes = cap as u64;
-    let before = sink.count();
+    // Records the first agent left queued are replayed first; look at new scrapes only.
+    let cut = crate::telemetry::now_unix_ms();
     let agent = start(config, s.dir.path());
     let m = agent.metrics.clone();
     wait_for("truncated scrapes", || m.scrapes("truncated") >= 3).await;
     let metrics = agent.stop().await;
     assert_eq!(metrics.stale_markers(), 0);
-    let later = &sink.samples()[before..];
+    let later: Vec<Got> = sink.samples().into_iter().filter(|g| g.2 >= cut).collect();
     assert!(!later.is_empty());
     // Only the line before the cut; the cut-off line is not parsed from its fragment.
     assert!(
@@ -772,8 +800,114 @@ async fn run_from_a_config_file_serves_the_admin_endpoints() {
         "{metrics}"
     );
     assert!(metrics.contains("slo_gateway_agent_scrapes_total{result=\"success\"}"));
+    let (code, status) = get("/status").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        status.contains(&format!("http://{fed_addr}/federate")),
+        "{status}"
+    );
+    assert!(status.contains("<th>Mode</th><td>disk</td>"), "{status}");
+    // A second agent on the same buffer exits at once, naming the holder.
+    let config_file = s.dir.path().join("agent.yaml");
+    let second = serve_from_config(&config_file, std::future::pending());
+    let error = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second agent must not start")
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("locked by another agent")
+            && text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
     // The buffer is relative to the config file.
     assert!(s.dir.path().join("buffer").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_until_it_is_older_than_max_age_is_dropped_and_the_rest_flows() {
+    let s = setup();
+    let body = format!("{BODY}shoot:availability{{kind=\"poison\"}} 1\n");
+    let (fed_addr, _fed) = spawn_federate(&body).await;
+    let sink = Sink::new(&[], 204);
+    *sink.poison.lock().unwrap() = Some("poison".into());
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let mut config = agent_config(&s, fed_addr, sink_addr, "");
+    config.buffer.max_age = Duration::from_millis(600);
+    let agent = start(config, s.dir.path());
+    let m = agent.metrics.clone();
+    let vpn = |sink: &Sink| {
+        sink.samples()
+            .iter()
+            .filter(|g| g.0.contains(&("kind".into(), "vpn".into())))
+            .count()
+    };
+    wait_for("poison records dropped and later data delivered", || {
+        m.records_dropped("max_age") >= 3 && vpn(&sink) >= 10
+    })
+    .await;
+    let metrics = agent.stop().await;
+    assert!(metrics.samples_dropped("max_age") >= 3);
+    assert!(sink
+        .samples()
+        .iter()
+        .all(|g| !g.0.contains(&("kind".into(), "poison".into()))));
+    assert_per_series_order(&sink.samples());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_above_max_series_is_refused_whole_and_the_old_state_is_kept() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let mut config = agent_config(&s, fed_addr, sink_addr, "");
+    config.scrape.max_series = 10;
+    let agent = start(config, s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("first samples", || sink.count() >= 3).await;
+    let explosion: String = (0..50)
+        .map(|i| format!("shoot:x{{i=\"{i}\"}} 1\n"))
+        .collect();
+    *fed.body.lock().unwrap() = explosion;
+    wait_for("refused scrapes", || m.scrapes("refused") >= 3).await;
+    let during = sink.count();
+    *fed.body.lock().unwrap() = BODY.to_string();
+    wait_for("delivery again", || sink.count() >= during + 6).await;
+    let metrics = agent.stop().await;
+    // Nothing of the explosion went out, and the old series were not declared vanished.
+    assert!(sink
+        .samples()
+        .iter()
+        .all(|g| !g.0[0].1.starts_with("shoot:x")));
+    assert_eq!(metrics.stale_markers(), 0);
+    assert_eq!(metrics.series_active(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 503);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("a backlog", || m.scrapes("success") >= 10).await;
+    *sink.default.lock().unwrap() = 204;
+    wait_for("the backlog delivered", || {
+        m.samples_sent() >= 30 && sink.count() as u64 == m.samples_sent()
+    })
+    .await;
+    let metrics = agent.stop().await;
+    let accepted = sink.peers.lock().unwrap().len() as u64;
+    // Requests are cut at 2 samples; merged backlog requests carry more.
+    assert!(
+        metrics.samples_sent() > 2 * accepted,
+        "{} samples in {accepted} requests",
+        metrics.samples_sent()
+    );
+    assert_per_series_order(&sink.samples());
+    assert_eq!(metrics.samples_dropped("rejected_4xx"), 0);
 }

@@ -49,6 +49,13 @@ pub struct ScrapeConfig {
     /// Largest scrape body accepted, bytes; a larger one is cut off and counted. Default 256 MiB.
     #[serde(default = "default_max_scrape_bytes")]
     pub max_body_bytes: u64,
+    /// Most series (sample lines) one target's scrape may return. A scrape above it is refused
+    /// whole (counted in `slo_gateway_agent_scrapes_total{result="refused"}` and logged): the
+    /// previous state is kept and no stale markers are sent, so a cardinality explosion at the
+    /// source neither floods the SLO Prometheus nor the agent's memory (about 1 KiB per
+    /// series). Default 500000.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
     /// PEM CA bundle that verifies `https` targets. Default none: only `http` targets work
     /// (the aggregate Prometheus is usually reached in-cluster over plain HTTP).
     #[serde(default)]
@@ -111,6 +118,19 @@ pub struct RemoteWriteConfig {
     /// Most samples in one request. Default 2000 (Prometheus' `max_samples_per_send`).
     #[serde(default = "default_max_samples_per_request")]
     pub max_samples_per_request: usize,
+    /// Remote Write protocol: `auto` sends 2.0 (symbol table, about half the bytes) and falls
+    /// back to 1.0 for good when the receiver answers 415 or a 2xx without
+    /// `X-Prometheus-Remote-Write-Samples-Written` (that batch is sent again as 1.0); `v1` and
+    /// `v2` fix the protocol (`v2` never falls back). Default `auto`.
+    #[serde(default)]
+    pub protocol: RemoteWriteProtocol,
+    /// Most samples in one request when catching up: records of a lane waiting to be sent
+    /// (a backlog after an outage or a slow receiver) are merged into requests of up to this
+    /// many samples, so a backlog drains in fewer, larger requests. At least
+    /// `max_samples_per_request`; keep it within the receiver's `limits.max_series_per_request`.
+    /// Default 10000.
+    #[serde(default = "default_max_samples_per_backlog_request")]
+    pub max_samples_per_backlog_request: usize,
     /// Lanes series are hashed into; each lane is sent strictly in order. Default 4.
     #[serde(default = "default_shards")]
     pub shards: usize,
@@ -127,6 +147,19 @@ pub struct RemoteWriteConfig {
     /// `terminationGracePeriodSeconds`. Default `5s`.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+/// `remote_write.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteWriteProtocol {
+    /// 2.0, falling back to 1.0 when the receiver does not understand it.
+    #[default]
+    Auto,
+    /// Always 1.0.
+    V1,
+    /// Always 2.0.
+    V2,
 }
 
 /// Client side of mTLS.
@@ -216,6 +249,9 @@ fn default_timeout() -> Duration {
 fn default_max_scrape_bytes() -> u64 {
     256 << 20
 }
+fn default_max_series() -> usize {
+    500_000
+}
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -224,6 +260,9 @@ fn default_shutdown_grace() -> Duration {
 }
 fn default_max_samples_per_request() -> usize {
     2000
+}
+fn default_max_samples_per_backlog_request() -> usize {
+    10_000
 }
 fn default_shards() -> usize {
     4
@@ -374,6 +413,12 @@ impl Validate for AgentConfig {
                 "must be at least 1",
             ));
         }
+        if rw.max_samples_per_backlog_request < rw.max_samples_per_request {
+            problems.push(Problem::new(
+                "remote_write.max_samples_per_backlog_request",
+                "must be at least max_samples_per_request",
+            ));
+        }
         if !(1..=64).contains(&rw.shards) {
             problems.push(Problem::new(
                 "remote_write.shards",
@@ -393,6 +438,9 @@ impl Validate for AgentConfig {
             rw.tls.reload_interval,
         );
         check_positive(&mut problems, "buffer.max_age", self.buffer.max_age);
+        if scrape.max_series == 0 {
+            problems.push(Problem::new("scrape.max_series", "must be at least 1"));
+        }
         if scrape.max_body_bytes == 0 {
             problems.push(Problem::new(
                 "scrape.max_body_bytes",

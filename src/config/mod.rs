@@ -7,14 +7,11 @@
 pub mod agent;
 pub mod receiver;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use yaml_rust2::parser::{MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
-use yaml_rust2::Event;
 
+pub use crate::yaml_locator::YamlLocator;
 pub use agent::AgentConfig;
 pub use receiver::ReceiverConfig;
 
@@ -47,12 +44,12 @@ pub trait Validate {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Read {
         /// The file.
         file: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not the error chain, so `{:#}` names it once).
+        error: std::io::Error,
     },
     /// YAML syntax or a type/unknown-key error.
     #[error("{file}:{location}{message}")]
@@ -90,9 +87,9 @@ fn render_problems(file: &Path, problems: &[(usize, usize, Problem)]) -> String 
 
 /// Reads and fully validates a YAML config file.
 pub fn load<T: DeserializeOwned + Validate>(file: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })?;
     parse(file, &text)
 }
@@ -125,7 +122,7 @@ fn parse_error(file: &Path, e: &serde_yaml_ng::Error) -> ConfigError {
             .location()
             .map(|l| format!("{}:{}: ", l.line(), l.column()))
             .unwrap_or_else(|| " ".into()),
-        message: strip_serde_location(&e.to_string()),
+        message: crate::yaml_locator::serde_message(e),
     }
 }
 
@@ -133,14 +130,6 @@ fn parse_error(file: &Path, e: &serde_yaml_ng::Error) -> ConfigError {
 pub fn check_positive(problems: &mut Vec<Problem>, key: &str, value: std::time::Duration) {
     if value.is_zero() {
         problems.push(Problem::new(key, "must be greater than 0"));
-    }
-}
-
-/// serde_yaml_ng appends " at line L column C"; we print the location in front instead.
-fn strip_serde_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
     }
 }
 
@@ -164,127 +153,12 @@ pub fn check_file_exists(problems: &mut Vec<Problem>, base_dir: &Path, key: &str
     }
 }
 
-/// Maps key paths of a YAML document (`a.b[2].c`) to 1-based (line, column) of the key or item.
-#[derive(Debug, Default)]
-pub struct YamlLocator {
-    positions: HashMap<String, (usize, usize)>,
-}
-
-impl YamlLocator {
-    /// Indexes `text`; a document that does not parse yields an empty locator.
-    pub fn new(text: &str) -> Self {
-        let mut builder = LocatorBuilder::default();
-        let mut parser = Parser::new_from_str(text);
-        // A syntax error was already reported by serde; positions found so far are still useful.
-        let _ = parser.load(&mut builder, false);
-        Self {
-            positions: builder.positions,
-        }
-    }
-
-    /// Position of `path`, or of its nearest located ancestor.
-    pub fn locate(&self, path: &str) -> Option<(usize, usize)> {
-        let mut candidate = path;
-        loop {
-            if let Some(&pos) = self.positions.get(candidate) {
-                return Some(pos);
-            }
-            let cut = candidate.rfind(['.', '['])?;
-            candidate = &candidate[..cut];
-        }
-    }
-}
-
-/// Where the parser is inside a container.
-#[derive(Debug)]
-enum Frame {
-    /// In a mapping; `key` is the pending key, or None when the next scalar is a key.
-    Mapping { path: String, key: Option<String> },
-    /// In a sequence; `index` of the next item.
-    Sequence { path: String, index: usize },
-}
-
-#[derive(Debug, Default)]
-struct LocatorBuilder {
-    stack: Vec<Frame>,
-    positions: HashMap<String, (usize, usize)>,
-}
-
-impl LocatorBuilder {
-    /// Path of the value starting now, advancing the parent's state.
-    fn enter_value(&mut self, mark: Marker) -> Option<String> {
-        let path = match self.stack.last_mut()? {
-            Frame::Mapping { path, key } => {
-                let key = key.take()?;
-                join(path, &key)
-            }
-            Frame::Sequence { path, index } => {
-                let p = format!("{path}[{index}]");
-                *index += 1;
-                self.positions
-                    .insert(p.clone(), (mark.line(), mark.col() + 1));
-                p
-            }
-        };
-        Some(path)
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-impl MarkedEventReceiver for LocatorBuilder {
-    fn on_event(&mut self, event: Event, mark: Marker) {
-        match event {
-            Event::Scalar(value, ..) => {
-                if let Some(Frame::Mapping { path, key }) = self.stack.last_mut() {
-                    if key.is_none() {
-                        self.positions
-                            .insert(join(path, &value), (mark.line(), mark.col() + 1));
-                        *key = Some(value);
-                        return;
-                    }
-                }
-                self.enter_value(mark);
-            }
-            Event::Alias(_) => {
-                self.enter_value(mark);
-            }
-            Event::MappingStart(..) => {
-                let path = if self.stack.is_empty() {
-                    String::new()
-                } else {
-                    self.enter_value(mark).unwrap_or_default()
-                };
-                self.stack.push(Frame::Mapping { path, key: None });
-            }
-            Event::SequenceStart(..) => {
-                let path = if self.stack.is_empty() {
-                    String::new()
-                } else {
-                    self.enter_value(mark).unwrap_or_default()
-                };
-                self.stack.push(Frame::Sequence { path, index: 0 });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Validates `file` as an agent or a receiver config (told apart by its top-level keys) and
 /// returns which it is; the error lists every problem with its location.
 pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_path_buf(),
-        source,
+        error,
     })?;
     let top: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&text).map_err(|e| parse_error(file, &e))?;
@@ -304,29 +178,5 @@ pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
             location: " ".into(),
             message: "neither an agent config (top-level keys scrape, remote_write) nor a receiver config (top-level keys tls, forward)".into(),
         })
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locator_finds_nested_keys_and_list_items() {
-        let text = "a: 1\nscrape:\n  targets:\n    - url: x\n      match: ['b']\n    - url: y\n";
-        let locator = YamlLocator::new(text);
-        assert_eq!(locator.locate("a"), Some((1, 1)));
-        assert_eq!(locator.locate("scrape.targets"), Some((3, 3)));
-        assert_eq!(locator.locate("scrape.targets[1].url"), Some((6, 7)));
-        assert_eq!(locator.locate("scrape.targets[0].match[0]"), Some((5, 15)));
-        // Absent keys fall back to the nearest ancestor.
-        assert_eq!(
-            locator
-                .locate("scrape.targets[1].timeout")
-                .map(|(line, _)| line),
-            Some(6)
-        );
-        assert_eq!(locator.locate("nope"), None);
     }
 }

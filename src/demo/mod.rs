@@ -1,4 +1,5 @@
-//! `slo-gateway demo`: the whole pipeline on one machine, nothing else needed.
+//! `slo-gateway demo`: SLOs on a landscape twin when Prometheus and Alertmanager are installed
+//! ([`twin`]), otherwise (or with `--simulated`) the pipeline alone, nothing else needed:
 //!
 //! ```text
 //!  simulated seed /federate ──► agent (seed A) ─┐ mTLS            ┌─► in-process sink
@@ -9,8 +10,8 @@
 
 pub mod seed_sim;
 pub mod sink;
+pub mod twin;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,8 @@ pub struct DemoArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Forward to this remote-write URL (a Prometheus started with
-    /// `--web.enable-remote-write-receiver`) instead of the in-process sink.
+    /// `--web.enable-remote-write-receiver`) instead of the in-process sink (simulated pipeline;
+    /// implies `--simulated`).
     #[arg(long)]
     pub forward_url: Option<String>,
     /// Number of simulated seeds (each with its own agent and client certificate).
@@ -39,9 +41,19 @@ pub struct DemoArgs {
     /// Shoots per simulated seed.
     #[arg(long, default_value_t = 5)]
     pub shoots: usize,
-    /// Scrape interval of the agents.
+    /// Scrape interval of the agents (simulated pipeline).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+    /// Run the simulated pipeline (in-process seeds and sink) even when Prometheus is installed.
+    #[arg(long)]
+    pub simulated: bool,
+    /// Landscape twin: take this shoot's kube-apiserver down (name such as `shop`, or
+    /// `shoot--<project>--<name>`).
+    #[arg(long, value_name = "SHOOT")]
+    pub outage: Option<String>,
+    /// Landscape twin: when the outage starts, counted from the twin being up.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub outage_after: Duration,
 }
 
 /// What a demo run did, per seed: (seed, samples the agent sent, bytes on the wire).
@@ -53,6 +65,8 @@ pub struct DemoSummary {
     pub sink: std::collections::BTreeMap<String, sink::SeedTotals>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// What the landscape twin showed last (twin mode only).
+    pub twin: Option<twin::TwinSummary>,
 }
 
 async fn bind() -> anyhow::Result<TcpListener> {
@@ -69,9 +83,39 @@ fn spawn_server(listener: TcpListener, app: axum::Router, stop: watch::Receiver<
     });
 }
 
-/// Runs the demo until Ctrl-C or `args.duration`, printing progress to stdout.
+/// Runs the demo until Ctrl-C or `args.duration`, printing progress to stdout: the landscape
+/// twin when Prometheus and Alertmanager are installed (unless `--simulated`), the simulated
+/// pipeline otherwise.
 pub async fn run(args: DemoArgs) -> anyhow::Result<DemoSummary> {
-    let dir = tempfile_dir()?;
+    if !args.simulated && args.forward_url.is_none() {
+        if crate::landscape::available() {
+            let started = Instant::now();
+            let twin = twin::run(&args).await?;
+            return Ok(DemoSummary {
+                elapsed: started.elapsed(),
+                twin: Some(twin),
+                ..DemoSummary::default()
+            });
+        }
+        println!(
+            "Prometheus and Alertmanager are not installed, so the SLOs cannot be shown on the \
+             landscape twin ({}).\nRunning the pipeline alone instead.",
+            crate::landscape::INSTALL_HINT
+        );
+        if args.outage.is_some() {
+            println!("(--outage needs the landscape twin; ignored)");
+        }
+    }
+    run_simulated(args).await
+}
+
+/// The simulated pipeline: in-process seeds, agents, receiver and sink.
+async fn run_simulated(args: DemoArgs) -> anyhow::Result<DemoSummary> {
+    // Removed when the demo ends.
+    let dir = tempfile::Builder::new()
+        .prefix("slo-gateway-demo-")
+        .tempdir()
+        .context("creating the demo's temporary directory")?;
     let seeds: Vec<String> = ["aws-eu1", "gcp-us1", "azure-we1", "ali-cn1"]
         .iter()
         .cycle()
@@ -232,7 +276,7 @@ buffer:
     Ok(summary)
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
@@ -241,27 +285,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
     serde_yaml_ng::from_str(text).with_context(|| format!("demo config:\n{text}"))
-}
-
-/// A temporary directory removed when the demo ends.
-fn tempfile_dir() -> anyhow::Result<TempDir> {
-    let path = std::env::temp_dir().join(format!("slo-gateway-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(TempDir(path))
-}
-
-/// Removes its directory on drop.
-#[derive(Debug)]
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

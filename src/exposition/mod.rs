@@ -63,9 +63,25 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use parse::{parse_line, parse_samples};
+pub use parse::{parse_line, parse_line_reusing, parse_samples};
 pub use split::LineSplitter;
 pub use write::write_sample;
+
+/// Empties a sample's label vector and hands its allocation on for the next line (which borrows
+/// from another buffer): with [`parse_line_reusing`], parsing allocates nothing per line.
+pub fn recycle_labels<'b>(mut labels: Vec<Label<'_>>) -> Vec<Label<'b>> {
+    labels.clear();
+    // Same layout, so the standard library collects in place: no new allocation.
+    labels.into_iter().map(|_| unreachable_label()).collect()
+}
+
+/// Never called: `recycle_labels` maps an empty vector.
+fn unreachable_label<'b>() -> Label<'b> {
+    Label {
+        name: "",
+        value: std::borrow::Cow::Borrowed(""),
+    }
+}
 
 /// One label of a sample: a name and its (unescaped) value.
 #[derive(Debug, Clone, PartialEq, Eq)]

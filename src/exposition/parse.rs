@@ -17,6 +17,20 @@ const LABELS_CAPACITY: usize = 8;
 ///
 /// A [`ParseError`] with the 1-based column and reason of the first problem found.
 pub fn parse_line(line: &str) -> Result<Entry<'_>, ParseError> {
+    parse_line_reusing(line, Vec::new())
+}
+
+/// [`parse_line`] that puts a sample's labels into `labels` (cleared first) instead of a new
+/// vector: a caller that hands the vector of the previous sample back (see
+/// [`recycle_labels`](super::recycle_labels)) parses without allocating.
+///
+/// # Errors
+///
+/// As [`parse_line`].
+pub fn parse_line_reusing<'a>(
+    line: &'a str,
+    labels: Vec<super::Label<'a>>,
+) -> Result<Entry<'a>, ParseError> {
     let bytes = line.as_bytes();
     // Trailing whitespace is insignificant; trimming once up front lets every later step treat
     // "end of input" as "end of line".
@@ -32,7 +46,7 @@ pub fn parse_line(line: &str) -> Result<Entry<'_>, ParseError> {
     match p.b.get(start) {
         None => Ok(Entry::Blank),
         Some(b'#') => p.meta(start + 1),
-        Some(_) => p.sample(start).map(Entry::Sample),
+        Some(_) => p.sample(start, labels).map(Entry::Sample),
     }
 }
 
@@ -178,16 +192,19 @@ impl<'a> Parser<'a> {
     }
 
     /// A sample line starting at byte `i` (first non-blank).
-    fn sample(&self, i: usize) -> Result<Sample<'a>, ParseError> {
+    fn sample(&self, i: usize, mut labels: Vec<Label<'a>>) -> Result<Sample<'a>, ParseError> {
+        labels.clear();
         let name_end = self.metric_name_end(i);
         if name_end == i {
             return Err(self.err(i, ParseErrorKind::ExpectedMetricName));
         }
         let name = &self.line[i..name_end];
         let mut pos = self.skip_blanks(name_end);
-        let mut labels = Vec::new();
         if self.b.get(pos) == Some(&b'{') {
-            labels = self.labels(pos + 1, &mut pos)?;
+            if labels.capacity() == 0 {
+                labels.reserve_exact(LABELS_CAPACITY);
+            }
+            self.labels(pos + 1, &mut pos, &mut labels)?;
             pos = self.skip_blanks(pos);
         } else if pos == name_end && pos < self.b.len() {
             return Err(self.err(pos, ParseErrorKind::UnexpectedAfterName(self.char_at(pos))));
@@ -219,13 +236,17 @@ impl<'a> Parser<'a> {
     }
 
     /// The label set after `{` (at `i`); sets `end` to just past the closing `}`.
-    fn labels(&self, mut i: usize, end: &mut usize) -> Result<Vec<Label<'a>>, ParseError> {
-        let mut labels: Vec<Label<'a>> = Vec::with_capacity(LABELS_CAPACITY);
+    fn labels(
+        &self,
+        mut i: usize,
+        end: &mut usize,
+        labels: &mut Vec<Label<'a>>,
+    ) -> Result<(), ParseError> {
         loop {
             i = self.skip_blanks(i);
             if self.b.get(i) == Some(&b'}') {
                 *end = i + 1;
-                return Ok(labels);
+                return Ok(());
             }
             // Label name.
             if i >= self.b.len() || !is_label_start(self.b[i]) {
@@ -256,7 +277,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => i += 1,
                 Some(b'}') => {
                     *end = i + 1;
-                    return Ok(labels);
+                    return Ok(());
                 }
                 _ => return Err(self.err(i, ParseErrorKind::ExpectedCommaOrBrace)),
             }

@@ -14,6 +14,7 @@ use axum::Router;
 
 use super::api::WriteState;
 use super::seeds::SeedStatus;
+use crate::telemetry::html_escape as escape;
 
 /// Seconds between reloads of the page.
 pub const REFRESH_SECONDS: u32 = 5;
@@ -35,21 +36,6 @@ async fn status(State(state): State<Arc<WriteState>>) -> impl IntoResponse {
         ],
         html,
     )
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 fn unix_time(seconds: i64) -> SystemTime {

@@ -534,7 +534,7 @@ impl<'a> Rewriter<'a, '_> {
                 _ => self.skip_field(&mut reader, wire_type, field, (3, 4), &err)?,
             }
         }
-        if self.refs.len() % 2 != 0 {
+        if !self.refs.len().is_multiple_of(2) {
             return Err(RewriteError::Malformed {
                 message: "io.prometheus.write.v2.TimeSeries",
                 detail: "labels_refs has an odd number of entries".into(),

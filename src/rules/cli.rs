@@ -1,4 +1,5 @@
-//! `slo-gateway rules`: generate (`--spec … --out DIR`) or validate (`rules check --spec …`).
+//! `slo-gateway rules`: generate (`--spec … --out DIR`), validate (`rules check --spec …`) or
+//! list the catalog (`rules catalog`).
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,7 @@ use anyhow::Context as _;
 use super::duration::PromDuration;
 use super::render;
 use super::spec::{self, LoadedSpec, SpecError};
-use super::{openslo, sloth};
+use super::{catalog, openslo, sloth};
 
 /// Arguments of `slo-gateway rules`.
 #[derive(clap::Args, Debug)]
@@ -29,6 +30,8 @@ pub struct RulesArgs {
 pub enum RulesCommand {
     /// Validate specs; print every error and warning with file, line and reason.
     Check(Inputs),
+    /// Print the catalog of built-in SLIs: meaning, tier, source metrics, on or off.
+    Catalog,
 }
 
 /// Spec files to read; at least one is required.
@@ -55,6 +58,10 @@ pub fn run_cli(args: RulesArgs) -> anyhow::Result<()> {
             let specs = load_reporting(&inputs)?;
             let slos: usize = specs.iter().map(|s| s.spec.slos.len()).sum();
             println!("ok: {slos} SLOs in {} files", specs.len());
+            Ok(())
+        }
+        Some(RulesCommand::Catalog) => {
+            print!("{}", catalog::markdown_table());
             Ok(())
         }
         None => {
@@ -96,9 +103,12 @@ fn load_reporting(inputs: &Inputs) -> anyhow::Result<Vec<LoadedSpec>> {
     if specs.is_empty() {
         anyhow::bail!("no spec given: use --spec, --sloth or --openslo");
     }
-    if let Err(e) = spec::check_together(&specs) {
-        eprintln!("{e}");
-        anyhow::bail!("invalid specs");
+    match spec::check_together(&specs) {
+        Ok(warnings) => warnings.iter().for_each(|w| eprintln!("{w}")),
+        Err(e) => {
+            eprintln!("{e}");
+            anyhow::bail!("invalid specs");
+        }
     }
     Ok(specs)
 }

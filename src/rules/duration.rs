@@ -98,7 +98,7 @@ impl fmt::Display for PromDuration {
             ("m", MINUTE, false),
             ("s", 1, false),
         ] {
-            if exact && rest % size != 0 {
+            if exact && !rest.is_multiple_of(size) {
                 continue;
             }
             let n = rest / size;

@@ -1,76 +1,20 @@
 //! The resolved SLO model every renderer works from: catalog names replaced by queries,
-//! defaults applied, ids and windows computed.
+//! defaults applied, ids, windows and both tiers' inputs computed.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use serde::Deserialize;
 
 use super::catalog;
 use super::duration::PromDuration;
 use super::promql;
-use super::spec::{AlertSeveritySpec, AlertWindowSpec, SliSpec, Spec};
+use super::spec::{AlertSeveritySpec, Globals, SliSpec, Spec};
+use super::types::{
+    camel, default_windows, snake, AlertWindow, CountedSli, ShootRule, Sli, SlothSli, SLOTH_VERSION,
+};
 
-/// Alert severity of a multiwindow multi-burn-rate alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Wake someone up.
-    Page,
-    /// Look at it during working hours.
-    Ticket,
-}
-
-impl Severity {
-    /// `page` or `ticket`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Page => "page",
-            Self::Ticket => "ticket",
-        }
-    }
-}
-
-/// The SRE-workbook window set (Sloth's `google-30d`/`google-28d`): budget share, long, short.
-pub fn default_windows() -> Vec<AlertWindowSpec> {
-    const M: u64 = 60;
-    const H: u64 = 3600;
-    [
-        (Severity::Page, 2.0, H, 5 * M),
-        (Severity::Page, 5.0, 6 * H, 30 * M),
-        (Severity::Ticket, 10.0, 24 * H, 2 * H),
-        (Severity::Ticket, 10.0, 72 * H, 6 * H),
-    ]
-    .into_iter()
-    .map(|(severity, budget_percent, long, short)| AlertWindowSpec {
-        severity,
-        budget_percent,
-        long: PromDuration::from_secs(long),
-        short: PromDuration::from_secs(short),
-    })
-    .collect()
-}
-
-/// A resolved SLI; queries still hold `{{.window}}`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Sli {
-    /// Bad events / all events.
-    Events {
-        /// Bad-event rate query.
-        error_query: String,
-        /// All-event rate query.
-        total_query: String,
-    },
-    /// Error-ratio query.
-    Raw {
-        /// The query.
-        error_ratio_query: String,
-    },
-    /// 0/1 instant expression (1 = good).
-    BoolGauge {
-        /// The expression.
-        expr: String,
-    },
-}
+/// Recorded per evaluation and group: bad events of a counted SLI.
+pub const BAD_EVENTS: &str = "slo:sli_events:bad";
+/// Recorded per evaluation and group: all events of a counted SLI.
+pub const TOTAL_EVENTS: &str = "slo:sli_events:total";
 
 /// Alert settings of one resolved SLO.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,79 +54,146 @@ pub struct Slo {
     pub labels: BTreeMap<String, String>,
     /// The SLI.
     pub sli: Sli,
+    /// The catalog entry, for catalog SLIs.
+    pub catalog: Option<&'static str>,
     /// Alerts; None when alerting is disabled.
     pub alerting: Option<Alerting>,
     /// Alert windows (also decide which SLI windows are recorded).
-    pub windows: Vec<AlertWindowSpec>,
+    pub windows: Vec<AlertWindow>,
     /// Source format, the `sloth_spec` info label.
     pub spec_version: String,
 }
 
-impl Slo {
-    /// Resolves the SLOs of a spec (catalog names must be valid: [`super::spec`] checks them).
-    pub fn resolve(spec: &Spec) -> Vec<Slo> {
-        spec.slos
-            .iter()
-            .map(|s| {
-                let grouping = s.grouping.clone().unwrap_or_else(|| spec.grouping.clone());
-                let sli = match &s.sli {
-                    SliSpec::Events(e) => Sli::Events {
-                        error_query: e.error_query.clone(),
-                        total_query: e.total_query.clone(),
-                    },
-                    SliSpec::Raw(r) => Sli::Raw {
-                        error_ratio_query: r.error_ratio_query.clone(),
-                    },
-                    SliSpec::BoolGauge(b) => Sli::BoolGauge {
-                        expr: b.expr.clone(),
-                    },
-                    // Validation rejects unknown names; an unchecked spec gets an SLI that
-                    // promtool rejects rather than a panic.
-                    SliSpec::Catalog(name) => catalog::lookup(name).map_or_else(
-                        || Sli::Raw {
-                            error_ratio_query: format!("unknown_catalog_sli_{name}"),
-                        },
-                        |c| (c.sli)(&grouping),
-                    ),
-                };
-                let mut labels = spec.labels.clone();
-                labels.extend(s.labels.clone());
-                let a = &s.alerting;
-                let alerting = a.enabled.then(|| Alerting {
-                    name: a.name.clone().unwrap_or_else(|| {
-                        format!("{}{}ErrorBudgetBurn", camel(&spec.service), camel(&s.name))
-                    }),
-                    labels: a.labels.clone(),
-                    annotations: a.annotations.clone(),
-                    page: a.page.enabled.then(|| a.page.clone()),
-                    ticket: a.ticket.enabled.then(|| a.ticket.clone()),
-                    severity_label: a.severity_label,
-                });
-                Slo {
-                    id: format!("{}-{}", spec.service, s.name),
-                    service: spec.service.clone(),
-                    name: s.name.clone(),
-                    description: s.description.clone(),
-                    objective: s.objective,
-                    window: s.window,
-                    grouping,
-                    labels,
-                    sli,
-                    alerting,
-                    windows: a.windows.clone().unwrap_or_else(default_windows),
-                    spec_version: spec.version.clone(),
+/// Resolves the SLOs of specs given together (catalog names must be valid: the checks make sure).
+pub fn resolve_all<'a>(specs: impl IntoIterator<Item = &'a Spec> + Clone) -> Vec<Slo> {
+    let globals = Globals::from_specs(specs.clone());
+    specs
+        .into_iter()
+        .flat_map(|s| resolve(s, globals.shoot_tier.range))
+        .collect()
+}
+
+/// Resolves the SLOs of one spec; `range` is `shoot_tier.range`.
+pub fn resolve(spec: &Spec, range: PromDuration) -> Vec<Slo> {
+    let sloth = spec.version == SLOTH_VERSION;
+    spec.slos
+        .iter()
+        .map(|s| {
+            let grouping = s.grouping.clone().unwrap_or_else(|| spec.grouping.clone());
+            let expand = |q: &str, by: &[String]| promql::expand(q, &range.to_string(), by);
+            let by = grouping.join(", ");
+            let sli = match &s.sli {
+                SliSpec::Events(e) if sloth => Sli::Sloth(SlothSli::Events {
+                    error_query: e.error_query.clone(),
+                    total_query: e.total_query.clone(),
+                }),
+                SliSpec::Raw(r) if sloth => Sli::Sloth(SlothSli::Raw {
+                    error_ratio_query: r.error_ratio_query.clone(),
+                }),
+                SliSpec::Events(e) => Sli::Counted(CountedSli {
+                    bad: expand(&e.error_query, &grouping),
+                    total: expand(&e.total_query, &grouping),
+                    shoot_rules: Vec::new(),
+                }),
+                SliSpec::ShootEvents(e) => {
+                    let series = |suffix: &str| custom_shoot_series(&spec.service, &s.name, suffix);
+                    let total = expand(&e.total_query, &[]);
+                    Sli::Counted(CountedSli {
+                        bad: format!("sum by ({by}) ({})", series("bad")),
+                        total: format!("sum by ({by}) ({})", series("total")),
+                        shoot_rules: vec![
+                            ShootRule {
+                                record: series("bad"),
+                                // No bad-event series yet (nothing went wrong) is 0 bad events.
+                                expr: format!(
+                                    "({})\nor\n(0 * ({total}))",
+                                    expand(&e.error_query, &[])
+                                ),
+                            },
+                            ShootRule {
+                                record: series("total"),
+                                expr: total,
+                            },
+                        ],
+                    })
                 }
-            })
-            .collect()
-    }
+                SliSpec::Raw(r) => {
+                    // One event per evaluation, as bad as the ratio (NaN ratios are dropped).
+                    let ratio = format!("({}) >= 0", expand(&r.error_ratio_query, &grouping));
+                    Sli::Counted(CountedSli {
+                        total: format!("count by ({by}) ({ratio})"),
+                        bad: ratio,
+                        shoot_rules: Vec::new(),
+                    })
+                }
+                SliSpec::BoolGauge(b) => {
+                    // One event per thing and evaluation, bad when the gauge is 0.
+                    let expr = expand(&b.expr, &grouping);
+                    Sli::Counted(CountedSli {
+                        bad: format!("sum by ({by}) (1 - ({expr}))"),
+                        total: format!("count by ({by}) ({expr})"),
+                        shoot_rules: Vec::new(),
+                    })
+                }
+                // Validation rejects unknown names; an unchecked spec gets an SLI that promtool
+                // rejects rather than a panic.
+                SliSpec::Catalog(name) => match catalog::lookup(name) {
+                    Some(entry) => Sli::Counted(entry.sli(&catalog::Context {
+                        grouping: &grouping,
+                        range,
+                    })),
+                    None => Sli::Counted(CountedSli {
+                        bad: format!("unknown_catalog_sli_{}", snake(name)),
+                        total: format!("unknown_catalog_sli_{}", snake(name)),
+                        shoot_rules: Vec::new(),
+                    }),
+                },
+            };
+            let mut labels = spec.labels.clone();
+            labels.extend(s.labels.clone());
+            let a = &s.alerting;
+            let alerting = a.enabled.then(|| Alerting {
+                name: a.name.clone().unwrap_or_else(|| {
+                    format!("{}{}ErrorBudgetBurn", camel(&spec.service), camel(&s.name))
+                }),
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                page: a.page.enabled.then(|| a.page.clone()),
+                ticket: a.ticket.enabled.then(|| a.ticket.clone()),
+                severity_label: a.severity_label,
+            });
+            Slo {
+                id: format!("{}-{}", spec.service, s.name),
+                service: spec.service.clone(),
+                name: s.name.clone(),
+                description: s.description.clone(),
+                objective: s.objective,
+                window: s.window,
+                grouping,
+                labels,
+                sli,
+                catalog: match &s.sli {
+                    SliSpec::Catalog(name) => catalog::lookup(name).map(|e| e.name),
+                    _ => None,
+                },
+                alerting,
+                windows: a.windows.clone().unwrap_or_else(default_windows),
+                spec_version: spec.version.clone(),
+            }
+        })
+        .collect()
+}
 
-    /// Burn-rate factor of a window pair for an SLO period: the speed at which
-    /// `budget_percent` of the budget is spent within the long window
-    /// (budget% × period_hours / 100 / long_hours; Sloth computes it in this order too).
-    pub fn burn_factor(w: &AlertWindowSpec, period: PromDuration) -> f64 {
-        w.budget_percent * period.hours() / 100.0 / w.long.hours()
-    }
+/// `shoot:slo_custom_<service>_<slo>:<suffix>`, where a `shoot_events` SLI is recorded.
+pub fn custom_shoot_series(service: &str, slo: &str, suffix: &str) -> String {
+    format!(
+        "shoot:slo_custom_{}_{}:{suffix}",
+        snake(service),
+        snake(slo)
+    )
+}
 
+impl Slo {
     /// Error budget as a ratio, computed as Sloth does: `(100 − objective) / 100`.
     pub fn error_budget_ratio(&self) -> f64 {
         (100.0 - self.objective) / 100.0
@@ -199,7 +210,7 @@ impl Slo {
         set.into_iter().collect()
     }
 
-    /// The shortest recorded window: source of the period rule and the current burn rate.
+    /// The shortest recorded window: the current burn rate (and Sloth's period rule) use it.
     pub fn shortest_window(&self) -> PromDuration {
         self.sli_windows()
             .first()
@@ -207,72 +218,59 @@ impl Slo {
             .unwrap_or(PromDuration::from_secs(300))
     }
 
-    /// The error-ratio expression over `window`.
-    pub fn error_ratio_expr(&self, window: PromDuration) -> String {
+    /// The rules the shoot tier needs for this SLO.
+    pub fn shoot_rules(&self) -> &[ShootRule] {
+        match &self.sli {
+            Sli::Counted(c) => &c.shoot_rules,
+            Sli::Sloth(_) => &[],
+        }
+    }
+
+    /// What the runtime tier reads from outside the SLO Prometheus' own recordings: `(rule,
+    /// PromQL)` for each input rule.
+    pub fn runtime_inputs(&self) -> Vec<(String, String)> {
+        match &self.sli {
+            Sli::Counted(c) => vec![
+                (BAD_EVENTS.to_owned(), c.bad.clone()),
+                (TOTAL_EVENTS.to_owned(), c.total.clone()),
+            ],
+            Sli::Sloth(_) => {
+                let w = self.shortest_window();
+                vec![(
+                    format!("slo:sli_error:ratio_rate{w}"),
+                    self.sloth_error_ratio_expr(w).unwrap_or_default(),
+                )]
+            }
+        }
+    }
+
+    /// Sloth's error-ratio expression over `window` (imported Sloth SLIs only).
+    pub fn sloth_error_ratio_expr(&self, window: PromDuration) -> Option<String> {
         let w = window.to_string();
         let by = &self.grouping;
         match &self.sli {
-            // Sloth's shapes, so that imported Sloth specs give Sloth's expressions.
-            Sli::Events {
+            Sli::Sloth(SlothSli::Events {
                 error_query,
                 total_query,
-            } => format!(
+            }) => Some(format!(
                 "({})\n/\n({})\n",
                 promql::expand(error_query, &w, by),
                 promql::expand(total_query, &w, by)
-            ),
-            Sli::Raw { error_ratio_query } => {
-                format!("({})", promql::expand(error_ratio_query, &w, by))
+            )),
+            Sli::Sloth(SlothSli::Raw { error_ratio_query }) => {
+                Some(format!("({})", promql::expand(error_ratio_query, &w, by)))
             }
-            Sli::BoolGauge { expr } => {
-                let e = promql::expand(expr, &w, by);
-                let series = if promql::is_selector(&e) {
-                    format!("{e}[{w}]")
-                } else {
-                    // Subquery: any 0/1 expression, sampled every minute.
-                    format!("({e})[{w}:1m]")
-                };
-                format!("1 - avg by ({}) (avg_over_time({series}))", by.join(", "))
-            }
+            Sli::Counted(_) => None,
         }
     }
-}
 
-/// `node-availability` → `NodeAvailability`.
-fn camel(s: &str) -> String {
-    s.split(['-', '_'])
-        .map(|p| {
-            let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn factors(days: u64) -> Vec<f64> {
-        default_windows()
+    /// The longest short window of the page alerts (how long after an outage they may fire).
+    pub fn longest_page_short_window(&self) -> Option<PromDuration> {
+        self.alerting.as_ref()?.page.as_ref()?;
+        self.windows
             .iter()
-            .map(|w| Slo::burn_factor(w, PromDuration::from_secs(days * 86400)))
-            .collect()
-    }
-
-    #[test]
-    fn workbook_factors() {
-        assert_eq!(factors(30), vec![14.4, 6.0, 3.0, 1.0]);
-        let f28 = factors(28);
-        for (got, want) in f28.iter().zip([13.44, 5.6, 2.8, 0.9333333333333333]) {
-            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-        }
-    }
-
-    #[test]
-    fn camel_case() {
-        assert_eq!(camel("node-availability"), "NodeAvailability");
+            .filter(|w| w.severity == super::types::Severity::Page)
+            .map(|w| w.short)
+            .max()
     }
 }

@@ -1,9 +1,10 @@
 //! Importer for OpenSLO v1 `SLO` documents with an inline `ratioMetric` indicator.
 //!
-//! Each document becomes one SLO of service `spec.service`, named `metadata.name`. Counter
-//! queries (`counter: true`, Prometheus metric source) are selectors or expressions without a
-//! window; we turn them into `sum by (<grouping>) (rate(<query>[{{.window}}]))`. A `good`
-//! query becomes `total − good`. The first `timeWindow` is the period (default 28d) and
+//! Each document becomes one SLO of service `spec.service`, named `metadata.name`, grouped by
+//! `cluster, seed`. Counter queries (`counter: true`, Prometheus metric source) are selectors or
+//! expressions without a window over a shoot's own metrics; they become a `shoot_events` SLI,
+//! computed in every shoot's Prometheus as `sum(rate(<query>[{{.window}}]))` (a `good` query as
+//! `total − good`). The first `timeWindow` is the period (default 28d) and
 //! `objectives[0].target` (a ratio) the objective.
 
 use std::path::Path;
@@ -93,7 +94,7 @@ struct Objective {
 
 /// Reads a file of one or more OpenSLO documents (`---`-separated).
 pub fn load_file(path: &Path) -> Result<Vec<LoadedSpec>, SpecError> {
-    let (file, text) = spec::read(path)?;
+    let (file, text) = spec::load::read(path)?;
     parse_str(&file, &text)
 }
 
@@ -101,10 +102,15 @@ pub fn load_file(path: &Path) -> Result<Vec<LoadedSpec>, SpecError> {
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
     let grouping = vec!["cluster".to_owned(), "seed".to_owned()];
     let mut out = Vec::new();
-    for de in serde_yaml_ng::Deserializer::from_str(text) {
-        let doc = Doc::deserialize(de).map_err(|e| spec::yaml_error(file, &e))?;
+    for (document, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let doc = Doc::deserialize(de).map_err(|e| spec::diagnostics::yaml_error(file, &e))?;
         let fail = |path: &str, msg: &str| {
-            spec::located_errors(file, text, vec![(path.to_owned(), msg.to_owned())])
+            spec::load::located_errors(
+                file,
+                text,
+                document,
+                vec![(path.to_owned(), msg.to_owned())],
+            )
         };
         if doc.api_version != OPENSLO_VERSION || doc.kind != "SLO" {
             return Err(fail(
@@ -136,8 +142,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
                 ));
             }
             Ok(format!(
-                "sum by ({}) (rate({}[{{{{.window}}}}]))",
-                grouping.join(", "),
+                "sum(rate({}[{{{{.window}}}}]))",
                 s.metric_source.spec.query.trim()
             ))
         };
@@ -164,9 +169,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
             .first()
             .map_or(PromDuration::from_secs(28 * 86400), |w| w.duration);
         let s = Spec {
-            version: OPENSLO_VERSION.to_owned(),
             service: doc.spec.service,
-            labels: Default::default(),
             grouping: grouping.clone(),
             slos: vec![SloSpec {
                 name: doc.metadata.name,
@@ -175,16 +178,15 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
                 window,
                 grouping: None,
                 labels: Default::default(),
-                sli: SliSpec::Events(EventsSli {
+                sli: SliSpec::ShootEvents(EventsSli {
                     error_query,
                     total_query: total,
                 }),
                 alerting: AlertingSpec::default(),
             }],
-            alertmanager: None,
-            seed_silent: None,
+            ..Spec::empty(OPENSLO_VERSION)
         };
-        out.push(LoadedSpec::from_spec(file, text, s)?);
+        out.push(LoadedSpec::from_spec_in_document(file, text, document, s)?);
     }
     Ok(out)
 }

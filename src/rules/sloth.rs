@@ -15,8 +15,7 @@ use super::spec::{
     SpecError,
 };
 
-/// The `version` of Sloth specs.
-pub const SLOTH_VERSION: &str = "prometheus/v1";
+pub use super::types::SLOTH_VERSION;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,13 +79,13 @@ impl From<SlothAlertMeta> for AlertSeveritySpec {
 
 /// Reads a Sloth spec file.
 pub fn load_file(path: &Path, window: PromDuration) -> Result<LoadedSpec, SpecError> {
-    let (file, text) = spec::read(path)?;
+    let (file, text) = spec::load::read(path)?;
     parse_str(&file, &text, window)
 }
 
 /// Parses a Sloth spec given as text.
 pub fn parse_str(file: &str, text: &str, window: PromDuration) -> Result<LoadedSpec, SpecError> {
-    let s: SlothSpec = spec::from_yaml(file, text)?;
+    let s: SlothSpec = spec::load::from_yaml(file, text)?;
     let mut problems = Vec::new();
     if s.version != SLOTH_VERSION {
         problems.push(("version".to_owned(), format!("expected {SLOTH_VERSION:?}")));
@@ -141,16 +140,14 @@ pub fn parse_str(file: &str, text: &str, window: PromDuration) -> Result<LoadedS
         });
     }
     if !problems.is_empty() {
-        return Err(spec::located_errors(file, text, problems));
+        return Err(spec::load::located_errors(file, text, 0, problems));
     }
     let spec = Spec {
-        version: SLOTH_VERSION.to_owned(),
         service: s.service,
         labels: s.labels,
         grouping: Vec::new(),
         slos,
-        alertmanager: None,
-        seed_silent: None,
+        ..Spec::empty(SLOTH_VERSION)
     };
     LoadedSpec::from_spec(file, text, spec)
 }

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -549,21 +549,14 @@ pub async fn closed_port_url() -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Calls `check` every `every` until it returns `Some` (returned) or `within` has passed (None).
-pub async fn poll_until<T, F, Fut>(within: Duration, every: Duration, mut check: F) -> Option<T>
+pub async fn poll_until<T, F, Fut>(within: Duration, every: Duration, check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(every).await;
-    }
+    slo_gateway::landscape::process::wait_until("", within, every, check)
+        .await
+        .ok()
 }
 
 /// Polls `condition` every 10 ms until it holds or `within` has passed; returns whether it held.

@@ -87,8 +87,17 @@ impl Pipeline {
         let root = dir.path().to_path_buf();
         let pki = dev_pki(&root, &[SEED]);
         let target = MetricsTarget::start(&options.target_body).await;
-        let source = Prometheus::start("source", &root, &source_config(target.addr), false).await;
-        let slo = Prometheus::start("slo", &root, SLO_CONFIG, true).await;
+        let source = Prometheus::start("source", &root, &source_config(target.addr), &[])
+            .await
+            .unwrap();
+        let slo = Prometheus::start(
+            "slo",
+            &root,
+            SLO_CONFIG,
+            &["--web.enable-remote-write-receiver"],
+        )
+        .await
+        .unwrap();
 
         let (rx_port, receiver_admin, agent_admin) = (free_port(), free_port(), free_port());
         let receiver_config = write_receiver_config(
@@ -191,6 +200,7 @@ impl Pipeline {
         self.slo
             .query_value(&format!("sum(count_over_time({{seed=\"{SEED}\"}}[30m]))"))
             .await
+            .unwrap()
             .unwrap_or(0.0)
     }
 
@@ -283,13 +293,14 @@ fn spawn_named(
     Process::spawn(
         name,
         root,
-        &slo_gateway_bin(),
+        std::path::Path::new(&slo_gateway_bin()),
         &[
             role.to_string(),
             "--config".into(),
             config.display().to_string(),
         ],
     )
+    .unwrap()
 }
 
 /// A `slo-gateway receiver` process on its own, for tests that push to it directly.

@@ -1,59 +1,91 @@
 //! Durable on-disk queue for encoded remote-write batches.
 //!
 //! Every batch is appended here before it is sent and stays until the sender acknowledges it
-//! (delivered, or deliberately dropped after a non-retryable 4xx). After `kill -9` and a restart,
-//! every appended but unacknowledged record is replayed in id order; records acknowledged shortly
-//! before the crash may be replayed again (duplicates are acceptable, loss is not).
+//! (delivered, or deliberately dropped after a non-retryable status). After `kill -9` and a
+//! restart, every appended but unacknowledged record is replayed in id order; records
+//! acknowledged shortly before the crash may be replayed again (duplicates are acceptable, loss
+//! is not), but never records below the watermark or listed as done in it (so a dropped
+//! poison record does not come back).
 //!
 //! # Directory layout
 //!
 //! - `<first id, 20 decimal digits>.seg`: segment files, named by the id of their first record.
 //!   Ids increase across segments, so sorting the names sorts the records.
 //! - `acked`: the ack watermark (see below), replaced atomically via `acked.tmp` + rename.
+//! - `lock`: held with an exclusive `flock` while a queue is open, and holding its pid: a second
+//!   queue (a second agent) on the same directory fails with [`QueueError::Locked`] naming it.
 //!
-//! Other files are ignored. One queue per directory; nothing guards against two processes
-//! opening the same directory.
+//! Other files are ignored.
 //!
 //! # Segment format (all integers little-endian)
 //!
+//! Version 2 (written since 0.2; version 1 segments are still read, see below):
+//!
 //! ```text
 //! segment := header record*
-//! header  := "SLOGWQ" version:u16 (= 1)                           8 bytes
-//! record  := len:u32 crc:u32 id:u64 created_unix_ms:i64 payload  24 + len bytes
+//! header  := "SLOGWQ" version:u16 (= 2)                                         8 bytes
+//! record  := sync:[d5 51 52 5a] len:u32 crc:u32 skipped:u32 id:u64 created_unix_ms:i64 payload
+//!                                                                              32 + len bytes
 //! ```
 //!
-//! `crc` is CRC-32 (IEEE, as computed by `crc32fast`) over `len`, `id`, `created_unix_ms` and
-//! `payload`, in that order (every byte of the record except the `crc` field itself).
-//! A segment header and its first record are written with a single `write`, later records with
-//! one `write` each, so a crash leaves at most one torn record at the end of the newest segment.
-//! A segment is closed (rolled) when the next record would make it larger than
-//! [`QueueOptions::segment_bytes`]; a single record larger than that gets a segment of its own.
+//! `crc` is CRC-32 (IEEE, as computed by `crc32fast`) over every byte of the record except the
+//! `crc` field itself. `skipped` is the number of ids right below `id` that were never written
+//! on purpose (records evicted from the memory fallback), so that on open every other hole in
+//! the id sequence is a loss: the records on disk form a chain. A segment header and its first
+//! record are written with a single `write`, later records with one `write` each, so a crash
+//! leaves at most one torn record at the end of the newest segment. A segment is closed (rolled)
+//! when the next record would make it larger than [`QueueOptions::segment_bytes`]; a single
+//! record larger than that gets a segment of its own.
+//!
+//! Version 1 records are `len:u32 crc:u32 id:u64 created_unix_ms:i64 payload` (24-byte header,
+//! no sync marker, no `skipped`); a version 1 segment is read up to its first damage, and its
+//! records are not chain-checked. New records always go to version 2 segments.
 //!
 //! # Ack watermark
 //!
 //! ```text
-//! acked := "SLOGWA" version:u16 (= 1) watermark:u64 next_id:u64 crc:u32   28 bytes
+//! acked := "SLOGWA" version:u16 (= 2) watermark:u64 next_id:u64 count:u32
+//!           (first:u64 last:u64){count} crc:u32
 //! ```
 //!
-//! All records with `id < watermark` are acknowledged or dropped; `next_id` lets ids keep
-//! increasing after all segments were deleted. `crc` covers the first 24 bytes. The file is
-//! rewritten (tmp + rename, fsynced with the directory when [`QueueOptions::fsync`] is set)
-//! whenever the low watermark advanced and either a segment file was deleted or at least one
-//! second passed since the last write, and on [`DiskQueue::flush`]. A missing or damaged file
-//! means watermark 0: everything on disk is replayed (duplicates, never loss). Acks above the
-//! watermark (out of order, several shards in flight) are kept in memory only, so those records
-//! are resent after a crash.
+//! All records with `id < watermark` are acknowledged or dropped, and so are the ids of the
+//! `done` ranges above it (acknowledged out of order, dropped, or found lost by an open; at most
+//! 65,536 ranges are listed); `next_id` lets ids keep increasing after all segments were
+//! deleted and reveals a deleted newest segment. `crc` covers everything before it. Version 1
+//! (`watermark next_id crc`, 28 bytes) is still read. The file is rewritten (tmp + rename,
+//! fsynced with the directory when [`QueueOptions::fsync`] is set) when any of it changed and
+//! either a segment file was deleted or at least one second passed since the last write, and on
+//! [`DiskQueue::flush`]. A missing or damaged file means watermark 0: everything on disk is
+//! replayed (duplicates, never loss). Only whole leading segments are deleted (a fully
+//! acknowledged segment behind an unacknowledged one stays until the watermark passes it), so
+//! every deleted id is below the watermark.
 //!
 //! # Damage
 //!
-//! On [`DiskQueue::open`] every record's length and checksum is verified. The first bad record
-//! of a segment (length past the end of the file, checksum mismatch, torn header) ends that
-//! segment: the newest segment is truncated to its last good record, older segments keep their
-//! bytes but the rest is skipped. Each such event counts as one corrupt record
-//! ([`OpenReport::corrupt_records`], [`DropCounts::corrupt`]); the ignored bytes are reported in
-//! [`OpenReport::truncated_bytes`]. A segment with a bad header is deleted. No file content
-//! makes `open` fail or panic; only I/O errors do. Checksums are verified again when records are
-//! read back by [`DiskQueue::take`]; a record that fails then is dropped and counted as corrupt.
+//! On [`DiskQueue::open`] every record's length and checksum is verified. After a bad record
+//! (flipped bytes, a torn write, a damaged segment header) the scan resynchronises at the next
+//! valid record: the next sync marker followed by a header and payload whose checksum matches.
+//! Then:
+//!
+//! - every damaged byte is counted ([`OpenReport::lost_bytes`], [`DropCounts::corrupt_bytes`]);
+//! - every lost record is counted ([`OpenReport::corrupt_records`], [`DropCounts::corrupt`]),
+//!   from the hole in the id chain that the next valid record reveals, not counting ids below
+//!   the watermark or listed as done, and up to the `next_id` of the watermark file for damage
+//!   at the very end (a torn write whose append never returned is no loss); damage in a
+//!   version 1 segment counts as one lost record;
+//! - a hole in the chain with no damage around it is a missing segment file
+//!   ([`OpenReport::missing_records`], [`DropCounts::missing`]), and so is a newest id below the
+//!   `next_id` of the watermark file (a deleted newest segment, or records that were only in
+//!   memory at a crash);
+//! - each event is logged once at `warn` with the segment file name.
+//!
+//! The newest segment is truncated after its last valid record when its tail is damaged, so a
+//! torn write is reported once; other damaged segments keep their bytes for inspection until
+//! their records are acknowledged, and their damage is reported again by an open before that.
+//! A segment with an unreadable header is scanned as version 2 from its first byte. No file
+//! content makes `open` fail or panic; only I/O errors and the lock do. Checksums are verified
+//! again when records are read back by [`DiskQueue::take`]; a record that fails then is
+//! dropped and counted as corrupt.
 //!
 //! # Limits
 //!
@@ -71,9 +103,10 @@
 //! When writing a record fails (ENOSPC, EIO, …) the record is kept in an in-memory fallback
 //! buffer bounded by [`QueueOptions::memory_fallback_bytes`] (oldest dropped first, counted as
 //! `max_bytes` drops) and [`DiskQueue::memory_fallback_active`] reports it. Later appends and
-//! takes first try to move the buffered records to disk, in id order. A partially written record
-//! is truncated away when possible; otherwise the segment is closed and its torn tail is counted
-//! as corrupt on the next open. Records in memory are lost on a crash.
+//! takes first try to move the buffered records to disk, in id order, so disk mode resumes by
+//! itself once space returns. A partially written record is truncated away when possible;
+//! otherwise the segment is closed and its torn tail is counted on the next open. Records in
+//! memory are lost on a crash.
 //!
 //! All calls are synchronous `std::fs` I/O, each short (one record write, one read per run of
 //! records); call them from a blocking task.
@@ -91,10 +124,14 @@
 //! [`DiskQueue::open`]: crate::agent::queue::DiskQueue::open
 //! [`DiskQueue::take`]: crate::agent::queue::DiskQueue::take
 //! [`DropCounts::corrupt`]: crate::agent::queue::DropCounts::corrupt
+//! [`DropCounts::corrupt_bytes`]: crate::agent::queue::DropCounts::corrupt_bytes
+//! [`DropCounts::missing`]: crate::agent::queue::DropCounts::missing
 //! [`DropCounts::max_age`]: crate::agent::queue::DropCounts::max_age
 //! [`DropCounts::max_bytes`]: crate::agent::queue::DropCounts::max_bytes
 //! [`OpenReport::corrupt_records`]: crate::agent::queue::OpenReport::corrupt_records
-//! [`OpenReport::truncated_bytes`]: crate::agent::queue::OpenReport::truncated_bytes
+//! [`OpenReport::missing_records`]: crate::agent::queue::OpenReport::missing_records
+//! [`OpenReport::lost_bytes`]: crate::agent::queue::OpenReport::lost_bytes
+//! [`QueueError::Locked`]: crate::agent::queue::QueueError::Locked
 //! [`QueueOptions::fsync`]: crate::agent::queue::QueueOptions::fsync
 //! [`QueueOptions::max_age`]: crate::agent::queue::QueueOptions::max_age
 //! [`QueueOptions::max_bytes`]: crate::agent::queue::QueueOptions::max_bytes
@@ -103,25 +140,26 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+mod format;
+mod lock;
+mod ranges;
 #[cfg(test)]
 mod tests;
 
-/// Segment file header: magic and format version 1.
-const SEG_MAGIC: [u8; 8] = *b"SLOGWQ\x01\x00";
-const SEG_HEADER_LEN: u64 = 8;
-const REC_HEADER_LEN: u64 = 24;
-/// Watermark file header: magic and format version 1.
-const WM_MAGIC: [u8; 8] = *b"SLOGWA\x01\x00";
-const WM_LEN: usize = 28;
-const WM_FILE: &str = "acked";
-const WM_TMP: &str = "acked.tmp";
-const SEG_EXT: &str = ".seg";
+use format::{
+    encode_header, encode_watermark, parse_record, parse_segment_name, read_watermark, rec_size,
+    scan_segment, segment_name, sync_dir, Version, Watermark, REC_HEADER_LEN, SEG_HEADER_LEN,
+    SEG_MAGIC_V2, WM_FILE, WM_MAX_DONE_RANGES, WM_TMP,
+};
+use lock::{lock_dir, DirLock};
+use ranges::IdRanges;
+
 /// Minimum interval between watermark rewrites that are not forced by a segment deletion.
 const WM_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -173,12 +211,14 @@ pub struct Record {
 pub struct OpenReport {
     /// Unacknowledged records that will be handed out again.
     pub replayable_records: u64,
-    /// Encoded size (header + payload) of those records.
+    /// Encoded size (32-byte header + payload) of those records.
     pub replayable_bytes: u64,
-    /// Damage events: one per segment whose tail or header was unreadable.
+    /// Unacknowledged records lost to damaged bytes.
     pub corrupt_records: u64,
-    /// Bytes ignored or truncated because of damage.
-    pub truncated_bytes: u64,
+    /// Unacknowledged records lost with a missing segment file (a hole in the id chain).
+    pub missing_records: u64,
+    /// Bytes of segment files that do not form valid records (skipped or truncated).
+    pub lost_bytes: u64,
 }
 
 /// Records dropped without delivery since the queue was opened, by reason.
@@ -190,6 +230,10 @@ pub struct DropCounts {
     pub max_age: u64,
     /// Found damaged on open or when read back.
     pub corrupt: u64,
+    /// Found missing on open (a deleted segment file).
+    pub missing: u64,
+    /// Damaged bytes found on open or when read back.
+    pub corrupt_bytes: u64,
 }
 
 /// Errors of the disk queue.
@@ -229,6 +273,14 @@ pub enum QueueError {
     /// The options are unusable.
     #[error("invalid disk queue options: {0}")]
     InvalidOptions(&'static str),
+    /// Another queue (another agent) has the directory open.
+    #[error("{} is locked by another agent ({holder}); one agent per buffer.path", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote into it (`pid N`).
+        holder: String,
+    },
 }
 
 fn io_err(path: &Path, source: io::Error) -> QueueError {
@@ -262,6 +314,8 @@ struct Meta {
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
+    /// Record layout of the file.
+    version: Version,
     /// Id of `recs[0]`; segments are never empty.
     first_id: u64,
     /// File size in bytes.
@@ -315,6 +369,64 @@ enum Loc {
     Mem(usize),
 }
 
+/// The id chain while [`DiskQueue::open`] reads the segments in order: which ids are accounted
+/// for, and whether damage was seen since the last valid record.
+#[derive(Debug)]
+struct Chain {
+    /// Done ids above the watermark (from the watermark file).
+    done: IdRanges,
+    /// Ids found lost (to be persisted as done, so they are reported once).
+    lost: IdRanges,
+    /// Highest id accounted for (found, or below the watermark).
+    base: u64,
+    /// Damaged bytes since the last valid record.
+    damage_pending: bool,
+    /// ... beginning with a complete (then damaged) record.
+    whole_record_pending: bool,
+}
+
+impl Chain {
+    fn damaged(&mut self, whole_record: bool) {
+        self.damage_pending = true;
+        self.whole_record_pending |= whole_record;
+    }
+
+    /// The record before the next one found is `prev`: counts the unaccounted ids up to it.
+    fn link(&mut self, prev: u64, segment: &str, report: &mut OpenReport) {
+        let mut lost = 0;
+        if prev > self.base {
+            lost = prev - self.base - self.done.count_in(self.base + 1, prev);
+            self.lost.insert(self.base + 1, prev);
+        }
+        // Version 1 damage lost at least one record; it has no chain to tell.
+        if self.whole_record_pending {
+            lost = lost.max(1);
+        }
+        if lost > 0 {
+            if self.damage_pending {
+                report.corrupt_records += lost;
+                tracing::warn!(segment, records = lost, "queue records lost to damage");
+            } else {
+                report.missing_records += lost;
+                tracing::warn!(
+                    segment,
+                    records = lost,
+                    first_missing_id = self.base + 1,
+                    last_missing_id = prev,
+                    "queue records missing before this segment (a deleted segment file?)"
+                );
+            }
+        }
+        self.advance(prev);
+    }
+
+    fn advance(&mut self, id: u64) {
+        self.base = self.base.max(id);
+        self.damage_pending = false;
+        self.whole_record_pending = false;
+    }
+}
+
 /// Durable FIFO of byte records in a directory; see the module documentation.
 #[derive(Debug)]
 pub struct DiskQueue {
@@ -346,159 +458,53 @@ pub struct DiskQueue {
     scratch: Vec<u8>,
     /// Test hook: every write fails (after writing half of its bytes).
     fail_writes: bool,
+    /// Highest id written to disk: the chain link (`skipped`) of the next record.
+    last_written: u64,
+    /// Done id ranges above the watermark as last persisted.
+    persisted_done: Vec<(u64, u64)>,
+    /// Done ids above the watermark that no segment holds any more: read from the watermark
+    /// file, or found lost by `open`.
+    done_extra: IdRanges,
+    /// `next_id` as last persisted.
+    persisted_next: u64,
+    /// A record was finished since the watermark was last persisted.
+    done_dirty: bool,
+    /// Held while the queue is open.
+    _lock: DirLock,
 }
 
-fn rec_size(payload_len: usize) -> u64 {
-    REC_HEADER_LEN + payload_len as u64
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-/// CRC of a record: every header byte except the crc field, then the payload.
-fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&header[0..4]);
-    h.update(&header[8..24]);
-    h.update(payload);
-    h.finalize()
-}
-
-fn encode_header(id: u64, created: i64, payload: &[u8]) -> [u8; 24] {
-    let mut h = [0u8; 24];
-    // Callers reject payloads above u32::MAX.
-    h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    h[8..16].copy_from_slice(&id.to_le_bytes());
-    h[16..24].copy_from_slice(&created.to_le_bytes());
-    let crc = record_crc(&h, payload);
-    h[4..8].copy_from_slice(&crc.to_le_bytes());
-    h
-}
-
-fn segment_name(first_id: u64) -> String {
-    format!("{first_id:020}{SEG_EXT}")
-}
-
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SEG_EXT)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// Rewrites a damaged segment with only its valid `recs` (in version 2, each record's
+/// `skipped` from `relinked`), via a temporary file and a rename. Updates the offsets; returns
+/// the new file length.
+fn rewrite_segment(
+    path: &Path,
+    version: Version,
+    recs: &mut [Meta],
+    relinked: &[u32],
+    fsync: bool,
+) -> io::Result<u64> {
+    let data = fs::read(path)?;
+    let hl = version.header_len() as usize;
+    let mut out = SEG_MAGIC_V2.to_vec();
+    for (m, &skipped) in recs.iter_mut().zip(relinked) {
+        let start = m.offset as usize + hl;
+        let payload = data
+            .get(start..start + m.len as usize)
+            .ok_or_else(|| io::Error::other("segment changed while it was opened"))?;
+        m.offset = out.len() as u64;
+        out.extend_from_slice(&encode_header(m.id, skipped, m.created, payload));
+        out.extend_from_slice(payload);
     }
-    digits.parse().ok()
-}
-
-/// Result of verifying one segment file.
-#[derive(Debug)]
-struct Scan {
-    /// Valid records (id order not yet checked).
-    recs: Vec<Meta>,
-    /// End of the last valid record.
-    good_len: u64,
-    file_len: u64,
-    /// Bytes after `good_len` do not form a valid record.
-    damaged: bool,
-}
-
-fn scan_segment(path: &Path) -> io::Result<Scan> {
-    let file = File::open(path)?;
-    let file_len = file.metadata()?.len();
-    let mut scan = Scan {
-        recs: Vec::new(),
-        good_len: 0,
-        file_len,
-        damaged: false,
-    };
-    if file_len == 0 {
-        return Ok(scan);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(&out)?;
+    if fsync {
+        f.sync_data()?;
     }
-    let mut r = BufReader::with_capacity(1 << 16, file);
-    let mut magic = [0u8; 8];
-    if file_len < SEG_HEADER_LEN || {
-        r.read_exact(&mut magic)?;
-        magic != SEG_MAGIC
-    } {
-        scan.damaged = true;
-        return Ok(scan);
-    }
-    let mut off = SEG_HEADER_LEN;
-    scan.good_len = off;
-    let mut chunk = vec![0u8; 1 << 16];
-    while off < file_len {
-        let rest = file_len - off;
-        if rest < REC_HEADER_LEN {
-            scan.damaged = true;
-            break;
-        }
-        let mut h = [0u8; 24];
-        r.read_exact(&mut h)?;
-        let len = le_u32(&h, 0);
-        // A damaged length must not make us read (or allocate) past the file.
-        if u64::from(len) > rest - REC_HEADER_LEN {
-            scan.damaged = true;
-            break;
-        }
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&h[0..4]);
-        crc.update(&h[8..24]);
-        let mut left = len as usize;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            r.read_exact(&mut chunk[..n])?;
-            crc.update(&chunk[..n]);
-            left -= n;
-        }
-        if crc.finalize() != le_u32(&h, 4) {
-            scan.damaged = true;
-            break;
-        }
-        scan.recs.push(Meta {
-            id: le_u64(&h, 8),
-            offset: off,
-            len,
-            created: le_u64(&h, 16) as i64,
-            state: State::Pending,
-        });
-        off += REC_HEADER_LEN + u64::from(len);
-        scan.good_len = off;
-    }
-    Ok(scan)
-}
-
-/// Reads the watermark file: `(watermark, next_id)`, or zeros when missing or damaged.
-fn read_watermark(dir: &Path) -> (u64, u64) {
-    let path = dir.join(WM_FILE);
-    match fs::read(&path) {
-        Ok(b) if b.len() == WM_LEN && b[0..8] == WM_MAGIC => {
-            if crc32fast::hash(&b[0..24]) == le_u32(&b, 24) {
-                (le_u64(&b, 8), le_u64(&b, 16))
-            } else {
-                tracing::warn!(path = %path.display(), "damaged ack watermark, replaying everything");
-                (0, 0)
-            }
-        }
-        Ok(_) => {
-            tracing::warn!(path = %path.display(), "damaged ack watermark, replaying everything");
-            (0, 0)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (0, 0),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "unreadable ack watermark, replaying everything");
-            (0, 0)
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    fs::rename(&tmp, path)?;
+    Ok(out.len() as u64)
 }
 
 impl DiskQueue {
@@ -514,13 +520,15 @@ impl DiskQueue {
             return Err(QueueError::InvalidOptions("segment_bytes must be positive"));
         }
         fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let lock = lock_dir(dir)?;
         let tmp = dir.join(WM_TMP);
         if let Err(e) = fs::remove_file(&tmp) {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %tmp.display(), error = %e, "cannot remove stale file");
             }
         }
-        let (wm, next_hint) = read_watermark(dir);
+        let mark = read_watermark(dir);
+        let wm = mark.watermark;
 
         let mut files = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -532,54 +540,106 @@ impl DiskQueue {
         files.sort();
 
         let mut report = OpenReport::default();
+        let mut chain = Chain {
+            done: IdRanges::from_ranges(mark.done.iter().copied()),
+            lost: IdRanges::default(),
+            base: wm.saturating_sub(1),
+            damage_pending: false,
+            whole_record_pending: false,
+        };
         let mut segments = VecDeque::new();
         let mut prev_max: Option<u64> = None;
+        let mut prev_kept = wm.saturating_sub(1);
+        let fsync = opts.fsync;
         let max_name = files.last().map_or(0, |(id, _)| *id);
         let n_files = files.len();
         for (i, (_, path)) in files.into_iter().enumerate() {
             let scan = scan_segment(&path).map_err(|e| io_err(&path, e))?;
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let mut len = scan.file_len;
-            if scan.damaged {
-                let lost = scan.file_len - scan.good_len;
-                report.corrupt_records += 1;
-                report.truncated_bytes += lost;
-                tracing::warn!(path = %path.display(), good_bytes = scan.good_len, lost_bytes = lost, "damaged queue segment");
-                // Only the newest segment can have a torn tail from a crash; truncate it so the
-                // damage is not reported again. Older ones keep their bytes for inspection.
-                if i + 1 == n_files && scan.good_len >= SEG_HEADER_LEN {
-                    match OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .and_then(|f| f.set_len(scan.good_len))
-                    {
-                        Ok(()) => len = scan.good_len,
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), error = %e, "cannot truncate damaged segment")
-                        }
+            let damaged = scan.damaged_bytes();
+            if damaged > 0 {
+                report.lost_bytes += damaged;
+                tracing::warn!(
+                    segment = %name,
+                    lost_bytes = damaged,
+                    regions = scan.damage.len(),
+                    header_ok = scan.version.is_some(),
+                    "damaged queue segment; reading resumed at the next valid record"
+                );
+            }
+            // Only the newest segment can have a torn tail from a crash; truncate it so the
+            // damage is not reported again.
+            if i + 1 == n_files && scan.damaged_tail() && scan.version.is_some() {
+                let good = scan.good_len();
+                match OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(good))
+                {
+                    Ok(()) => len = good,
+                    Err(e) => {
+                        tracing::warn!(segment = %name, error = %e, "cannot truncate damaged segment")
                     }
                 }
             }
             let mut recs = Vec::with_capacity(scan.recs.len());
-            for mut m in scan.recs {
+            // `skipped` of each kept record if the segment is rewritten: links to the previous
+            // record kept, so that the losses found now are not found again.
+            let mut relinked = Vec::with_capacity(scan.recs.len());
+            let lost_before = report.corrupt_records + report.missing_records;
+            let mut damage = scan.damage.iter().zip(&scan.damage_before).peekable();
+            for (ri, found) in scan.recs.iter().enumerate() {
+                while let Some((d, _)) = damage.next_if(|(_, before)| **before <= ri) {
+                    chain.damaged(d.whole_record);
+                }
+                let h = found.header;
                 // A record rewritten after a failed write may exist twice; keep the first.
-                if prev_max.is_some_and(|p| m.id <= p) {
+                if prev_max.is_some_and(|p| h.id <= p) {
                     continue;
                 }
-                prev_max = Some(m.id);
-                if m.id < wm {
-                    m.state = State::Done;
+                prev_max = Some(h.id);
+                if let Some(skipped) = h.skipped {
+                    let prev = h.id.saturating_sub(1).saturating_sub(u64::from(skipped));
+                    chain.link(prev, &name, &mut report);
                 }
-                recs.push(m);
+                chain.advance(h.id);
+                let skipped = h.id.saturating_sub(1).saturating_sub(prev_kept);
+                relinked.push(u32::try_from(skipped).unwrap_or(u32::MAX));
+                prev_kept = h.id;
+                let done = h.id < wm || chain.done.contains(h.id);
+                recs.push(Meta {
+                    id: h.id,
+                    offset: found.offset,
+                    len: h.len,
+                    created: h.created,
+                    state: if done { State::Done } else { State::Pending },
+                });
+            }
+            for (d, _) in damage {
+                chain.damaged(d.whole_record);
             }
             let live = recs.iter().filter(|m| m.state != State::Done).count();
             if live == 0 {
                 if let Err(e) = fs::remove_file(&path) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot delete acknowledged segment");
+                    tracing::warn!(segment = %name, error = %e, "cannot delete acknowledged segment");
                 }
                 continue;
             }
+            let mut version = scan.version.unwrap_or(Version::V2);
+            let lost_here = report.corrupt_records + report.missing_records > lost_before;
+            if damaged > 0 || lost_here {
+                // Keep the valid records only, relinked: the next open finds a clean segment.
+                len = rewrite_segment(&path, version, &mut recs, &relinked, fsync)
+                    .map_err(|e| io_err(&path, e))?;
+                version = Version::V2;
+            }
             let mut seg = Segment {
                 path,
+                version,
                 first_id: recs[0].id,
                 len,
                 min_created: recs.iter().map(|m| m.created).min().unwrap_or(i64::MIN),
@@ -591,11 +651,22 @@ impl DiskQueue {
             seg.advance_head();
             segments.push_back(seg);
         }
+        // The next record written links to the newest id accounted for on disk.
+        let last_on_disk = chain.base;
+        // Records the watermark file knew of but no segment holds: a deleted newest segment,
+        // damage at the very end, records only in memory at a crash.
+        chain.link(
+            mark.next_id.saturating_sub(1),
+            "(end of queue)",
+            &mut report,
+        );
+        let lost_any = report.corrupt_records + report.missing_records > 0;
         let next_id = [
             wm,
-            next_hint,
+            mark.next_id,
             prev_max.map_or(0, |p| p.saturating_add(1)),
             max_name.saturating_add(1),
+            chain.done.last().map_or(0, |d| d.saturating_add(1)),
             1,
         ]
         .into_iter()
@@ -622,6 +693,8 @@ impl DiskQueue {
             requeued: BTreeSet::new(),
             drops: DropCounts {
                 corrupt: report.corrupt_records,
+                missing: report.missing_records,
+                corrupt_bytes: report.lost_bytes,
                 ..DropCounts::default()
             },
             persisted_wm: wm,
@@ -630,6 +703,19 @@ impl DiskQueue {
             wm_force: false,
             scratch: Vec::new(),
             fail_writes: false,
+            last_written: last_on_disk,
+            persisted_done: mark.done,
+            done_extra: IdRanges::from_ranges(
+                chain
+                    .done
+                    .ranges()
+                    .iter()
+                    .chain(chain.lost.ranges())
+                    .copied(),
+            ),
+            persisted_next: mark.next_id,
+            done_dirty: false,
+            _lock: lock,
         };
         for s in &q.segments {
             for m in s.recs.iter().filter(|m| m.state != State::Done) {
@@ -640,6 +726,13 @@ impl DiskQueue {
         // The limit may have been lowered since the data was written.
         while q.disk_bytes > q.opts.max_bytes && !q.segments.is_empty() {
             q.drop_oldest_segment();
+        }
+        // Persist the lost ids as done: reported once, not by every open.
+        if lost_any {
+            q.wm_force = true;
+            if let Err(e) = q.maybe_persist_watermark() {
+                tracing::warn!(error = %e, "cannot persist ack watermark");
+            }
         }
         report.replayable_records = q.live_records;
         report.replayable_bytes = q.live_bytes;
@@ -759,9 +852,23 @@ impl DiskQueue {
                     });
                 }
                 None => {
-                    tracing::warn!(id, "disk queue record damaged on read, dropping");
+                    let (segment, bytes) = match loc {
+                        Loc::Disk(si, ri) => (
+                            self.segments[si].path.display().to_string(),
+                            self.segments[si].version.header_len()
+                                + u64::from(self.segments[si].recs[ri].len),
+                        ),
+                        Loc::Mem(_) => (String::new(), 0),
+                    };
+                    tracing::warn!(
+                        id,
+                        segment,
+                        bytes,
+                        "queue record damaged on read, dropping it"
+                    );
                     self.finish(loc);
                     self.drops.corrupt += 1;
+                    self.drops.corrupt_bytes += bytes;
                     corrupt = true;
                 }
             }
@@ -788,6 +895,13 @@ impl DiskQueue {
         }
     }
 
+    /// Whether record `id` is still to be delivered (not acknowledged, not dropped): a sender
+    /// holding a record that was dropped meanwhile (`max_bytes`, `max_age`) must not send it.
+    pub fn is_live(&self, id: RecordId) -> bool {
+        self.locate(id.0)
+            .is_some_and(|loc| self.state(loc) != State::Done)
+    }
+
     /// Marks a record delivered or deliberately dropped. Unknown or already finished ids are
     /// ignored. A segment whose records are all acked is deleted.
     ///
@@ -802,15 +916,13 @@ impl DiskQueue {
         }
         self.finish(loc);
         self.requeued.remove(&id.0);
-        let mut res = Ok(());
-        match loc {
-            Loc::Disk(si, _) => {
-                if self.segments[si].live == 0 && !self.is_active(si) {
-                    res = self.delete_segment(si);
-                }
+        let res = match loc {
+            Loc::Disk(..) => self.delete_done_segments(),
+            Loc::Mem(_) => {
+                self.trim_memory();
+                Ok(())
             }
-            Loc::Mem(_) => self.trim_memory(),
-        }
+        };
         let wm = self.maybe_persist_watermark();
         res.and(wm)
     }
@@ -998,6 +1110,7 @@ impl DiskQueue {
         };
         self.live_records -= 1;
         self.live_bytes -= rec_size(len);
+        self.done_dirty = true;
     }
 
     /// Removes finished records from the front of the memory fallback.
@@ -1007,6 +1120,8 @@ impl DiskQueue {
                 break;
             }
             self.memory_bytes -= rec_size(m.payload.len());
+            // Never written: remembered as done so that its hole in the chain is no loss.
+            self.done_extra.insert(m.id, m.id);
             self.memory.pop_front();
         }
     }
@@ -1026,18 +1141,14 @@ impl DiskQueue {
         }
     }
 
-    /// Deletes every segment without live records except the one being appended to.
+    /// Deletes the leading segments without live records, except the one being appended to.
+    /// Only leading ones: then every deleted id is below the watermark, and a hole in the id
+    /// chain found by the next open is a loss.
     fn delete_done_segments(&mut self) -> Result<(), QueueError> {
-        let mut res = Ok(());
-        for si in (0..self.segments.len()).rev() {
-            if self.segments[si].live == 0 && !self.is_active(si) {
-                let r = self.delete_segment(si);
-                if res.is_ok() {
-                    res = r;
-                }
-            }
+        while self.segments.front().is_some_and(|s| s.live == 0) && !self.is_active(0) {
+            self.delete_segment(0)?;
         }
-        res
+        Ok(())
     }
 
     /// Drops the oldest segment with all its unacked records (counted as `max_bytes`).
@@ -1066,11 +1177,8 @@ impl DiskQueue {
     /// Stops appending to the current segment; deletes it if nothing in it is live.
     fn seal_active(&mut self) {
         if self.writer.take().is_some() {
-            let last = self.segments.len().wrapping_sub(1);
-            if self.segments.get(last).is_some_and(|s| s.live == 0) {
-                if let Err(e) = self.delete_segment(last) {
-                    tracing::warn!(error = %e, "cannot delete acknowledged segment");
-                }
+            if let Err(e) = self.delete_done_segments() {
+                tracing::warn!(error = %e, "cannot delete acknowledged segment");
             }
         }
     }
@@ -1119,15 +1227,22 @@ impl DiskQueue {
         buf.clear();
         let new_segment = self.writer.is_none();
         if new_segment {
-            buf.extend_from_slice(&SEG_MAGIC);
+            buf.extend_from_slice(&SEG_MAGIC_V2);
         }
-        buf.extend_from_slice(&encode_header(id, created, payload));
+        // Ids between the last record on disk and this one never reach the disk (evicted from
+        // the memory fallback): say so, or the next open would report them as lost.
+        let skipped = id.saturating_sub(1).saturating_sub(self.last_written);
+        let skipped = u32::try_from(skipped).unwrap_or(u32::MAX);
+        buf.extend_from_slice(&encode_header(id, skipped, created, payload));
         buf.extend_from_slice(payload);
         let res = if new_segment {
             self.write_new_segment(id, created, payload.len(), state, &buf)
         } else {
             self.write_to_active(id, created, payload.len(), state, &buf)
         };
+        if res.is_ok() {
+            self.last_written = self.last_written.max(id);
+        }
         self.scratch = buf;
         res
     }
@@ -1162,6 +1277,7 @@ impl DiskQueue {
         }
         let mut segment = Segment {
             path,
+            version: Version::V2,
             first_id: id,
             len: SEG_HEADER_LEN,
             recs: Vec::new(),
@@ -1257,6 +1373,7 @@ impl DiskQueue {
             let Some(m) = self.memory.pop_front() else {
                 break;
             };
+            self.done_extra.insert(m.id, m.id);
             let s = rec_size(m.payload.len());
             self.memory_bytes -= s;
             if m.state != State::Done {
@@ -1282,8 +1399,9 @@ impl DiskQueue {
         let (Some(&first), Some(&last)) = (ris.first(), ris.last()) else {
             return Ok(Vec::new());
         };
+        let hl = seg.version.header_len();
         let start = seg.recs[first].offset;
-        let end = seg.recs[last].offset + rec_size(seg.recs[last].len as usize);
+        let end = seg.recs[last].offset + hl + u64::from(seg.recs[last].len);
         let path = &seg.path;
         let reader = match &mut seg.reader {
             Some(r) => r,
@@ -1302,12 +1420,9 @@ impl DiskQueue {
             .map(|&ri| {
                 let m = &seg.recs[ri];
                 let rel = (m.offset - start) as usize;
-                let h = &buf[rel..rel + REC_HEADER_LEN as usize];
-                let body = rel + REC_HEADER_LEN as usize;
-                let payload = &buf[body..body + m.len as usize];
-                let ok = le_u32(h, 0) == m.len
-                    && le_u64(h, 8) == m.id
-                    && le_u32(h, 4) == record_crc(h, payload);
+                let body = rel + hl as usize;
+                let ok = parse_record(seg.version, &buf[rel..body + m.len as usize])
+                    .is_some_and(|h| h.len == m.len && h.id == m.id);
                 ok.then(|| buf.slice(body..body + m.len as usize))
             })
             .collect())
@@ -1326,26 +1441,53 @@ impl DiskQueue {
             .map_or(self.next_id, |m| m.id)
     }
 
+    /// Done ids above `wm` as ranges, ascending, at most [`WM_MAX_DONE_RANGES`].
+    fn done_above(&mut self, wm: u64) -> Vec<(u64, u64)> {
+        self.done_extra.retain_from(wm);
+        let disk = self.segments.iter().flat_map(|s| s.recs.iter());
+        let disk = disk.filter(|m| m.state == State::Done).map(|m| m.id);
+        let memory = self.memory.iter().filter(|m| m.state == State::Done);
+        let ids = disk.chain(memory.map(|m| m.id)).filter(|&id| id > wm);
+        let done = IdRanges::from_ranges(
+            ids.map(|id| (id, id))
+                .chain(self.done_extra.ranges().iter().copied()),
+        );
+        done.ranges()
+            .iter()
+            .copied()
+            .take(WM_MAX_DONE_RANGES)
+            .collect()
+    }
+
     fn maybe_persist_watermark(&mut self) -> Result<(), QueueError> {
         let wm = self.low_watermark().max(self.persisted_wm);
         // A deletion rewrites the file even without progress, to persist `next_id`: the
         // deleted segment may have held the highest ids.
-        if wm == self.persisted_wm && !self.wm_force {
-            return Ok(());
-        }
+        let changed = wm != self.persisted_wm
+            || self.next_id != self.persisted_next
+            || self.done_dirty
+            || self.wm_force;
         let due = self.wm_force
             || self
                 .last_wm_write
                 .is_none_or(|t| t.elapsed() >= self.wm_interval);
-        if !due {
+        if !changed || !due {
             return Ok(());
         }
-        let mut b = [0u8; WM_LEN];
-        b[0..8].copy_from_slice(&WM_MAGIC);
-        b[8..16].copy_from_slice(&wm.to_le_bytes());
-        b[16..24].copy_from_slice(&self.next_id.to_le_bytes());
-        let crc = crc32fast::hash(&b[0..24]);
-        b[24..28].copy_from_slice(&crc.to_le_bytes());
+        let done = self.done_above(wm);
+        if wm == self.persisted_wm
+            && self.next_id == self.persisted_next
+            && done == self.persisted_done
+            && !self.wm_force
+        {
+            self.done_dirty = false;
+            return Ok(());
+        }
+        let b = encode_watermark(&Watermark {
+            watermark: wm,
+            next_id: self.next_id,
+            done,
+        });
         let tmp = self.dir.join(WM_TMP);
         let res = (|| {
             let mut f = File::create(&tmp)?;
@@ -1362,6 +1504,10 @@ impl DiskQueue {
         self.last_wm_write = Some(Instant::now());
         res.map_err(|e| io_err(&tmp, e))?;
         self.persisted_wm = wm;
+        self.persisted_next = self.next_id;
+        self.persisted_done = self.done_above(wm);
+        // (Computed again: `done` was moved into the file contents.)
+        self.done_dirty = false;
         self.wm_force = false;
         Ok(())
     }

@@ -60,7 +60,7 @@ fn append_take_ack_roundtrip() {
     let b = q.append(20, b"").unwrap();
     assert!(a < b);
     assert_eq!(q.len_records(), 2);
-    assert_eq!(q.len_bytes(), 24 + 5 + 24);
+    assert_eq!(q.len_bytes(), 32 + 5 + 32);
     assert_eq!(q.oldest_created_unix_ms(), Some(10));
     let recs = q.take(10).unwrap();
     assert_eq!(recs.len(), 2);
@@ -98,12 +98,12 @@ fn crash_replays_unacked_in_order_and_skips_acked_below_watermark() {
     drop(q); // crash: no shutdown call
     let (mut q, rep) = open(dir.path(), small_opts());
     assert_eq!(rep.corrupt_records, 0);
-    assert_eq!(rep.replayable_records, 40);
+    // Id 16, acknowledged above the watermark, is listed as done in the watermark file.
+    assert_eq!(rep.replayable_records, 39);
     let again = q.take(100).unwrap();
     assert_eq!(
         ids_of(&again),
-        (11..=50).collect::<Vec<_>>(),
-        "id 16 is a permitted duplicate"
+        (11..=50).filter(|&id| id != 16).collect::<Vec<_>>()
     );
     for r in &again {
         assert_eq!(r.payload[..], payload(r.created_unix_ms as u64, 100)[..]);
@@ -135,23 +135,23 @@ fn segments_roll_and_are_deleted_when_fully_acked_out_of_order() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = open(dir.path(), small_opts());
     // 300-byte records: 3 per 1024-byte segment.
-    let appended: Vec<_> = (0..9).map(|i| q.append(i, &[0u8; 276]).unwrap()).collect();
+    let appended: Vec<_> = (0..9).map(|i| q.append(i, &[0u8; 268]).unwrap()).collect();
     assert_eq!(segment_files(dir.path()).len(), 3);
     assert_eq!(q.disk_bytes(), 3 * (8 + 3 * 300));
     q.take(9).unwrap();
-    // Second segment first (out of order); the first is still needed.
+    // Second segment first (out of order): kept while the first is still needed, so that
+    // every deleted id is below the watermark.
     for id in &appended[3..6] {
         q.ack(*id).unwrap();
     }
-    let files = segment_files(dir.path());
-    assert_eq!(files.len(), 2);
-    assert!(files[0].ends_with("00000000000000000001.seg"));
-    assert!(files[1].ends_with("00000000000000000007.seg"));
+    assert_eq!(segment_files(dir.path()).len(), 3);
     for id in &appended[..3] {
         q.ack(*id).unwrap();
     }
-    assert_eq!(segment_files(dir.path()).len(), 1);
-    // The watermark stops at 7; 4..6 were deleted with their segment.
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].ends_with("00000000000000000007.seg"));
+    // The watermark stops at 7; 1..6 were deleted with their segments.
     drop(q);
     let (mut q, rep) = open(dir.path(), small_opts());
     assert_eq!(rep.replayable_records, 3);
@@ -163,7 +163,7 @@ fn ids_stay_monotonic_after_everything_was_acked_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = open(dir.path(), small_opts());
     for i in 0..10 {
-        q.append(i, &[1u8; 276]).unwrap();
+        q.append(i, &[1u8; 268]).unwrap();
     }
     for r in q.take(10).unwrap() {
         q.ack(r.id).unwrap();
@@ -186,16 +186,19 @@ fn max_bytes_drops_oldest_segments_and_counts_them() {
     let (mut q, _) = open(dir.path(), opts.clone());
     assert_eq!(q.segment_bytes, 908);
     for i in 0..12 {
-        q.append(i, &[0u8; 276]).unwrap();
+        q.append(i, &[0u8; 268]).unwrap();
     }
     assert_eq!(q.disk_bytes(), 4 * 908);
     let inflight = q.take(2).unwrap();
-    q.append(12, &[0u8; 276]).unwrap();
+    q.append(12, &[0u8; 268]).unwrap();
     // The oldest segment (ids 1..3, two of them in flight) made room.
     assert_eq!(q.drops().max_bytes, 3);
     assert!(q.disk_bytes() <= opts.max_bytes);
     assert_eq!(q.len_records(), 10);
-    q.ack(inflight[0].id).unwrap(); // dropped while in flight: no-op
+    // Dropped while in flight: its sender must not deliver it after all.
+    assert!(!q.is_live(inflight[0].id));
+    assert!(q.is_live(RecordId(4)));
+    q.ack(inflight[0].id).unwrap(); // no-op
     assert_eq!(ids_of(&q.take(100).unwrap()), (4..=13).collect::<Vec<_>>());
     assert_eq!(q.oldest_created_unix_ms(), Some(3));
 }
@@ -229,7 +232,7 @@ fn record_larger_than_max_bytes_is_rejected() {
     assert!(matches!(err, QueueError::RecordTooLarge { .. }), "{err}");
     assert_eq!(q.len_records(), 0);
     // The largest record that fits is accepted.
-    q.append(0, &[0u8; 1000 - 32]).unwrap();
+    q.append(0, &[0u8; 1000 - 40]).unwrap();
     assert!(DiskQueue::open(
         dir.path(),
         QueueOptions {
@@ -276,27 +279,29 @@ fn torn_tail_is_truncated_counted_and_the_queue_keeps_working() {
     let f = OpenOptions::new().write(true).open(&last).unwrap();
     f.set_len(len - 10).unwrap(); // record 5 torn
     let (mut q, rep) = open(dir.path(), small_opts());
+    // Record 5's append had returned (the watermark file's next id says so): it is lost.
     assert_eq!(rep.corrupt_records, 1);
-    assert_eq!(rep.truncated_bytes, 74 - 10);
+    assert_eq!(rep.lost_bytes, 82 - 10);
     assert_eq!(rep.replayable_records, 4);
-    assert_eq!(q.drops().corrupt, 1);
-    assert_eq!(fs::metadata(&last).unwrap().len(), len - 74);
+    assert_eq!(q.drops().corrupt_bytes, 72);
+    assert_eq!(fs::metadata(&last).unwrap().len(), len - 82);
     q.append(9, b"new").unwrap();
     let got = q.take(10).unwrap();
-    assert_eq!(ids_of(&got), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ids_of(&got), vec![1, 2, 3, 4, 6]);
     assert_eq!(&got[4].payload[..], b"new");
     drop(q);
     let (_, rep) = open(dir.path(), small_opts());
-    assert_eq!(rep.corrupt_records, 0, "damage is reported once");
+    assert_eq!(rep.lost_bytes, 0, "damage is reported once");
+    assert_eq!(rep.corrupt_records + rep.missing_records, 0);
     assert_eq!(rep.replayable_records, 5);
 }
 
 #[test]
-fn corrupt_middle_segment_skips_its_rest_only() {
+fn corrupt_record_in_a_middle_segment_is_skipped_and_reading_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = open(dir.path(), small_opts());
     for i in 0..9 {
-        q.append(i, &payload(i as u64, 276)).unwrap();
+        q.append(i, &payload(i as u64, 268)).unwrap();
     }
     drop(q);
     let files = segment_files(dir.path());
@@ -305,12 +310,15 @@ fn corrupt_middle_segment_skips_its_rest_only() {
     fs::write(&files[1], &b).unwrap();
     let (mut q, rep) = open(dir.path(), small_opts());
     assert_eq!(rep.corrupt_records, 1);
-    assert_eq!(rep.truncated_bytes, 600);
-    assert_eq!(ids_of(&q.take(20).unwrap()), vec![1, 2, 3, 4, 7, 8, 9]);
+    assert_eq!(rep.missing_records, 0);
+    assert_eq!(rep.lost_bytes, 300);
+    assert_eq!(ids_of(&q.take(20).unwrap()), vec![1, 2, 3, 4, 6, 7, 8, 9]);
+    drop(q);
+    let (_, rep) = open(dir.path(), small_opts());
     assert_eq!(
-        fs::metadata(&files[1]).unwrap().len(),
-        b.len() as u64,
-        "middle segment kept"
+        (rep.corrupt_records, rep.lost_bytes),
+        (0, 0),
+        "the damaged segment was rewritten: reported once"
     );
 }
 
@@ -319,7 +327,7 @@ fn bad_segment_header_and_foreign_files() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = open(dir.path(), small_opts());
     for i in 0..6 {
-        q.append(i, &[1u8; 276]).unwrap();
+        q.append(i, &[1u8; 268]).unwrap();
     }
     drop(q);
     let files = segment_files(dir.path());
@@ -330,10 +338,10 @@ fn bad_segment_header_and_foreign_files() {
     fs::write(dir.path().join("00000000000000000099.seg"), b"").unwrap();
     fs::write(dir.path().join("acked"), b"garbage").unwrap();
     let (mut q, rep) = open(dir.path(), small_opts());
-    assert_eq!(rep.corrupt_records, 1);
-    assert_eq!(rep.truncated_bytes, b.len() as u64);
-    assert_eq!(ids_of(&q.take(20).unwrap()), vec![4, 5, 6]);
-    assert!(!files[0].exists());
+    // A damaged segment header costs those 8 bytes only: the records behind it are found.
+    assert_eq!(rep.corrupt_records, 0);
+    assert_eq!(rep.lost_bytes, 8);
+    assert_eq!(ids_of(&q.take(20).unwrap()), vec![1, 2, 3, 4, 5, 6]);
     assert!(
         q.append(0, b"").unwrap().0 >= 100,
         "ids stay above every file name"
@@ -349,10 +357,11 @@ fn damage_found_on_read_is_dropped_as_corrupt() {
     }
     let f = segment_files(dir.path()).pop().unwrap();
     let mut b = fs::read(&f).unwrap();
-    b[8 + 64 + 24 + 1] ^= 1; // id 2's payload
+    b[8 + 72 + 32 + 1] ^= 1; // id 2's payload
     fs::write(&f, &b).unwrap();
     assert_eq!(ids_of(&q.take(10).unwrap()), vec![1, 3]);
     assert_eq!(q.drops().corrupt, 1);
+    assert_eq!(q.drops().corrupt_bytes, 72);
     assert_eq!(q.len_records(), 2);
 }
 
@@ -386,7 +395,7 @@ fn write_failure_falls_back_to_memory_and_recovers() {
 fn memory_fallback_is_bounded_and_counts_evictions() {
     let dir = tempfile::tempdir().unwrap();
     let opts = QueueOptions {
-        memory_fallback_bytes: 3 * 34,
+        memory_fallback_bytes: 3 * 42,
         ..small_opts()
     };
     let (mut q, _) = open(dir.path(), opts);
@@ -412,7 +421,7 @@ fn lowered_max_bytes_applies_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let (mut q, _) = open(dir.path(), small_opts());
     for i in 0..9 {
-        q.append(i, &[0u8; 276]).unwrap();
+        q.append(i, &[0u8; 268]).unwrap();
     }
     drop(q);
     let opts = QueueOptions {
@@ -457,6 +466,18 @@ enum Op {
     Reopen,
     /// Make disk writes fail (ENOSPC after a partial write) or work again.
     FailWrites(bool),
+    /// Shut down cleanly, damage one segment file (which, where), reopen.
+    Damage(Damage, prop::sample::Index, prop::sample::Index),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// XOR one byte with 0xff.
+    Flip,
+    /// Cut the file at the position.
+    Truncate,
+    /// Delete the file.
+    Delete,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -470,6 +491,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::option::of(any::<prop::sample::Index>()).prop_map(Op::Crash),
         1 => Just(Op::Reopen),
         1 => any::<bool>().prop_map(Op::FailWrites),
+        2 => (
+            prop_oneof![Just(Damage::Flip), Just(Damage::Truncate), Just(Damage::Delete)],
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(d, f, at)| Op::Damage(d, f, at)),
     ]
 }
 
@@ -512,15 +539,70 @@ impl Model {
 fn tear_last_record(dir: &Path, at: prop::sample::Index) -> Option<(u64, bool)> {
     let last = segment_files(dir).pop()?;
     let scan = scan_segment(&last).unwrap();
-    let m = scan.recs.last()?;
-    let keep = at.index(rec_size(m.len as usize) as usize) as u64;
+    let f = scan.recs.last()?;
+    let keep = at.index(rec_size(f.header.len as usize) as usize) as u64;
     OpenOptions::new()
         .write(true)
         .open(&last)
         .unwrap()
-        .set_len(m.offset + keep)
+        .set_len(f.offset + keep)
         .unwrap();
-    Some((m.id, keep > 0))
+    Some((f.header.id, keep > 0))
+}
+
+/// Applies `damage` to one segment file. Returns the ids of the records it destroyed and the
+/// bytes that no longer form valid records.
+fn damage_segment(
+    dir: &Path,
+    damage: Damage,
+    which: prop::sample::Index,
+    at: prop::sample::Index,
+) -> (Vec<u64>, u64) {
+    let files = segment_files(dir);
+    if files.is_empty() {
+        return (Vec::new(), 0);
+    }
+    let file = &files[which.index(files.len())];
+    let mut b = fs::read(file).unwrap();
+    let scan = scan_segment(file).unwrap();
+    assert!(
+        scan.damage.is_empty(),
+        "{file:?} damaged before the test damaged it"
+    );
+    let range = |f: &format::Found| f.offset..f.offset + rec_size(f.header.len as usize);
+    match damage {
+        Damage::Delete => {
+            fs::remove_file(file).unwrap();
+            (scan.recs.iter().map(|f| f.header.id).collect(), 0)
+        }
+        Damage::Flip => {
+            let pos = at.index(b.len());
+            b[pos] ^= 0xff;
+            fs::write(file, &b).unwrap();
+            match scan.recs.iter().find(|f| range(f).contains(&(pos as u64))) {
+                Some(f) => (vec![f.header.id], rec_size(f.header.len as usize)),
+                None => (Vec::new(), SEG_HEADER_LEN),
+            }
+        }
+        Damage::Truncate => {
+            let pos = at.index(b.len()) as u64;
+            b.truncate(pos as usize);
+            fs::write(file, &b).unwrap();
+            let lost: Vec<u64> = scan
+                .recs
+                .iter()
+                .filter(|f| range(f).end > pos)
+                .map(|f| f.header.id)
+                .collect();
+            let bytes = match scan.recs.iter().find(|f| range(f).contains(&pos)) {
+                Some(f) => pos - f.offset,
+                // Inside the segment header: the rest is unreadable.
+                None if pos < SEG_HEADER_LEN => pos,
+                None => 0,
+            };
+            (lost, bytes)
+        }
+    }
 }
 
 fn check_counts(q: &DiskQueue, m: &Model) {
@@ -625,6 +707,42 @@ fn run_model(ops: Vec<Op>, opts: &QueueOptions) {
                 }
             }
             Op::FailWrites(fail) => q.set_fail_writes(fail),
+            Op::Damage(damage, which, at) => {
+                if q.fail_writes {
+                    continue;
+                }
+                // A clean shutdown first: the watermark file is current, memory is on disk.
+                let before = q.drops().max_bytes;
+                q.flush().unwrap();
+                m.drop_oldest(q.drops().max_bytes - before);
+                let wm = m.watermark(q.next_id);
+                drop(q);
+                let (destroyed, bytes) = damage_segment(dir.path(), damage, which, at);
+                let lost: Vec<u64> = destroyed
+                    .into_iter()
+                    .filter(|id| m.live.contains_key(id))
+                    .collect();
+                for id in &lost {
+                    m.live.remove(id);
+                }
+                let (q2, rep) = open(dir.path(), opts.clone());
+                q = q2;
+                let counted = rep.corrupt_records + rep.missing_records;
+                assert_eq!(
+                    counted,
+                    lost.len() as u64,
+                    "{damage:?} lost {lost:?}: {rep:?}"
+                );
+                assert_eq!(rep.lost_bytes, bytes, "{damage:?}: {rep:?}");
+                match damage {
+                    Damage::Delete => assert_eq!(rep.corrupt_records, 0, "{rep:?}"),
+                    Damage::Flip => assert_eq!(rep.missing_records, 0, "{rep:?}"),
+                    Damage::Truncate => {}
+                }
+                assert_eq!(q.drops().corrupt, rep.corrupt_records);
+                assert_eq!(q.drops().missing, rep.missing_records);
+                replay_matches_model(&mut q, &rep, &mut m, wm);
+            }
             Op::Crash(_) | Op::Reopen => {
                 let wm = m.watermark(q.next_id);
                 if matches!(op, Op::Reopen) {
@@ -638,60 +756,76 @@ fn run_model(ops: Vec<Op>, opts: &QueueOptions) {
                 for r in &q.memory {
                     m.live.remove(&r.id);
                 }
+                let in_memory = q.memory.len() as u64;
                 drop(q);
-                let mut torn_partial = false;
+                let (mut torn, mut torn_partial) = (false, false);
                 if let Op::Crash(Some(at)) = op {
                     if let Some((id, partial)) = tear_last_record(dir.path(), at) {
                         // That append never completed, as far as a real crash goes.
                         m.live.remove(&id);
                         m.gone.remove(&id);
-                        torn_partial = partial;
+                        (torn, torn_partial) = (true, partial);
                     }
                 }
                 let (q2, rep) = open(dir.path(), opts.clone());
                 q = q2;
                 // Ids at or above `next_id` never reached the disk and may be reused.
                 m.gone.retain(|id, _| *id < q.next_id);
-                assert_eq!(rep.corrupt_records, u64::from(torn_partial));
-                let got = q.take(usize::MAX).unwrap();
-                let got_ids = ids_of(&got);
+                assert_eq!(rep.lost_bytes > 0, torn_partial, "{rep:?}");
+                // The torn record and those only in memory are lost (and may be counted).
                 assert!(
-                    got_ids.windows(2).all(|w| w[0] < w[1]),
-                    "replay not in order: {got_ids:?}"
+                    rep.corrupt_records + rep.missing_records <= u64::from(torn) + in_memory,
+                    "{rep:?}"
                 );
-                for id in m.live.keys() {
-                    assert!(
-                        got_ids.contains(id),
-                        "lost record {id}; replayed {got_ids:?}"
-                    );
-                }
-                let mut live = BTreeMap::new();
-                for r in &got {
-                    let id = r.id.0;
-                    let mr = match m.live.get(&id) {
-                        Some(mr) => mr,
-                        None => {
-                            assert!(id >= wm, "record {id} below the watermark {wm} replayed");
-                            m.gone
-                                .get(&id)
-                                .unwrap_or_else(|| panic!("unknown record {id} replayed"))
-                        }
-                    };
-                    assert_eq!(r.payload[..], mr.payload[..]);
-                    assert_eq!(r.created_unix_ms, mr.created);
-                    let mr = MRec {
-                        in_flight: false,
-                        ..mr.clone()
-                    };
-                    m.gone.remove(&id);
-                    live.insert(id, mr);
-                }
-                m.live = live;
-                assert_eq!(rep.replayable_records, got.len() as u64);
-                q.requeue(&got.iter().map(|r| r.id).collect::<Vec<_>>());
+                replay_matches_model(&mut q, &rep, &mut m, wm);
             }
         }
         check_counts(&q, &m);
+    }
+}
+
+/// Takes every record of a freshly opened queue: in id order, every live record of the model,
+/// no record below the watermark, payloads intact; then gives them back.
+fn replay_matches_model(q: &mut DiskQueue, rep: &OpenReport, m: &mut Model, wm: u64) {
+    {
+        {
+            let got = q.take(usize::MAX).unwrap();
+            let got_ids = ids_of(&got);
+            assert!(
+                got_ids.windows(2).all(|w| w[0] < w[1]),
+                "replay not in order: {got_ids:?}"
+            );
+            for id in m.live.keys() {
+                assert!(
+                    got_ids.contains(id),
+                    "lost record {id}; replayed {got_ids:?}"
+                );
+            }
+            let mut live = BTreeMap::new();
+            for r in &got {
+                let id = r.id.0;
+                let mr = match m.live.get(&id) {
+                    Some(mr) => mr,
+                    None => {
+                        assert!(id >= wm, "record {id} below the watermark {wm} replayed");
+                        m.gone
+                            .get(&id)
+                            .unwrap_or_else(|| panic!("unknown record {id} replayed"))
+                    }
+                };
+                assert_eq!(r.payload[..], mr.payload[..]);
+                assert_eq!(r.created_unix_ms, mr.created);
+                let mr = MRec {
+                    in_flight: false,
+                    ..mr.clone()
+                };
+                m.gone.remove(&id);
+                live.insert(id, mr);
+            }
+            m.live = live;
+            assert_eq!(rep.replayable_records, got.len() as u64);
+            q.requeue(&got.iter().map(|r| r.id).collect::<Vec<_>>());
+        }
     }
 }
 
@@ -734,7 +868,7 @@ proptest! {
         let files = segment_files(dir.path());
         let layout: Vec<Vec<(u64, u64)>> = files
             .iter()
-            .map(|f| scan_segment(f).unwrap().recs.iter().map(|m| (m.id, m.offset + rec_size(m.len as usize))).collect())
+            .map(|f| scan_segment(f).unwrap().recs.iter().map(|f| (f.header.id, f.offset + rec_size(f.header.len as usize))).collect())
             .collect();
         let t = target.index(files.len());
         let mut b = fs::read(&files[t]).unwrap();
@@ -767,6 +901,7 @@ proptest! {
             }
             if flips.is_empty() && garbage.is_empty() {
                 prop_assert_eq!(rep.corrupt_records, 0);
+                prop_assert_eq!(rep.lost_bytes, 0);
             }
         }
     }
@@ -815,4 +950,95 @@ fn flush_after_failed_write_counts_the_segments_it_drops() {
             ..small_opts()
         },
     );
+}
+
+#[test]
+fn a_second_queue_on_the_same_directory_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, _) = open(dir.path(), small_opts());
+    first.append(0, b"x").unwrap();
+    let err = DiskQueue::open(dir.path(), small_opts()).unwrap_err();
+    let QueueError::Locked { holder, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(holder, &format!("pid {}", std::process::id()));
+    let text = err.to_string();
+    assert!(
+        text.contains("locked by another agent") && text.contains("lock"),
+        "{text}"
+    );
+    // Released with the queue: a restart opens it again and finds the record.
+    drop(first);
+    let (_, rep) = open(dir.path(), small_opts());
+    assert_eq!(rep.replayable_records, 1);
+}
+
+/// The real-file version of the model check's damage cases, with exact counts: a flipped byte
+/// in one record, a truncated segment and a deleted segment, each on its own queue.
+#[test]
+fn each_kind_of_damage_is_counted_exactly_once() {
+    // 300-byte records, 3 per segment: files 1, 4, 7, 10.
+    let fill = |dir: &Path| {
+        let (mut q, _) = open(dir, small_opts());
+        for i in 0..12 {
+            q.append(i, &payload(i as u64, 268)).unwrap();
+        }
+        q.flush().unwrap();
+    };
+    // (name, damage, corrupt records, missing records, lost bytes, surviving ids)
+    type Case = (&'static str, fn(&[PathBuf]), u64, u64, u64, Vec<u64>);
+    let cases: [Case; 3] = [
+        (
+            "flip",
+            |f| {
+                let mut b = fs::read(&f[1]).unwrap();
+                b[8 + 300 + 100] ^= 0xff; // id 5
+                fs::write(&f[1], b).unwrap();
+            },
+            1,
+            0,
+            300,
+            vec![1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12],
+        ),
+        (
+            "truncate",
+            |f| {
+                let file = OpenOptions::new().write(true).open(&f[1]).unwrap();
+                file.set_len(8 + 300 + 50).unwrap(); // keeps id 4, cuts 5 and 6
+            },
+            2,
+            0,
+            50,
+            vec![1, 2, 3, 4, 7, 8, 9, 10, 11, 12],
+        ),
+        (
+            "delete",
+            |f| fs::remove_file(&f[2]).unwrap(),
+            0,
+            3,
+            0,
+            vec![1, 2, 3, 4, 5, 6, 10, 11, 12],
+        ),
+    ];
+    for (name, damage, corrupt, missing, bytes, survivors) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path());
+        damage(&segment_files(dir.path()));
+        let (mut q, rep) = open(dir.path(), small_opts());
+        assert_eq!(
+            (rep.corrupt_records, rep.missing_records, rep.lost_bytes),
+            (corrupt, missing, bytes),
+            "{name}"
+        );
+        assert_eq!(q.drops().corrupt, corrupt, "{name}");
+        assert_eq!(q.drops().missing, missing, "{name}");
+        assert_eq!(ids_of(&q.take(100).unwrap()), survivors, "{name}");
+        drop(q);
+        let (_, rep) = open(dir.path(), small_opts());
+        assert_eq!(
+            (rep.corrupt_records, rep.missing_records, rep.lost_bytes),
+            (0, 0, 0),
+            "{name}: reported once"
+        );
+    }
 }

@@ -1,17 +1,33 @@
-//! The agent's `match[]` selectors: every series a generated SLI rule reads.
+//! The `match[]` selectors of what the runtime tier reads: from the seeds' prometheus-aggregate
+//! (what the agent must federate, and what the SLO Prometheus federates from reachable seeds)
+//! and from prometheus-garden.
 
 use std::collections::BTreeSet;
 
-use crate::rules::model::Slo;
+use crate::rules::model::{resolve_all, Slo};
 use crate::rules::promql;
+use crate::rules::sources::{self, Source};
 use crate::rules::spec::{self, Spec, SpecError};
 
-/// The deduplicated, sorted `match[]` selectors the agent must federate so that every SLI rule
-/// of `specs` has its inputs. Derived by walking the parsed PromQL of each SLI; a bare metric
-/// selector subsumes narrower selectors of the same metric.
+/// The runtime tier's inputs by where they come from, as `match[]` selectors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchSelectors {
+    /// From prometheus-aggregate (`agent-match.yaml`).
+    pub aggregate: Vec<String>,
+    /// From prometheus-garden (`garden-match.yaml`).
+    pub garden: Vec<String>,
+}
+
+/// The deduplicated, sorted `match[]` selectors the agent must federate so that every runtime
+/// rule of `specs` has its inputs. Derived by walking the parsed PromQL of each runtime input;
+/// a bare metric selector subsumes narrower selectors of the same metric.
 pub fn agent_match_selectors(specs: &[Spec]) -> Vec<String> {
-    let slos: Vec<Slo> = specs.iter().flat_map(Slo::resolve).collect();
-    selectors_of(&slos)
+    selectors_of(&resolve_all(specs)).aggregate
+}
+
+/// The selectors the SLO Prometheus must federate from prometheus-garden for `specs`.
+pub fn garden_match_selectors(specs: &[Spec]) -> Vec<String> {
+    selectors_of(&resolve_all(specs)).garden
 }
 
 /// [`agent_match_selectors`] for spec files (what the agent config can reference instead of a
@@ -28,14 +44,27 @@ pub fn agent_match_selectors_from_files(
     Ok(agent_match_selectors(&specs))
 }
 
-/// [`agent_match_selectors`] for resolved SLOs.
-pub fn selectors_of(slos: &[Slo]) -> Vec<String> {
-    let mut out = BTreeSet::new();
+/// [`MatchSelectors`] for resolved SLOs.
+pub fn selectors_of(slos: &[Slo]) -> MatchSelectors {
+    let mut aggregate = BTreeSet::new();
+    let mut garden = BTreeSet::new();
     for slo in slos {
-        // Selectors do not depend on the window: one window is enough.
-        if let Ok(expr) = promql::parse(&slo.error_ratio_expr(slo.shortest_window())) {
-            promql::collect_selectors(&expr, &mut out);
+        for (_, query) in slo.runtime_inputs() {
+            let Ok(expr) = promql::parse(&query) else {
+                continue;
+            };
+            for s in promql::selectors(&expr) {
+                match s.metric.as_deref().and_then(|m| sources::classify(m, &[])) {
+                    Some(Source::Aggregate) => aggregate.insert(s.text),
+                    Some(Source::Garden) => garden.insert(s.text),
+                    // The SLO Prometheus' own scrapes; unreachable ones fail `rules check`.
+                    Some(Source::Local) | None => false,
+                };
+            }
         }
     }
-    promql::minimise_selectors(out)
+    MatchSelectors {
+        aggregate: promql::minimise_selectors(aggregate),
+        garden: promql::minimise_selectors(garden),
+    }
 }

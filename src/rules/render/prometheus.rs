@@ -1,11 +1,19 @@
-//! Recording and alerting rules in Sloth's shapes.
+//! The runtime tier's rules (the SLO Prometheus), in Sloth's names: per SLO the SLI recordings,
+//! the meta recordings and the burn-rate alerts; and the seed alerts.
+//!
+//! Counted SLIs record, per evaluation and group, the bad and all events
+//! ([`BAD_EVENTS`], [`TOTAL_EVENTS`]); every window's error ratio is then
+//! `Σ bad / Σ total` over the window (0, not NaN, when the window saw no events), so the period
+//! SLI and budget are weighted by traffic. Imported Sloth specs keep Sloth's shapes.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::rules::model::{Severity, Slo};
-use crate::rules::spec::SeedSilentSpec;
+use crate::rules::duration::PromDuration;
+use crate::rules::model::{Slo, BAD_EVENTS, TOTAL_EVENTS};
+use crate::rules::spec::{SeedSilentSpec, SeedUnreachableSpec};
+use crate::rules::types::{Severity, Sli};
 
 /// Label Sloth puts the SLO id into.
 pub const ID_LABEL: &str = "sloth_id";
@@ -19,12 +27,21 @@ pub const WINDOW_LABEL: &str = "sloth_window";
 pub const SEVERITY_LABEL: &str = "sloth_severity";
 /// The receiver's per-seed freshness gauge (unix seconds of the last accepted push).
 pub const FRESHNESS_METRIC: &str = "slo_gateway_receiver_last_push_timestamp_seconds";
+/// Recorded per seed: the receivers' freshest last-push timestamp.
+pub const LAST_PUSH: &str = "slo:seed_last_push:timestamp_seconds";
+/// Alert: a pushing seed went silent.
+pub const SEED_SILENT_ALERT: &str = "SLOGatewaySeedSilent";
+/// Alert: the SLO Prometheus cannot federate a reachable seed.
+pub const SEED_UNREACHABLE_ALERT: &str = "SLOGatewaySeedUnreachable";
 
 /// One Prometheus rule group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleGroup {
     /// Group name.
     pub name: String,
+    /// Evaluation interval; None: the Prometheus' global one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
     /// Rules in evaluation order.
     pub rules: Vec<Rule>,
 }
@@ -40,6 +57,12 @@ pub struct Rule {
     pub alert: Option<String>,
     /// PromQL.
     pub expr: String,
+    /// How long an alert's condition must hold before it fires.
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+    /// How long an alert keeps firing after its condition cleared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_firing_for: Option<String>,
     /// Labels added to the result.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -48,11 +71,14 @@ pub struct Rule {
     pub annotations: BTreeMap<String, String>,
 }
 
-fn record(name: String, expr: String, labels: BTreeMap<String, String>) -> Rule {
+/// A recording rule.
+pub fn record(name: String, expr: String, labels: BTreeMap<String, String>) -> Rule {
     Rule {
         record: Some(name),
         alert: None,
         expr,
+        for_: None,
+        keep_firing_for: None,
         labels,
         annotations: BTreeMap::new(),
     }
@@ -87,28 +113,62 @@ fn merged(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
 }
 
 /// The three Sloth groups of one SLO: SLI recordings, meta recordings, alerts.
-pub fn slo_groups(slo: &Slo) -> Vec<RuleGroup> {
+pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
+    let interval = interval.map(|i| i.to_string());
+    let group = |kind: &str, rules: Vec<Rule>| RuleGroup {
+        name: format!("sloth-slo-{kind}-{}", slo.id),
+        interval: interval.clone(),
+        rules,
+    };
+    let sli = match slo.sli {
+        Sli::Counted(_) => counted_sli_rules(slo),
+        Sli::Sloth(_) => sloth_sli_rules(slo),
+    };
     let mut groups = vec![
-        RuleGroup {
-            name: format!("sloth-slo-sli-recordings-{}", slo.id),
-            rules: sli_rules(slo),
-        },
-        RuleGroup {
-            name: format!("sloth-slo-meta-recordings-{}", slo.id),
-            rules: meta_rules(slo),
-        },
+        group("sli-recordings", sli),
+        group("meta-recordings", meta_rules(slo)),
     ];
     let alerts = alert_rules(slo);
     if !alerts.is_empty() {
-        groups.push(RuleGroup {
-            name: format!("sloth-slo-alerts-{}", slo.id),
-            rules: alerts,
-        });
+        groups.push(group("alerts", alerts));
     }
     groups
 }
 
-fn sli_rules(slo: &Slo) -> Vec<Rule> {
+/// Counted SLIs: all and bad events per evaluation, then every window as Σ bad / Σ total.
+fn counted_sli_rules(slo: &Slo) -> Vec<Rule> {
+    let Sli::Counted(sli) = &slo.sli else {
+        return Vec::new();
+    };
+    let base = merged(&[&id_labels(slo), &slo.labels]);
+    let f = id_filter(slo);
+    let by = slo.grouping.join(", ");
+    let mut rules = vec![
+        record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
+        // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
+        record(
+            BAD_EVENTS.to_owned(),
+            format!("({})\nor on ({by})\n(0 * {TOTAL_EVENTS}{f})\n", sli.bad),
+            base.clone(),
+        ),
+    ];
+    for w in slo.sli_windows().into_iter().chain([slo.window]) {
+        let mut labels = base.clone();
+        labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
+        // A window without events burns nothing: 0, not 0/0 = NaN.
+        rules.push(record(
+            sli_metric(w),
+            format!(
+                "(\n  sum_over_time({BAD_EVENTS}{f}[{w}])\n  /\n  (sum_over_time({TOTAL_EVENTS}{f}[{w}]) > 0)\n)\nor\n(0 * sum_over_time({TOTAL_EVENTS}{f}[{w}]))\n"
+            ),
+            labels,
+        ));
+    }
+    rules
+}
+
+/// Imported Sloth SLIs: Sloth's expressions.
+fn sloth_sli_rules(slo: &Slo) -> Vec<Rule> {
     let base = merged(&[&id_labels(slo), &slo.labels]);
     let mut rules: Vec<Rule> = slo
         .sli_windows()
@@ -116,11 +176,15 @@ fn sli_rules(slo: &Slo) -> Vec<Rule> {
         .map(|w| {
             let mut labels = base.clone();
             labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
-            record(sli_metric(w), slo.error_ratio_expr(w), labels)
+            record(
+                sli_metric(w),
+                slo.sloth_error_ratio_expr(w).unwrap_or_default(),
+                labels,
+            )
         })
         .collect();
     // The period from the shortest window's rule, as Sloth does: a mean of ratios weighted
-    // equally per evaluation — cheap, and only informative (no alert uses it).
+    // equally per evaluation, not by traffic (our own SLIs are counted instead).
     let short = sli_metric(slo.shortest_window());
     let filter = id_filter(slo);
     let period = slo.window;
@@ -210,7 +274,7 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 .iter()
                 .filter(|w| w.severity == severity)
                 .map(|w| {
-                    let factor = Slo::burn_factor(w, slo.window);
+                    let factor = w.burn_factor(slo.window);
                     let cond = |win| {
                         format!(
                             "    max({}{filter} > ({factor} * {budget})) without ({WINDOW_LABEL})",
@@ -244,6 +308,8 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 record: None,
                 alert: Some(alerting.name.clone()),
                 expr: format!("{}\n", pairs.join("\nor\n")),
+                for_: None,
+                keep_firing_for: None,
                 labels,
                 annotations,
             })
@@ -251,27 +317,77 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
         .collect()
 }
 
-/// The "seed silent" group: one alert per seed whose last push is older than the threshold.
-pub fn seed_silent_group(s: &SeedSilentSpec) -> RuleGroup {
-    let secs = s.threshold.as_secs();
-    RuleGroup {
-        name: "slo-gateway-receiver".to_owned(),
-        rules: vec![Rule {
-            record: None,
-            alert: Some("SLOGatewaySeedSilent".to_owned()),
-            // max over receiver replicas: the freshest push counts.
-            expr: format!("time() - max by (seed) ({FRESHNESS_METRIC}) > {secs}"),
-            labels: BTreeMap::from([("severity".to_owned(), s.severity.as_str().to_owned())]),
-            annotations: BTreeMap::from([
-                (
-                    "summary".to_owned(),
-                    format!("Seed {{{{$labels.seed}}}} has not pushed SLO series for more than {}.", s.threshold),
-                ),
-                (
-                    "description".to_owned(),
-                    "SLIs of this seed's shoots go stale: check the seed's slo-gateway agent and its network path to the receiver.".to_owned(),
-                ),
-            ]),
-        }],
+/// The seed alerts: `SLOGatewaySeedSilent` for seeds that push through the receiver,
+/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates. Both carry `seed`; the
+/// Alertmanager config lets them inhibit the SLO alerts of their seed, so one seed outage is
+/// one page. `keep_firing_for` keeps that inhibition until the outage's burn alerts cleared.
+pub fn seed_group(
+    silent: &SeedSilentSpec,
+    unreachable: &SeedUnreachableSpec,
+    default_keep_firing: Option<PromDuration>,
+    interval: Option<PromDuration>,
+) -> Option<RuleGroup> {
+    let mut rules = Vec::new();
+    let alert = |name: &str,
+                 expr: String,
+                 severity: Severity,
+                 for_: Option<PromDuration>,
+                 keep: Option<PromDuration>,
+                 summary: String,
+                 description: &str| Rule {
+        record: None,
+        alert: Some(name.to_owned()),
+        expr,
+        for_: for_.map(|d| d.to_string()),
+        keep_firing_for: keep.or(default_keep_firing).map(|d| d.to_string()),
+        labels: BTreeMap::from([("severity".to_owned(), severity.as_str().to_owned())]),
+        annotations: BTreeMap::from([
+            ("summary".to_owned(), summary),
+            ("description".to_owned(), description.to_owned()),
+        ]),
+    };
+    if silent.enabled {
+        // The receivers' gauge vanishes when a receiver restarts: remember the freshest push
+        // per seed (max over replicas) and look back over `lookback`.
+        rules.push(record(
+            LAST_PUSH.to_owned(),
+            format!("max by (seed) ({FRESHNESS_METRIC})"),
+            BTreeMap::new(),
+        ));
+        rules.push(alert(
+            SEED_SILENT_ALERT,
+            format!(
+                "time() - max by (seed) (max_over_time({LAST_PUSH}[{}])) > {}",
+                silent.lookback,
+                silent.threshold.as_secs()
+            ),
+            silent.severity,
+            None,
+            silent.keep_firing_for,
+            format!("Seed {{{{$labels.seed}}}} has not pushed SLO series for more than {}.", silent.threshold),
+            "SLIs of this seed's shoots get no data (API server availability counts them as down): check the seed's slo-gateway agent and its network path to the receiver. The seed's SLO alerts are inhibited meanwhile.",
+        ));
     }
+    if unreachable.enabled && !unreachable.jobs.is_empty() {
+        let up: Vec<String> = unreachable
+            .jobs
+            .iter()
+            .map(|j| format!("up{{job=\"{j}\"}}"))
+            .collect();
+        rules.push(alert(
+            SEED_UNREACHABLE_ALERT,
+            // Every target of the seed (aggregate replicas) down.
+            format!("max by (seed) ({}) == 0", up.join(" or ")),
+            unreachable.severity,
+            Some(unreachable.threshold),
+            unreachable.keep_firing_for,
+            format!("The SLO Prometheus cannot federate seed {{{{$labels.seed}}}}'s prometheus-aggregate for {}.", unreachable.threshold),
+            "SLIs of this seed's shoots get no data (API server availability counts them as down): the seed or the network path to it is down. The seed's SLO alerts are inhibited meanwhile.",
+        ));
+    }
+    (!rules.is_empty()).then(|| RuleGroup {
+        name: "slo-gateway-seeds".to_owned(),
+        interval: interval.map(|i| i.to_string()),
+        rules,
+    })
 }

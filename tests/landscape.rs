@@ -1,0 +1,285 @@
+//! Acceptance on the landscape twin (real Prometheus 2.42 and Alertmanager processes, configured
+//! like Gardener's, rules from `slo-gateway rules` on `config/twin-slos.yaml`).
+//!
+//! One twin serves three phases, in order, each reporting its own failures:
+//! 1. every catalog SLO yields a value for every shoot (the message lists the empty pairs);
+//! 2. a full API server outage in one shoot of the firewalled seed and one of the reachable
+//!    seed pages for exactly those shoots, and both paths report the same SLI;
+//! 3. stopping the firewalled seed's agent fires the seed-silent alert, which inhibits that
+//!    seed's shoot pages (and not the reachable seed's).
+//!
+//! Without Prometheus or Alertmanager the test fails and says what to install.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use slo_gateway::landscape::{AlertState, SeedAccess, Twin, TwinOptions};
+
+/// The SLO names in the twin's spec.
+fn catalog_slos() -> Vec<String> {
+    let spec: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(slo_gateway::landscape::TWIN_SPEC).unwrap();
+    spec["slos"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn is_page(a: &AlertState) -> bool {
+    a.label("sloth_severity") == "page" || a.label("severity") == "page"
+}
+
+/// The seed-wide "seed silent" alert: about a seed, not about a shoot or an SLO.
+fn is_seed_alert(a: &AlertState, seed: &str) -> bool {
+    a.label("seed") == seed && a.label("cluster").is_empty() && a.label("sloth_slo").is_empty()
+}
+
+fn describe(alerts: &[AlertState]) -> String {
+    alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "  {} {} cluster={} seed={} slo={} [{}]",
+                a.label("alertname"),
+                a.label("severity"),
+                a.label("cluster"),
+                a.label("seed"),
+                a.label("sloth_slo"),
+                a.state
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Polls `check` every 2 s until it returns `Ok` or `within` passed; the last `Err` otherwise.
+async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
+/// Phase 1: a value for every (SLO, shoot).
+async fn every_slo_has_a_value_for_every_shoot(twin: &Twin) -> Result<(), String> {
+    let slos = catalog_slos();
+    eventually(Duration::from_secs(240), || async {
+        let found = twin
+            .slo()
+            .query(r#"slo:sli_error:ratio_rate5m"#)
+            .await
+            .map_err(|e| e.to_string())?;
+        // (SLO, cluster, seed) with a finite value; SLOs grouped by seed have no cluster and
+        // count for every shoot of their seed.
+        let have: BTreeSet<(String, String, String)> = found
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(l, _)| {
+                let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+                (get("sloth_slo"), get("cluster"), get("seed"))
+            })
+            .collect();
+        let missing: Vec<String> = slos
+            .iter()
+            .flat_map(|slo| twin.shoots().iter().map(move |s| (slo.clone(), s)))
+            .filter(|(slo, s)| {
+                let (cluster, seed) = (s.id.namespace(), s.id.seed.clone());
+                !have.contains(&(slo.clone(), cluster, seed.clone()))
+                    && !have.contains(&(slo.clone(), String::new(), seed))
+            })
+            .map(|(slo, s)| format!("{slo} / {}", s.id.namespace()))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "phase 1: {} (SLO, shoot) pairs have no finite slo:sli_error:ratio_rate5m:\n  {}",
+                missing.len(),
+                missing.join("\n  ")
+            ))
+        }
+    })
+    .await
+}
+
+/// Phase 2: outages page exactly the outaged shoots; both paths agree on the SLI.
+async fn outages_page_only_their_shoots(twin: &Twin, outaged: &[String]) -> Result<(), String> {
+    for shoot in outaged {
+        twin.set_outage(shoot, true).map_err(|e| e.to_string())?;
+    }
+    let injected = Instant::now();
+    let am = twin.alertmanager();
+    let alerts = eventually(Duration::from_secs(240), || async {
+        let alerts = am.alerts().await.map_err(|e| e.to_string())?;
+        let paged: Vec<&String> = outaged
+            .iter()
+            .filter(|c| {
+                alerts.iter().any(|a| {
+                    is_page(a)
+                        && a.state == "active"
+                        && a.label("cluster") == c.as_str()
+                        && a.label("sloth_slo") == "apiserver-availability"
+                })
+            })
+            .collect();
+        if paged.len() == outaged.len() {
+            Ok(alerts)
+        } else {
+            Err(format!(
+                "phase 2: no active apiserver-availability page for every outaged shoot {outaged:?} \
+                 (paged: {paged:?}); Alertmanager holds:\n{}",
+                describe(&alerts)
+            ))
+        }
+    })
+    .await?;
+    let others: Vec<&AlertState> = alerts
+        .iter()
+        .filter(|a| {
+            !a.label("cluster").is_empty() && !outaged.iter().any(|c| c == a.label("cluster"))
+        })
+        .collect();
+    if !others.is_empty() {
+        return Err(format!(
+            "phase 2: alerts for shoots without an outage:\n{}",
+            describe(&others.into_iter().cloned().collect::<Vec<_>>())
+        ));
+    }
+    // Both paths: the same outage gives the same SLI. Once the outage outlasted the 1m window
+    // both must read fully down there, and the 5m windows (part outage, part healthy) may
+    // differ by the push path's lag of a few seconds only. Queried at one instant.
+    let outage_age = injected.elapsed();
+    if outage_age < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_secs(90) - outage_age).await;
+    }
+    let mut ratios = Vec::new();
+    for (window, tolerance, at_least) in [("1m", 0.02, 0.98), ("5m", 0.1, 0.0)] {
+        let query = format!(
+            r#"slo:sli_error:ratio_rate{window}{{sloth_slo="apiserver-availability",cluster=~"{}"}}"#,
+            outaged.join("|")
+        );
+        let values = twin.slo().query(&query).await.map_err(|e| e.to_string())?;
+        let by_shoot: Vec<(String, f64)> = values
+            .iter()
+            .map(|(l, v)| (l.get("cluster").cloned().unwrap_or_default(), *v))
+            .collect();
+        let agree = by_shoot.len() == outaged.len()
+            && by_shoot.iter().all(|(_, v)| *v > at_least && *v > 0.0)
+            && by_shoot
+                .windows(2)
+                .all(|w| (w[0].1 - w[1].1).abs() <= tolerance);
+        if !agree {
+            return Err(format!(
+                "phase 2: the {window} error ratios of the outaged shoots (pulled vs pushed) \
+                 differ by more than {tolerance}, are missing or not above {at_least}: {by_shoot:?}"
+            ));
+        }
+        ratios.push((window, by_shoot));
+    }
+    eprintln!("phase 2: error ratios of the outaged shoots: {ratios:?}");
+    Ok(())
+}
+
+/// Phase 3: a silent seed pages once and inhibits its shoots' pages.
+async fn silent_seed_inhibits_its_shoot_pages(
+    twin: &mut Twin,
+    seed: &str,
+    its_outaged: &str,
+    other_outaged: &str,
+) -> Result<(), String> {
+    twin.stop_agent(seed).map_err(|e| e.to_string())?;
+    let am = twin.alertmanager();
+    eventually(Duration::from_secs(180), || async {
+        let alerts = am.alerts().await.map_err(|e| e.to_string())?;
+        let silent = alerts
+            .iter()
+            .any(|a| is_seed_alert(a, seed) && a.state == "active");
+        let page_of = |cluster: &str| -> Vec<&AlertState> {
+            alerts
+                .iter()
+                .filter(|a| is_page(a) && a.label("cluster") == cluster)
+                .collect()
+        };
+        let inhibited = page_of(its_outaged)
+            .iter()
+            .all(|a| a.state == "suppressed" && !a.inhibited_by.is_empty());
+        let other_active = page_of(other_outaged).iter().any(|a| a.state == "active");
+        if silent && inhibited && !page_of(its_outaged).is_empty() && other_active {
+            Ok(())
+        } else {
+            Err(format!(
+                "phase 3: expected an active seed-silent alert for {seed}, {its_outaged}'s pages \
+                 suppressed by it, {other_outaged}'s page still active (silent={silent}, \
+                 inhibited={inhibited}, other active={other_active}); Alertmanager holds:\n{}",
+                describe(&alerts)
+            ))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landscape_twin_acceptance() {
+    let started = Instant::now();
+    let mut twin = Twin::start(TwinOptions::new(env!("CARGO_BIN_EXE_slo-gateway")))
+        .await
+        .unwrap_or_else(|e| panic!("the landscape twin did not start: {e}"));
+    eprintln!(
+        "twin up after {:?} in {}",
+        started.elapsed(),
+        twin.dir().display()
+    );
+    let firewalled = twin.first_shoot(SeedAccess::Firewalled).unwrap().clone();
+    let reachable = twin.first_shoot(SeedAccess::Reachable).unwrap().clone();
+    let outaged = [firewalled.id.namespace(), reachable.id.namespace()];
+
+    let mut failures = Vec::new();
+    let mut phase = |name: &str, result: Result<(), String>, t: Instant| {
+        eprintln!(
+            "{name}: {} after {:?}",
+            if result.is_ok() { "ok" } else { "FAILED" },
+            t.elapsed()
+        );
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    };
+    let t = Instant::now();
+    phase(
+        "phase 1",
+        every_slo_has_a_value_for_every_shoot(&twin).await,
+        t,
+    );
+    let t = Instant::now();
+    phase(
+        "phase 2",
+        outages_page_only_their_shoots(&twin, &outaged).await,
+        t,
+    );
+    let t = Instant::now();
+    let result = silent_seed_inhibits_its_shoot_pages(
+        &mut twin,
+        &firewalled.id.seed,
+        &outaged[0],
+        &outaged[1],
+    )
+    .await;
+    phase("phase 3", result, t);
+    assert!(
+        failures.is_empty(),
+        "{}\n(twin logs)\n{}",
+        failures.join("\n\n"),
+        twin.logs()
+    );
+}
