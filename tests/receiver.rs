@@ -444,7 +444,7 @@ async fn server_certificate_rotation_applies_to_new_connections_only() {
         metric_value(
             &receiver.metrics_text(),
             "slo_gateway_receiver_tls_reloads_total",
-            r#"{reason="success"}"#
+            r#"{result="success"}"#
         )
         .is_some_and(|n| n >= 1.0),
         "{}",
@@ -998,7 +998,7 @@ async fn half_written_rotation_keeps_the_last_good_certificate() {
         metric_value(
             &receiver.metrics_text(),
             "slo_gateway_receiver_tls_reloads_total",
-            r#"{reason="failure"}"#,
+            r#"{result="failure"}"#,
         )
         .unwrap_or(0.0)
     };

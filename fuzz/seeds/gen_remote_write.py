@@ -171,22 +171,47 @@ def snappy_decompress(body):
 NOW = 1732500000000
 
 
-def gardener(seed, shoots, samples_per_series=1):
+def gardener_specs(seed, shoots, samples_per_series=1):
+    """(sorted labels, [(value, ts)]) per series, as an agent in a Gardener seed sends them."""
     out = []
     for i in range(shoots):
         cluster = f"shoot--project{i % 3}--cluster{i}"
         common = [("cluster", cluster), ("job", "shoot-prometheus"), ("project", f"project{i % 3}")]
         for kind in ("seed", "shoot", "vpn"):
             labels = sorted([("__name__", "shoot:availability"), ("kind", kind), ("seed", seed)] + common)
-            out.append(series(labels, [sample(1.0, NOW + k * 30000) for k in range(samples_per_series)]))
+            out.append((labels, [(1.0, NOW + k * 30000) for k in range(samples_per_series)]))
         labels = sorted([("__name__", "shoot:apiserver_latency:percentage"), ("seed", seed)] + common)
-        out.append(series(labels, [sample(0.0123 * (i + 1), NOW)]))
+        out.append((labels, [(0.0123 * (i + 1), NOW)]))
         for code, n in (("200", 123456.0), ("500", 17.0)):
             labels = sorted(
                 [("__name__", "apiserver_request_total"), ("code", code), ("verb", "GET")] + common
             )
-            out.append(series(labels, [sample(n + i, NOW)]))
+            out.append((labels, [(n + i, NOW)]))
     return out
+
+
+def gardener(seed, shoots, samples_per_series=1):
+    return [
+        series(labels, [sample(v, ts) for v, ts in samples])
+        for labels, samples in gardener_specs(seed, shoots, samples_per_series)
+    ]
+
+
+def v2_request(specs):
+    """`io.prometheus.write.v2.Request`: symbols (4, first ""), series (5) with packed
+    labels_refs (1) and samples (2)."""
+    symbols = {"": 0}
+
+    def ref(text):
+        return symbols.setdefault(text, len(symbols))
+
+    body = b""
+    for labels, samples in specs:
+        refs = b"".join(varint(ref(n)) + varint(ref(v)) for n, v in labels)
+        ts = field(1, 2, refs) if refs else b""
+        ts += b"".join(field(2, 2, sample(v, t)) for v, t in samples)
+        body += field(5, 2, ts)
+    return b"".join(string(4, text) for text in symbols) + body
 
 
 BODIES = {
@@ -224,6 +249,16 @@ BODIES = {
         ]
     ),
     "empty_request": write_request([]),
+    # The same agent batch as Remote Write 2.0 (the target reads every input both ways).
+    "agent_batch_v2": v2_request(gardener_specs("fuzz", 3)),
+    # 2.0 with a reserved label, an empty value, a foreign seed and an unsorted series.
+    "v2_mixed": v2_request(
+        [
+            ([("__name__", "up"), ("__tenant__", "x")], [(1.0, NOW)]),
+            ([("__name__", "up"), ("instance", ""), ("seed", "aws-eu1")], [(1.0, NOW)]),
+            ([("job", "x"), ("__name__", "up")], [(1.0, NOW)]),
+        ]
+    ),
 }
 
 

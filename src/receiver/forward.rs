@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::remote_write::codec::compress;
+use crate::remote_write::codec::compress_into;
 use crate::remote_write::headers::{self, Protocol};
 use crate::remote_write::rewrite::{subset_body, SeriesSpan};
 
@@ -108,8 +108,13 @@ impl Forwarder {
     /// [`crate::remote_write::rewrite::rewrite`] returns them). When the upstream refuses
     /// a part as a data error, that part is split in halves and each half sent on its own, down
     /// to single series, which are then dropped (at most [`MAX_ISOLATION_REQUESTS`] requests).
-    /// Stops at the first unavailable answer.
-    pub async fn forward(&self, body: &[u8], spans: &[SeriesSpan]) -> ForwardReport {
+    /// Stops at the first unavailable answer. `scratch` is reused for compressing.
+    pub async fn forward(
+        &self,
+        body: &[u8],
+        spans: &[SeriesSpan],
+        scratch: &mut Vec<u8>,
+    ) -> ForwardReport {
         let mut report = ForwardReport::default();
         debug_assert_eq!(spans.last().map_or(0, |s| s.end), body.len());
         if spans.is_empty() {
@@ -139,11 +144,13 @@ impl Forwarder {
                 });
                 break;
             }
-            let compressed = if range == (0..spans.len()) {
-                compress(body)
+            let written = if range == (0..spans.len()) {
+                compress_into(body, scratch)
             } else {
-                compress(&subset_body(body, &spans[range.clone()]))
+                compress_into(&subset_body(body, &spans[range.clone()]), scratch)
             };
+            // The HTTP client takes ownership: copy out the (small) compressed block.
+            let compressed = scratch[..written].to_vec();
             report.requests += 1;
             match self.send(compressed).await {
                 UpstreamOutcome::Stored => report.stored_samples += samples(&range),

@@ -40,6 +40,13 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// Labels: result (`success` or `failure`, spelled as the agent spells them).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
 /// Receiver metrics (prefix `slo_gateway_receiver_`).
 #[derive(Debug, Clone)]
 pub struct ReceiverMetrics {
@@ -56,7 +63,7 @@ pub struct ReceiverMetrics {
     /// Upstream request latency.
     pub forward_duration: Histogram,
     /// Certificate reloads by result.
-    pub tls_reloads: Family<Reason, Counter>,
+    pub tls_reloads: Family<Outcome, Counter>,
     /// Active series per seed (as counted for `limits.max_series_per_seed`).
     pub active_series: Family<SeedLabel, Gauge>,
     /// Decode capacity in use, bytes (of `limits.max_inflight_decoded_bytes`).

@@ -73,8 +73,8 @@ impl Receiver {
             move |ok| {
                 reload_metrics
                     .tls_reloads
-                    .get_or_create(&metrics::Reason {
-                        reason: if ok { "success" } else { "failure" }.into(),
+                    .get_or_create(&metrics::Outcome {
+                        result: if ok { "success" } else { "failure" },
                     })
                     .inc();
             },

@@ -31,13 +31,23 @@ pub fn encode_write_request(request: &WriteRequest) -> Vec<u8> {
 
 /// Snappy block compression of an encoded message.
 pub fn compress(raw: &[u8]) -> Vec<u8> {
-    // Compressing into a buffer sized by max_compress_len cannot fail.
-    let mut out = vec![0; snap::raw::max_compress_len(raw.len())];
-    let written = snap::raw::Encoder::new()
-        .compress(raw, &mut out)
-        .unwrap_or_default();
+    let mut out = Vec::new();
+    let written = compress_into(raw, &mut out);
     out.truncate(written);
     out
+}
+
+/// [`compress`] into `buffer`, reusing its allocation (grown, never cleared, so a reused buffer
+/// is not zeroed again): the block is `buffer[..n]` for the returned `n`.
+pub fn compress_into(raw: &[u8], buffer: &mut Vec<u8>) -> usize {
+    let bound = snap::raw::max_compress_len(raw.len());
+    if buffer.len() < bound {
+        buffer.resize(bound, 0);
+    }
+    // Compressing into a buffer of max_compress_len bytes cannot fail.
+    snap::raw::Encoder::new()
+        .compress(raw, &mut buffer[..bound])
+        .unwrap_or_default()
 }
 
 /// The decoded length a snappy block declares in its header, checked against `max_decoded_bytes`
@@ -67,9 +77,26 @@ pub fn declared_decoded_len(body: &[u8], max_decoded_bytes: usize) -> Result<usi
 /// Decompresses a snappy block of at most `max_decoded_bytes` decoded bytes
 /// ([`declared_decoded_len`] is checked first).
 pub fn decompress_capped(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, DecodeError> {
-    declared_decoded_len(body, max_decoded_bytes)?;
+    let mut out = Vec::new();
+    let len = decompress_capped_into(body, max_decoded_bytes, &mut out)?;
+    out.truncate(len);
+    Ok(out)
+}
+
+/// [`decompress_capped`] into `buffer`, reusing its allocation: the decoded bytes are
+/// `buffer[..n]` for the returned `n` (the buffer is only grown, never cleared, so a reused one
+/// is not zeroed again).
+pub fn decompress_capped_into(
+    body: &[u8],
+    max_decoded_bytes: usize,
+    buffer: &mut Vec<u8>,
+) -> Result<usize, DecodeError> {
+    let declared = declared_decoded_len(body, max_decoded_bytes)?;
+    if buffer.len() < declared {
+        buffer.resize(declared, 0);
+    }
     snap::raw::Decoder::new()
-        .decompress_vec(body)
+        .decompress(body, &mut buffer[..declared])
         .map_err(|e| DecodeError::Snappy(e.to_string()))
 }
 

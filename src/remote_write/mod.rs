@@ -138,3 +138,57 @@ pub(crate) fn test_series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Ti
         exemplars: vec![],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::headers::Protocol;
+
+    #[test]
+    fn content_type_negotiation_follows_the_2_0_spec() {
+        let cases = [
+            ("application/x-protobuf", Some(Protocol::V1)),
+            ("Application/X-Protobuf", Some(Protocol::V1)),
+            (
+                "application/x-protobuf;proto=prometheus.WriteRequest",
+                Some(Protocol::V1),
+            ),
+            (
+                "application/x-protobuf; proto=prometheus.WriteRequest",
+                Some(Protocol::V1),
+            ),
+            (
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                Some(Protocol::V2),
+            ),
+            (
+                "application/x-protobuf ; PROTO=\"io.prometheus.write.v2.Request\"",
+                Some(Protocol::V2),
+            ),
+            ("application/x-protobuf;charset=utf-8", Some(Protocol::V1)),
+            (
+                "application/x-protobuf;proto=io.prometheus.write.v3.Request",
+                None,
+            ),
+            (
+                "application/x-protobuf;proto=io.prometheus.write.v2.request",
+                None,
+            ),
+            ("application/x-protobuf;garbage", None),
+            ("application/json", None),
+            ("", None),
+        ];
+        for (content_type, want) in cases {
+            assert_eq!(
+                Protocol::from_content_type(content_type),
+                want,
+                "{content_type:?}"
+            );
+        }
+        for protocol in [Protocol::V1, Protocol::V2] {
+            assert_eq!(
+                Protocol::from_content_type(protocol.content_type()),
+                Some(protocol)
+            );
+        }
+    }
+}

@@ -27,7 +27,9 @@
 use std::fmt::Write as _;
 
 use super::headers::Protocol;
-use super::validate::{validate_labels, validate_timestamps, SeriesError, ValidationLimits};
+use super::validate::{
+    compare_bytes, validate_labels, validate_timestamps, SeriesError, ValidationLimits,
+};
 use super::wire::{
     len_field_size, put_len_key, put_varint, varint_len, Reader, WireError, WireType,
 };
@@ -216,25 +218,47 @@ impl Rewritten {
 
 /// Rewrites the decompressed request `decoded` under `settings` (see the module docs).
 pub fn rewrite(decoded: &[u8], settings: &RewriteSettings<'_>) -> Result<Rewritten, RewriteError> {
+    let mut out = Rewritten::default();
+    rewrite_into(decoded, settings, &mut out)?;
+    Ok(out)
+}
+
+/// [`rewrite`] into `out`, reusing its allocations (a receiver keeps a few `Rewritten` to spare
+/// the allocator and the page faults of a fresh output buffer per request). `out` is cleared
+/// first; on error its contents are unspecified.
+pub fn rewrite_into(
+    decoded: &[u8],
+    settings: &RewriteSettings<'_>,
+    out: &mut Rewritten,
+) -> Result<(), RewriteError> {
+    out.body.clear();
+    out.series.clear();
+    out.received_samples = 0;
+    out.admitted_samples = 0;
+    out.refused = Refusals::default();
+    // 1.0 output is the input plus the identity label on every series; 2.0 input is smaller than
+    // its 1.0 form (interned strings), often by half.
+    let estimate = match settings.protocol {
+        Protocol::V1 => decoded.len() + decoded.len() / 8,
+        Protocol::V2 => decoded.len().saturating_mul(2),
+    };
+    out.body.reserve(estimate.min(settings.max_cost));
     let mut rewriter = Rewriter {
         settings,
         cost: 0,
         series_seen: 0,
         labels: Vec::with_capacity(settings.limits.max_labels_per_series + 1),
+        labels_as_sent: Vec::with_capacity(settings.limits.max_labels_per_series + 1),
+        series_message: &[],
         samples: Vec::new(),
         refs: Vec::new(),
         series: SeriesCounts::default(),
-        out: Rewritten {
-            // Usually a little larger than the input (the identity label on every series).
-            body: Vec::with_capacity((decoded.len() + decoded.len() / 16).min(settings.max_cost)),
-            ..Rewritten::default()
-        },
+        out,
     };
     match settings.protocol {
-        Protocol::V1 => rewriter.v1(decoded)?,
-        Protocol::V2 => rewriter.v2(decoded)?,
+        Protocol::V1 => rewriter.v1(decoded),
+        Protocol::V2 => rewriter.v2(decoded),
     }
-    Ok(rewriter.out)
 }
 
 /// The bytes of a `prometheus.WriteRequest` holding only `spans` of `body`.
@@ -257,24 +281,34 @@ struct SeriesCounts {
 }
 
 #[derive(Debug)]
-struct Rewriter<'a> {
+struct Rewriter<'a, 'o> {
     settings: &'a RewriteSettings<'a>,
     cost: usize,
     series_seen: usize,
-    /// The current series' labels, borrowed from the input (scratch, reused).
-    labels: Vec<(&'a str, &'a str)>,
+    /// The current series' labels, borrowed from the input (scratch, reused). Values are known
+    /// to be UTF-8; names are checked by validation.
+    labels: Vec<(&'a [u8], &'a [u8])>,
+    /// Per entry of `labels`: where its field lies in `series_message` when the bytes as sent
+    /// are exactly its re-encoding (then they are copied, adjacent ones at once), or
+    /// [`NOT_AS_SENT`].
+    labels_as_sent: Vec<(u32, u32)>,
+    /// The 1.0 series message being read (empty for 2.0).
+    series_message: &'a [u8],
     /// The current series' samples as (value bits, timestamp ms) (scratch, reused).
     samples: Vec<(u64, i64)>,
     /// The current 2.0 series' label references (scratch, reused).
     refs: Vec<u64>,
     series: SeriesCounts,
-    out: Rewritten,
+    out: &'o mut Rewritten,
 }
+
+/// Marks a label whose field as sent is not its re-encoding (or that was not sent as such).
+const NOT_AS_SENT: (u32, u32) = (0, 0);
 
 /// Largest encoding of one sample field: key, length, double, timestamp key and varint.
 const SAMPLE_FIELD_MAX: usize = 2 + 9 + 11;
 
-impl<'a> Rewriter<'a> {
+impl<'a> Rewriter<'a, '_> {
     /// Charges `bytes`, at least [`MIN_ELEMENT_COST`].
     #[inline]
     fn charge(&mut self, bytes: usize) -> Result<(), RewriteError> {
@@ -306,15 +340,17 @@ impl<'a> Rewriter<'a> {
         );
         self.charge(6 + pinned)?;
         self.labels.clear();
+        self.labels_as_sent.clear();
+        self.series_message = &[];
         self.samples.clear();
         self.series = SeriesCounts::default();
         Ok(())
     }
 
-    /// Records a label of the current series; empty values are dropped (Prometheus treats them
-    /// as absent and `/federate` emits `instance=""`).
+    /// Records a label of the current series (`value` known to be UTF-8); empty values are
+    /// dropped (Prometheus treats them as absent and `/federate` emits `instance=""`).
     #[inline]
-    fn add_label(&mut self, name: &'a str, value: &'a str) {
+    fn add_label(&mut self, name: &'a [u8], value: &'a [u8], as_sent: (u32, u32)) {
         if value.is_empty() {
             return;
         }
@@ -322,6 +358,7 @@ impl<'a> Rewriter<'a> {
         // Beyond the limit the series is refused anyway; only the count matters.
         if self.labels.len() < self.settings.limits.max_labels_per_series {
             self.labels.push((name, value));
+            self.labels_as_sent.push(as_sent);
         }
     }
 
@@ -344,17 +381,32 @@ impl<'a> Rewriter<'a> {
     }
 
     fn v1_series(&mut self, buf: &'a [u8]) -> Result<(), RewriteError> {
+        self.series_message = buf;
         let mut reader = Reader::new(buf);
         let err = malformed("TimeSeries");
-        while let Some((field, wire_type)) = reader.field().map_err(&err)? {
+        loop {
+            let field_start = reader.position();
+            let Some((field, wire_type)) = reader.field().map_err(&err)? else {
+                break;
+            };
             match field {
                 1 => {
                     reader.expect(wire_type, WireType::Len).map_err(&err)?;
-                    let (name, value) = v1_label(reader.bytes().map_err(&err)?)?;
+                    let message = reader.bytes().map_err(&err)?;
+                    let (name, value, canonical) = v1_label(message)?;
                     self.charge(label_field_size(name.len(), value.len()))?;
-                    match (std::str::from_utf8(name), std::str::from_utf8(value)) {
-                        (Ok(name), Ok(value)) => self.add_label(name, value),
-                        _ => self.series.invalid_utf8 = true,
+                    // Key and length one byte each, the label as re-encoded: copy it as sent.
+                    let field_end = reader.position();
+                    let as_sent = if canonical && field_end - field_start == message.len() + 2 {
+                        (field_start as u32, field_end as u32)
+                    } else {
+                        NOT_AS_SENT
+                    };
+                    // A valid name is ASCII (checked by validation); values may be any UTF-8.
+                    if value.is_ascii() || std::str::from_utf8(value).is_ok() {
+                        self.add_label(name, value, as_sent);
+                    } else {
+                        self.series.invalid_utf8 = true;
                     }
                 }
                 2 => self.read_sample(&mut reader, wire_type, "Sample", &err)?,
@@ -402,7 +454,7 @@ impl<'a> Rewriter<'a> {
     fn v2(&mut self, buf: &'a [u8]) -> Result<(), RewriteError> {
         let err = malformed("io.prometheus.write.v2.Request");
         // Pass 1: the symbols table, wherever it is in the message.
-        let mut symbols: Vec<&'a str> = Vec::new();
+        let mut symbols: Vec<&'a [u8]> = Vec::new();
         let mut reader = Reader::new(buf);
         while let Some((field, wire_type)) = reader.field().map_err(&err)? {
             match field {
@@ -410,12 +462,14 @@ impl<'a> Rewriter<'a> {
                     reader.expect(wire_type, WireType::Len).map_err(&err)?;
                     let symbol = reader.bytes().map_err(&err)?;
                     self.charge(0)?;
-                    symbols.push(std::str::from_utf8(symbol).map_err(|_| {
-                        RewriteError::Malformed {
+                    // Checked once here, so label references need no check.
+                    if !symbol.is_ascii() && std::str::from_utf8(symbol).is_err() {
+                        return Err(RewriteError::Malformed {
                             message: "io.prometheus.write.v2.Request",
                             detail: format!("symbol {} is not valid UTF-8", symbols.len()),
-                        }
-                    })?);
+                        });
+                    }
+                    symbols.push(symbol);
                 }
                 5 => reader.skip(wire_type).map_err(&err)?,
                 _ => {
@@ -445,7 +499,7 @@ impl<'a> Rewriter<'a> {
         Ok(())
     }
 
-    fn v2_series(&mut self, buf: &'a [u8], symbols: &[&'a str]) -> Result<(), RewriteError> {
+    fn v2_series(&mut self, buf: &'a [u8], symbols: &[&'a [u8]]) -> Result<(), RewriteError> {
         let err = malformed("io.prometheus.write.v2.TimeSeries");
         self.refs.clear();
         let mut reader = Reader::new(buf);
@@ -505,7 +559,7 @@ impl<'a> Rewriter<'a> {
             self.charge_exact(
                 label_field_size(name.len(), value.len()).saturating_sub(MIN_ELEMENT_COST),
             )?;
-            self.add_label(name, value);
+            self.add_label(name, value, NOT_AS_SENT);
         }
         self.refs = refs;
         self.finish_series()
@@ -573,18 +627,22 @@ impl<'a> Rewriter<'a> {
         ) {
             return Ok(Err(error));
         }
-        let label = settings.identity_label;
-        let seed = settings.identity_value;
-        match self.labels.binary_search_by(|(n, _)| (*n).cmp(label)) {
+        let label = settings.identity_label.as_bytes();
+        let seed = settings.identity_value.as_bytes();
+        match self
+            .labels
+            .binary_search_by(|(n, _)| compare_bytes(n, label))
+        {
             Ok(i) if self.labels[i].1 != seed => {
                 if settings.reject_other_identity {
                     return Err(RewriteError::OtherIdentity {
-                        label: label.to_string(),
-                        claimed: self.labels[i].1.to_string(),
-                        actual: seed.to_string(),
+                        label: settings.identity_label.to_string(),
+                        claimed: String::from_utf8_lossy(self.labels[i].1).into_owned(),
+                        actual: settings.identity_value.to_string(),
                     });
                 }
                 self.labels[i].1 = seed;
+                self.labels_as_sent[i] = NOT_AS_SENT;
             }
             Ok(_) => {}
             Err(i) => {
@@ -595,6 +653,7 @@ impl<'a> Rewriter<'a> {
                     }));
                 }
                 self.labels.insert(i, (label, seed));
+                self.labels_as_sent.insert(i, NOT_AS_SENT);
             }
         }
         let first_kept = self
@@ -606,7 +665,8 @@ impl<'a> Rewriter<'a> {
                 .refused
                 .add(REASON_TOO_OLD, first_kept as u64, || {
                     let mut text = format!(
-                        "{first_kept} sample(s) of {name} at {oldest}"
+                        "{first_kept} sample(s) of {} at {oldest}",
+                        String::from_utf8_lossy(name)
                     );
                     if newest != oldest {
                         let _ = write!(text, "..{newest}");
@@ -635,17 +695,33 @@ impl<'a> Rewriter<'a> {
         let start = out.len();
         put_len_key(out, 1, labels_size + samples_size);
         let labels_start = out.len();
-        for (name, value) in &self.labels {
+        // Runs of labels whose fields lie next to each other as sent are copied at once.
+        let mut run = (0usize, 0usize);
+        for (&(name, value), &(sent_start, sent_end)) in
+            self.labels.iter().zip(&self.labels_as_sent)
+        {
+            let (sent_start, sent_end) = (sent_start as usize, sent_end as usize);
+            if sent_end != 0 && run.1 != 0 && run.1 == sent_start {
+                run.1 = sent_end;
+                continue;
+            }
+            out.extend_from_slice(&self.series_message[run.0..run.1]);
+            if sent_end != 0 {
+                run = (sent_start, sent_end);
+                continue;
+            }
+            run = (0, 0);
             put_len_key(
                 out,
                 1,
                 len_field_size(name.len()) + len_field_size(value.len()),
             );
             put_len_key(out, 1, name.len());
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(name);
             put_len_key(out, 2, value.len());
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(value);
         }
+        out.extend_from_slice(&self.series_message[run.0..run.1]);
         let samples_start = out.len();
         for &(value_bits, timestamp) in samples {
             put_sample(out, value_bits, timestamp);
@@ -661,8 +737,19 @@ impl<'a> Rewriter<'a> {
     }
 }
 
-/// `(name, value)` of a `prometheus.Label`.
-fn v1_label(buf: &[u8]) -> Result<(&[u8], &[u8]), RewriteError> {
+/// `(name, value, canonical)` of a `prometheus.Label`; `canonical`: the bytes are exactly the
+/// label's re-encoding (name, then value, one-byte lengths, nothing else).
+fn v1_label(buf: &[u8]) -> Result<(&[u8], &[u8], bool), RewriteError> {
+    // Fast path: the encoding every sender produces (name, then value, one-byte lengths).
+    if let [0x0a, name_len, rest @ ..] = buf {
+        let n = usize::from(*name_len);
+        if n < 0x80 && rest.len() >= n + 2 && rest[n] == 0x12 {
+            let value_len = rest[n + 1];
+            if value_len < 0x80 && usize::from(value_len) == rest.len() - n - 2 {
+                return Ok((&rest[..n], &rest[n + 2..], true));
+            }
+        }
+    }
     let err = malformed("Label");
     let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
     let mut reader = Reader::new(buf);
@@ -680,7 +767,7 @@ fn v1_label(buf: &[u8]) -> Result<(&[u8], &[u8]), RewriteError> {
             _ => reader.skip(wire_type).map_err(&err)?,
         }
     }
-    Ok((name, value))
+    Ok((name, value, false))
 }
 
 /// `(value bits, timestamp)` of a `prometheus.Sample` or `io.prometheus.write.v2.Sample`.

@@ -106,16 +106,71 @@ impl SeriesError {
 
 /// True for a legacy Prometheus label name.
 pub fn is_valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    is_label_name(name.as_bytes())
 }
 
 /// True for a legacy Prometheus metric name (label name rules plus `:`).
 pub fn is_valid_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_' | b':'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+    is_metric_name(name.as_bytes())
+}
+
+/// Per byte: bit 0 a letter or `_` (may start a label name), bit 1 also a digit (may continue
+/// one), bit 2 `:` (may start or continue a metric name). One load per byte in the hot path.
+const NAME_CHARS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphabetic() || c == b'_' {
+            table[b] = 0b011;
+        } else if c.is_ascii_digit() {
+            table[b] = 0b010;
+        } else if c == b':' {
+            table[b] = 0b100;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// Whether `name` starts with a byte of class `first` and continues with bytes of class `rest`.
+#[inline]
+fn is_name(name: &[u8], first: u8, rest: u8) -> bool {
+    match name.split_first() {
+        Some((&head, tail)) => {
+            NAME_CHARS[usize::from(head)] & first != 0
+                && tail.iter().all(|&b| NAME_CHARS[usize::from(b)] & rest != 0)
+        }
+        None => false,
+    }
+}
+
+/// [`is_valid_label_name`] on bytes (a valid name is ASCII).
+#[inline]
+fn is_label_name(name: &[u8]) -> bool {
+    is_name(name, 0b001, 0b011)
+}
+
+/// [`is_valid_metric_name`] on bytes.
+#[inline]
+fn is_metric_name(name: &[u8]) -> bool {
+    is_name(name, 0b101, 0b111)
+}
+
+/// Byte-wise order of two short strings, inlined (label names are a few bytes: a `memcmp` call
+/// costs more than the comparison).
+#[inline]
+pub fn compare_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Removes labels with empty values: Prometheus treats them as absent, and `/federate` emits
@@ -124,12 +179,14 @@ pub fn strip_empty_labels(series: &mut TimeSeries) {
     series.labels.retain(|l| !l.value.is_empty());
 }
 
-/// Checks a series' labels (empty values already removed, the identity label already pinned)
-/// against `limits`; returns the metric name.
+/// Checks a series' labels as raw bytes (empty values already removed, the identity label
+/// already pinned) against `limits`; returns the metric name. Values must already be known to be
+/// UTF-8 (a `String` is; `rewrite` checks each value as it reads it); names are checked here
+/// (a valid name is ASCII).
 pub fn validate_labels<'l>(
-    labels: &[(&'l str, &'l str)],
+    labels: &[(&'l [u8], &'l [u8])],
     limits: &ValidationLimits,
-) -> Result<&'l str, SeriesError> {
+) -> Result<&'l [u8], SeriesError> {
     if labels.len() > limits.max_labels_per_series {
         return Err(SeriesError::TooManyLabels {
             count: labels.len(),
@@ -137,36 +194,38 @@ pub fn validate_labels<'l>(
         });
     }
     let mut metric_name = None;
-    let mut previous: Option<&str> = None;
+    let mut previous: &[u8] = &[];
     for &(name, value) in labels {
         if name.len() > limits.max_label_name_bytes {
             return Err(SeriesError::LabelTooLong {
-                name: name.chars().take(64).collect(),
+                name: text(name).chars().take(64).collect(),
                 limit: limits.max_label_name_bytes,
             });
         }
         if value.len() > limits.max_label_value_bytes {
             return Err(SeriesError::LabelTooLong {
-                name: name.to_string(),
+                name: text(name),
                 limit: limits.max_label_value_bytes,
             });
         }
-        if !is_valid_label_name(name) {
-            return Err(SeriesError::InvalidLabelName(name.to_string()));
+        if !is_label_name(name) {
+            return Err(SeriesError::InvalidLabelName(text(name)));
         }
-        if previous.is_some_and(|p| p >= name) {
-            return Err(SeriesError::UnsortedLabels(name.to_string()));
+        // Valid names are never empty, so "" sorts before the first.
+        if compare_bytes(previous, name) != std::cmp::Ordering::Less {
+            return Err(SeriesError::UnsortedLabels(text(name)));
         }
-        previous = Some(name);
-        if name == "__name__" {
-            if !is_valid_metric_name(value) {
-                return Err(SeriesError::InvalidMetricName(value.to_string()));
+        previous = name;
+        if name.starts_with(b"__") {
+            if name != b"__name__" {
+                // Prometheus reserves `__` names for itself (relabelling drops them; a stored
+                // one would shadow internal meaning such as a tenant).
+                return Err(SeriesError::ReservedLabel(text(name)));
+            }
+            if !is_metric_name(value) {
+                return Err(SeriesError::InvalidMetricName(text(value)));
             }
             metric_name = Some(value);
-        } else if name.starts_with("__") {
-            // Prometheus reserves `__` names for itself (relabelling drops them; a stored one
-            // would shadow internal meaning such as a tenant).
-            return Err(SeriesError::ReservedLabel(name.to_string()));
         }
     }
     metric_name.ok_or(SeriesError::MissingName)
@@ -175,7 +234,7 @@ pub fn validate_labels<'l>(
 /// Checks the sample timestamps of series `name`: at least one, strictly increasing, the last
 /// at most `limits.future_grace_ms` after `now_ms`.
 pub fn validate_timestamps(
-    name: &str,
+    name: &[u8],
     timestamps: impl IntoIterator<Item = i64>,
     limits: &ValidationLimits,
     now_ms: i64,
@@ -183,14 +242,14 @@ pub fn validate_timestamps(
     let mut last_ts = None;
     for timestamp in timestamps {
         if last_ts.is_some_and(|last| timestamp <= last) {
-            return Err(SeriesError::OutOfOrder(name.to_string()));
+            return Err(SeriesError::OutOfOrder(text(name)));
         }
         last_ts = Some(timestamp);
     }
-    let last_ts = last_ts.ok_or_else(|| SeriesError::NoSamples(name.to_string()))?;
+    let last_ts = last_ts.ok_or_else(|| SeriesError::NoSamples(text(name)))?;
     if last_ts > now_ms.saturating_add(limits.future_grace_ms) {
         return Err(SeriesError::TooFarInFuture {
-            series: name.to_string(),
+            series: text(name),
             timestamp_ms: last_ts,
             grace_ms: limits.future_grace_ms,
         });
@@ -206,10 +265,10 @@ pub fn validate_series(
     limits: &ValidationLimits,
     now_ms: i64,
 ) -> Result<(), SeriesError> {
-    let labels: Vec<(&str, &str)> = series
+    let labels: Vec<(&[u8], &[u8])> = series
         .labels
         .iter()
-        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
         .collect();
     let name = validate_labels(&labels, limits)?;
     validate_timestamps(
@@ -294,6 +353,25 @@ mod tests {
                 .reason(),
             "too_many_labels"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_classes_match_the_prometheus_grammar(name in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)) {
+            // [a-zA-Z_][a-zA-Z0-9_]* and [a-zA-Z_:][a-zA-Z0-9_:]*
+            let first = |b: u8, colon: bool| b.is_ascii_alphabetic() || b == b'_' || (colon && b == b':');
+            let rest = |b: u8, colon: bool| first(b, colon) || b.is_ascii_digit();
+            let grammar = |colon: bool| {
+                name.first().is_some_and(|&b| first(b, colon)) && name.iter().skip(1).all(|&b| rest(b, colon))
+            };
+            proptest::prop_assert_eq!(is_label_name(&name), grammar(false));
+            proptest::prop_assert_eq!(is_metric_name(&name), grammar(true));
+        }
+
+        #[test]
+        fn byte_order_is_slice_order(a in proptest::collection::vec(0u8..4, 0..5), b in proptest::collection::vec(0u8..4, 0..5)) {
+            proptest::prop_assert_eq!(compare_bytes(&a, &b), a.cmp(&b));
+        }
     }
 
     #[test]

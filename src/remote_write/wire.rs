@@ -40,6 +40,12 @@ impl<'a> Reader<'a> {
         Self { buf, pos: 0 }
     }
 
+    /// Bytes read so far.
+    #[inline]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Whether everything was read.
     #[inline]
     pub fn is_at_end(&self) -> bool {
@@ -84,6 +90,11 @@ impl<'a> Reader<'a> {
                 return Ok(u64::from(byte));
             }
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value: u64 = 0;
         for shift in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -155,8 +166,12 @@ impl<'a> Reader<'a> {
 /// Bytes a varint of `value` takes.
 #[inline]
 pub fn varint_len(value: u64) -> usize {
-    // 1 byte per started group of 7 bits, at least 1.
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+    // Most lengths in Remote Write (labels, samples) take one byte.
+    if value < 0x80 {
+        return 1;
+    }
+    // 1 byte per started group of 7 bits.
+    (64 - value.leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends `value` as a varint.
