@@ -1,6 +1,7 @@
 //! The agent against our real receiver (in process, mTLS on 127.0.0.1, forwarding to a recording
 //! upstream): Remote Write 2.0 negotiated end to end, and the agent's `/status` page as headless
-//! Chromium renders it.
+//! Chromium renders it. Also the agent straight against a real Prometheus 2.42 that terminates
+//! mTLS itself: `protocol: auto` falls back to 1.0 and loses nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,9 +10,11 @@ mod common;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -20,12 +23,21 @@ use slo_gateway::config::{self, AgentConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use common::{browser, eventually, start_default, RecordingUpstream, TestPki};
+use common::processes::{free_port, prometheus_available, wait_for, Process};
+use common::{
+    browser, eventually, https_client, poll_until, start_default, RecordingUpstream, TestPki,
+};
 
 const SERIES: usize = 200;
 
 /// A `/federate` stub serving `SERIES` Gardener-shaped series.
 async fn spawn_federate() -> SocketAddr {
+    spawn_switchable_federate(Arc::new(AtomicBool::new(true))).await
+}
+
+/// [`spawn_federate`] that answers 503 (a failed scrape: no samples, no stale markers) while
+/// `serving` is false.
+async fn spawn_switchable_federate(serving: Arc<AtomicBool>) -> SocketAddr {
     let mut body = String::from("# TYPE shoot:availability gauge\n");
     for i in 0..SERIES {
         let _ = writeln!(
@@ -39,7 +51,14 @@ async fn spawn_federate() -> SocketAddr {
         "/federate",
         get(move || {
             let body = body.clone();
-            async move { body.as_str().to_owned() }
+            let serving = serving.load(Ordering::SeqCst);
+            async move {
+                if serving {
+                    (StatusCode::OK, body.as_str().to_owned())
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, String::new())
+                }
+            }
         }),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -208,4 +227,156 @@ async fn the_status_page_renders_targets_and_queue_in_chromium() {
     let queue = &dom[dom.find("<table id=\"queue\"").unwrap()..];
     assert!(queue.contains("<th>Mode</th><td>disk</td>"), "{queue}");
     assert!(dom.contains("http-equiv=\"refresh\""), "{dom}");
+}
+
+/// A real Prometheus 2.42 with `--web.enable-remote-write-receiver` that terminates mTLS itself
+/// (`--web.config.file`, client certificates of the test CA required), so the agent writes to it
+/// directly as it would to any other Remote Write 1.0 receiver.
+struct TlsPrometheus {
+    process: Process,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl TlsPrometheus {
+    async fn start(pki: &TestPki, dir: &Path) -> Self {
+        let root = dir.join("prometheus");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::write(
+            root.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1m\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("web.yml"),
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  \
+                 client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                pki.server_cert.display(),
+                pki.server_key.display(),
+                pki.client_ca_file.display(),
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let args = [
+            format!("--config.file={}", root.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", root.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.config.file={}", root.join("web.yml").display()),
+            "--web.enable-remote-write-receiver".into(),
+            "--log.level=warn".into(),
+        ];
+        let process = Process::spawn("prometheus", &root, Path::new("prometheus"), &args).unwrap();
+        let prometheus = Self {
+            process,
+            base: format!("https://127.0.0.1:{port}"),
+            client: https_client(&pki.seed_client("query")),
+        };
+        let ready = format!("{}/-/ready", prometheus.base);
+        wait_for(
+            &format!(
+                "Prometheus ready at {ready} (log {})",
+                prometheus.process.log.display()
+            ),
+            Duration::from_secs(60),
+            || async {
+                let resp = prometheus.client.get(&ready).send().await.ok()?;
+                resp.status().is_success().then_some(())
+            },
+        )
+        .await;
+        prometheus
+    }
+
+    /// The value of an instant query's first result (0 when empty).
+    async fn query_value(&self, promql: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/api/v1/query", self.base))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let resp: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(resp["status"], "success", "{resp}");
+        resp["data"]["result"][0]["value"][1]
+            .as_str()
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_1_0_against_a_real_prometheus_2_42_and_every_sample_arrives() {
+    assert!(
+        prometheus_available(),
+        "the prometheus binary is required (apt-get install prometheus); .ci/run installs it"
+    );
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = TlsPrometheus::start(&pki, dir.path()).await;
+    let serving = Arc::new(AtomicBool::new(true));
+    let federate = spawn_switchable_federate(serving.clone()).await;
+    let write_url = format!("{}/api/v1/write", prometheus.base);
+    let agent = start_agent(&pki, dir.path(), federate, &write_url, "auto").await;
+
+    // Some scrapes' worth, then the source fails (no samples, no stale markers) and the queue
+    // drains.
+    let scraped_enough = eventually(Duration::from_secs(60), || {
+        agent.metrics.samples_scraped() >= 10 * SERIES as u64
+    })
+    .await;
+    serving.store(false, Ordering::SeqCst);
+    assert!(scraped_enough, "the agent did not scrape");
+    let drained = eventually(Duration::from_secs(60), || {
+        let m = &agent.metrics;
+        m.scrapes("error") >= 2 && m.queue_records() == 0
+    })
+    .await;
+    let scraped = agent.metrics.samples_scraped();
+    let metrics = agent.stop().await;
+    assert!(
+        drained,
+        "queue not drained: {} records",
+        metrics.queue_records()
+    );
+    assert_eq!(
+        metrics.samples_scraped(),
+        scraped,
+        "scraped after the source failed"
+    );
+
+    // `auto` starts with 2.0 and leaves it only on a 415 or a 2xx without a written count:
+    // Prometheus 2.42 answered the first 2.0 request(s) with 204 and no count, the agent
+    // switched to 1.0 for good and sent those batches again.
+    assert!(!metrics.sends_v2(), "still on Remote Write 2.0");
+    assert_eq!(metrics.requests("415"), 0);
+    assert_eq!(metrics.samples_sent(), scraped);
+    assert_eq!(metrics.stale_markers(), 0);
+    // Every scraped sample is stored, those of the first scrape (sent as 2.0 first) included.
+    let query = "sum(count_over_time({__name__=\"shoot:availability\"}[1h]))";
+    // A bounded wait: an acknowledged write is queryable at once, but not under every load.
+    let stored = poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async {
+            let stored = prometheus.query_value(query).await;
+            (stored >= scraped as f64).then_some(stored)
+        },
+    )
+    .await;
+    assert_eq!(
+        stored,
+        Some(scraped as f64),
+        "Prometheus 2.42 stores {} of {scraped} scraped samples (log {})",
+        prometheus.query_value(query).await,
+        prometheus.process.log.display()
+    );
+    let series = prometheus
+        .query_value("count(last_over_time({__name__=\"shoot:availability\"}[1h]))")
+        .await;
+    assert_eq!(series, SERIES as f64);
 }
