@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::pipeline::{seed_client_files, ReceiverProcess, SEED, SLO_CONFIG};
-use common::processes::{dev_pki, prometheus_available, wait_for, Prometheus};
+use common::processes::{dev_pki, proc_memory, prometheus_available, wait_for, Prometheus};
 use common::{https_client, post_write, series, write_body, RecordingUpstream};
 use slo_gateway::remote_write::codec::compress;
 use slo_gateway::remote_write::{Label, Sample, TimeSeries};
@@ -207,15 +207,9 @@ async fn one_poison_sample_among_20_series_never_blocks_the_others() {
     .await;
 }
 
-/// Peak resident memory of `pid`, bytes (`VmHWM`).
+/// Peak resident memory of `pid`, bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
+    proc_memory(pid, "VmHWM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

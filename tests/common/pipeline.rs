@@ -284,7 +284,8 @@ fn spawn_component(root: &std::path::Path, role: &str, config: &std::path::Path)
     spawn_named(root, role, role, config)
 }
 
-fn spawn_named(
+/// Spawns `slo-gateway <role> --config <config>` as process `name` (log `<root>/<name>.log`).
+pub fn spawn_named(
     root: &std::path::Path,
     name: &str,
     role: &str,

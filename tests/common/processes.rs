@@ -88,3 +88,14 @@ pub fn dev_pki(dir: &Path, seeds: &[&str]) -> slo_gateway::certs::DevPki {
     let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
     slo_gateway::certs::write_dev_pki(&dir.join("certs"), &seeds).unwrap()
 }
+
+/// A memory figure of `pid` from `/proc/<pid>/status`, bytes: `VmRSS` (now) or `VmHWM` (peak).
+pub fn proc_memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
