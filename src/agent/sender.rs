@@ -433,8 +433,8 @@ async fn send_record(
 
 /// A 1.0 body as a 2.0 body; empty if it does not decode (then it is sent as 1.0).
 fn to_v2(v1_body: &[u8]) -> Bytes {
-    match crate::remote_write::decode_write_request(v1_body, 256 << 20) {
-        Ok(request) => crate::remote_write::v2::encode_v2_request(&request).into(),
+    match crate::remote_write::v2::transcode_v1_body(v1_body, 256 << 20) {
+        Ok(body) => body.into(),
         Err(error) => {
             tracing::warn!(%error, "cannot convert a queued request to Remote Write 2.0");
             Bytes::new()
