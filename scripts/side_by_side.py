@@ -348,6 +348,8 @@ scrape_configs:
         if not certs.exists():
             subprocess.run([self.a.bin, "certs", "--out", certs, "--seeds", "bench"], check=True, capture_output=True)
         rx, admin_rx, admin_agent = free_port(), free_port(), free_port()
+        # The one bench seed has every series of the point: above the receiver's default
+        # max_series_per_seed (100,000) it would refuse most of them, so the limit follows the point.
         rx_cfg = self.config(
             f"{self.tag}-receiver.yaml",
             f"""listen: 127.0.0.1:{rx}
@@ -355,6 +357,7 @@ admin_listen: 127.0.0.1:{admin_rx}
 tls: {{cert_file: {certs}/server.pem, key_file: {certs}/server-key.pem, client_ca_file: {certs}/ca.pem}}
 identity: {{label: seed}}
 forward: {{url: 'http://127.0.0.1:{sink_port}/api/v1/write'}}
+limits: {{max_series_per_seed: {max(100_000, 2 * self.series)}}}
 """,
         )
         proxy, proxy_port, proxy_metrics = self.start_proxy(f"{self.tag}-{tag}-proxy", rx)
@@ -492,6 +495,7 @@ buffer:
     def run_point(self, series):
         a = self.a
         self.tag = f"s{series}"
+        self.series = series
         target_port = free_port()
         target = self.procs.start(f"{self.tag}-target", [sys.executable, SELF, "serve", target_port, series])
         wait_until("target", tcp_open(target_port), 300, [target])

@@ -12,6 +12,8 @@
 //! In both rows the 100 known series arrive again once the explosion is over (behind the
 //! receiver's limit they never stop), nothing of the explosion past the limit goes out, and the
 //! agent's resident memory returns near where it was before it.
+//!
+//! Also here, as it needs the agent binary too: a second agent on the same buffer exits non-zero.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -325,4 +327,56 @@ async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_r
         drop(receiver);
         upstream.close().await;
     }
+}
+
+/// One agent per buffer: a second `slo-gateway agent` on the same `buffer.path` exits at once,
+/// non-zero, naming the process that holds it; the first keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_on_the_same_buffer_exits_non_zero_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pki = dev_pki(root, &[SEED]);
+    let target = MetricsTarget::start(&body(0)).await;
+    let admin = free_port();
+    let config = write_agent_config(root, &pki, (admin, free_port()), target.addr, 1000);
+    let mut first = spawn_named(root, "agent", "agent", &config);
+    wait_agent(&first, admin, "slo_gateway_agent_scrapes_total", &[], |v| {
+        v >= 1.0
+    })
+    .await;
+
+    let mut second = std::process::Command::new(common::processes::slo_gateway_bin())
+        .args(["agent", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("the second agent is still running after 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = second.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !status.success(),
+        "the second agent exited {status}: {text}"
+    );
+    assert!(
+        text.contains("locked by another agent") && text.contains(&format!("pid {}", first.pid())),
+        "{text}"
+    );
+    assert!(first.is_running(), "the first agent stopped");
+    assert!(first.terminate(Duration::from_secs(10)));
 }
