@@ -122,24 +122,12 @@ impl RequestBuilder {
             refs.push(self.intern(name));
             refs.push(self.intern(value));
         }
-        let refs_size: usize = refs.iter().map(|&r| varint_len(u64::from(r))).sum();
-        let refs_field = if refs.is_empty() {
-            0
-        } else {
-            len_field_size(refs_size)
-        };
         let samples_size: usize = samples
             .iter()
             .map(|s| len_field_size(sample_size(s.value.to_bits(), s.timestamp)))
             .sum();
         let out = &mut self.series_field;
-        put_len_key(out, 5, refs_field + samples_size);
-        if !refs.is_empty() {
-            put_len_key(out, 1, refs_size);
-            for &r in &refs {
-                put_varint(out, u64::from(r));
-            }
-        }
+        put_series_head(out, &refs, samples_size);
         // `io.prometheus.write.v2.Sample` has value = 1 and timestamp = 2 like the 1.0 sample;
         // start_timestamp (3) is left unset.
         for sample in samples {
@@ -204,20 +192,8 @@ impl RequestBuilder {
                 _ => fields.skip(wire_type)?,
             }
         }
-        let refs_size: usize = refs.iter().map(|&r| varint_len(u64::from(r))).sum();
-        let refs_field = if refs.is_empty() {
-            0
-        } else {
-            len_field_size(refs_size)
-        };
         let out = &mut self.series_field;
-        put_len_key(out, 5, refs_field + samples_size);
-        if !refs.is_empty() {
-            put_len_key(out, 1, refs_size);
-            for &r in &refs {
-                put_varint(out, u64::from(r));
-            }
-        }
+        put_series_head(out, &refs, samples_size);
         let mut fields = Reader::new(series);
         while let Some((field, wire_type)) = fields.field()? {
             if field == 2 {
@@ -266,6 +242,24 @@ impl RequestBuilder {
         let mut raw = Vec::new();
         self.encode_into(&mut raw);
         compress(&raw)
+    }
+}
+
+/// Writes a `timeseries` field's key and length (its samples fields take `samples_size` bytes,
+/// written next by the caller) and its packed `labels_refs`.
+fn put_series_head(out: &mut Vec<u8>, refs: &[u32], samples_size: usize) {
+    let refs_size: usize = refs.iter().map(|&r| varint_len(u64::from(r))).sum();
+    let refs_field = if refs.is_empty() {
+        0
+    } else {
+        len_field_size(refs_size)
+    };
+    put_len_key(out, 5, refs_field + samples_size);
+    if !refs.is_empty() {
+        put_len_key(out, 1, refs_size);
+        for &r in refs {
+            put_varint(out, u64::from(r));
+        }
     }
 }
 
