@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::pipeline::{metric, spawn_named, ReceiverProcess, SEED};
+use common::pipeline::{metric, spawn_named, wait_metric, ReceiverProcess, SEED};
 use common::processes::{dev_pki, free_port, proc_memory, wait_for, MetricsTarget, Process};
 use common::{now_ms, RecordingUpstream};
 
@@ -126,10 +126,7 @@ async fn wait_agent(
         "agent metric {name}{labels:?} (log {})",
         agent.log.display()
     );
-    wait_for(&what, Duration::from_secs(120), || async {
-        metric(admin, name, labels).await.filter(|v| pred(*v))
-    })
-    .await
+    wait_metric(admin, name, labels, Duration::from_secs(120), &what, pred).await
 }
 
 /// The newest timestamp the upstream received per series (labels joined), from `since` (ms).

@@ -187,10 +187,13 @@ impl Pipeline {
         timeout: Duration,
         pred: impl Fn(f64) -> bool,
     ) -> f64 {
-        wait_for(
-            &format!("agent metric {name}{labels:?}\n{}", self.logs()),
+        wait_metric(
+            self.agent_admin,
+            name,
+            labels,
             timeout,
-            || async { self.agent_metric(name, labels).await.filter(|v| pred(*v)) },
+            &format!("agent metric {name}{labels:?}\n{}", self.logs()),
+            pred,
         )
         .await
     }
@@ -369,6 +372,22 @@ pub fn seed_client_files(
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Waits until [`metric`] of `port` satisfies `pred`, returning its value; panics with `what`
+/// after `timeout`.
+pub async fn wait_metric(
+    port: u16,
+    name: &str,
+    labels: &[(&str, &str)],
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(f64) -> bool,
+) -> f64 {
+    wait_for(what, timeout, || async {
+        metric(port, name, labels).await.filter(|v| pred(*v))
+    })
+    .await
 }
 
 /// Reads `/metrics` on `port` and sums the samples named `name` whose labels include `labels`.
