@@ -388,7 +388,7 @@ buffer:
         env = {"RUST_LOG": os.environ.get("RUST_LOG", "info")}
         receiver = self.procs.start(f"{self.tag}-{tag}-receiver", [self.a.bin, "receiver", "--config", rx_cfg], env)
         wait_until("receiver", http_ok(f"http://127.0.0.1:{admin_rx}/readyz"), 30, [receiver])
-        agent = self.procs.start(f"{self.tag}-{tag}-agent", [self.a.bin, "agent", "--config", agent_cfg], env)
+        agent = self.procs.start(f"{self.tag}-{tag}-agent", [self.a.agent_bin, "agent", "--config", agent_cfg], env)
         wait_until("agent", http_ok(f"http://127.0.0.1:{admin_agent}/healthz"), 30, [agent])
         am, rm = f"http://127.0.0.1:{admin_agent}/metrics", f"http://127.0.0.1:{admin_rx}/metrics"
         counters = {
@@ -669,7 +669,12 @@ def parse_args(argv):
     p.add_argument(
         "--bin",
         default=os.environ.get("SLO_GATEWAY_BIN"),
-        help="slo-gateway binary (default target/release/slo-gateway)",
+        help="slo-gateway binary, runs the receiver (default target/release/slo-gateway)",
+    )
+    p.add_argument(
+        "--agent-bin",
+        default=os.environ.get("SLO_GATEWAY_AGENT_BIN"),
+        help="the lean seed agent binary (default target/release/slo-gateway-agent)",
     )
     p.add_argument("--prometheus", default=os.environ.get("PROMETHEUS", "prometheus"))
     p.add_argument("--vmagent", default=os.environ.get("VMAGENT", "vmagent"))
@@ -703,8 +708,13 @@ def parse_args(argv):
     if a.bin is None:
         a.bin = str(Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))) / "release" / "slo-gateway")
     a.bin = str(Path(a.bin).resolve())
+    if a.agent_bin is None:
+        a.agent_bin = str(Path(a.bin).with_name("slo-gateway-agent"))
+    a.agent_bin = str(Path(a.agent_bin).resolve())
     if any(c.startswith("slo-gateway") for c in a.contenders) and not os.access(a.bin, os.X_OK):
         p.error(f"no slo-gateway binary at {a.bin} (cargo build --release --locked, or --bin)")
+    if any(c.startswith("slo-gateway") for c in a.contenders) and not os.access(a.agent_bin, os.X_OK):
+        p.error(f"no slo-gateway-agent binary at {a.agent_bin} (cargo build --release --locked, or --agent-bin)")
     for tool, c in ((a.prometheus, "prometheus"), (a.vmagent, "vmagent")):
         if any(x.startswith(c) for x in a.contenders) or c == "prometheus":
             if shutil.which(tool) is None:

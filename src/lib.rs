@@ -1,36 +1,50 @@
 //! slo-gateway carries SLO-relevant Prometheus series from firewalled Gardener seeds to the
 //! runtime cluster's SLO Prometheus, and generates the SLO rules that consume them.
 //!
+//! This crate is the full `slo-gateway` CLI. Its library re-exports the workspace's crates under
+//! one roof (the paths the integration tests and benchmarks use) and holds what only the full
+//! CLI does: [`check_config`].
+//!
 //! # Layout
 //!
-//! Dependencies point one way, top to bottom:
+//! The workspace is cut along what ships; dependencies point one way, top to bottom:
 //!
-//! - [`exposition`]: zero-copy parser for the Prometheus text format (what `/federate` returns). No I/O.
-//! - [`remote_write`]: Remote Write 1.0/2.0 protobuf types, snappy encode, capped decode, validation,
-//!   the receiver's zero-copy rewrite and the 2.0 request builder. No network code.
-//! - [`agent`]: runs in a seed: scrape `/federate`, filter, staleness, disk queue, sharded sender.
-//! - [`receiver`]: runs in the runtime cluster: mTLS termination, identity from the client
-//!   certificate, label enforcement, limits, forwarding to the SLO Prometheus.
-//! - [`tls`], [`telemetry`], [`config`], [`certs`], [`http_client`], [`yaml_locator`]: shared
-//!   plumbing.
-//! - [`rules`]: SLO specs → recording rules, alerts, Alertmanager routing, Perses dashboards and the
-//!   agent's `match[]` filter. Uses no network crates.
-//! - [`landscape`]: the landscape twin: real Prometheus/Alertmanager processes configured like
-//!   Gardener's around simulated shoot control planes (tests and `demo`).
-//! - [`demo`]: the twin (or, without Prometheus, the pipeline in one process), for a first look.
-//! - [`shootrules`]: runs in a seed: keeps the shoot-tier PrometheusRule in every shoot namespace.
+//! - `crates/exposition` ([`exposition`]): zero-copy parser for the Prometheus text format (what
+//!   `/federate` returns). No I/O.
+//! - `crates/remote-write` ([`remote_write`]): Remote Write 1.0/2.0 protobuf types, snappy, capped
+//!   decode, validation, the receiver's zero-copy rewrite and the 2.0 request builder. No network
+//!   code.
+//! - `crates/config` ([`config`]): YAML config loading with `file:line:column` errors.
+//! - `crates/common` ([`tls`], [`telemetry`], [`http_client`]): plumbing the roles share.
+//! - `crates/agent` ([`agent`]): runs in a seed; also builds the lean `slo-gateway-agent`
+//!   binary, which links none of the crates below it here.
+//! - `crates/receiver` ([`receiver`]): runs in the runtime cluster.
+//! - `crates/rules` ([`rules`]): SLO specs → rules, alerts, routing, dashboards, `match[]`
+//!   filter. No network crates.
+//! - `crates/shoot-rules` ([`shootrules`]): runs in a seed, keeps the shoot-tier rule in every
+//!   shoot namespace.
+//! - `crates/certs` ([`certs`]): the development PKI of `slo-gateway certs`.
+//! - `crates/twin` ([`landscape`], [`demo`]): the landscape twin and the demo; test and demo
+//!   support, unpublished.
 
-pub mod agent;
-pub mod certs;
-pub mod config;
-pub mod demo;
-pub mod exposition;
-pub mod http_client;
-pub mod landscape;
-pub mod receiver;
-pub mod remote_write;
-pub mod rules;
-pub mod shootrules;
-pub mod telemetry;
-pub mod tls;
-pub mod yaml_locator;
+pub mod check_config;
+
+pub use ::agent;
+pub use ::certs;
+pub use ::exposition;
+pub use ::receiver;
+pub use ::remote_write;
+pub use ::rules;
+pub use common::{http_client, telemetry, tls};
+pub use shoot_rules as shootrules;
+pub use twin::{demo, landscape};
+
+/// Config loading, and the agent's and receiver's config types.
+pub mod config {
+    pub use crate::check_config::check_file;
+    pub use ::agent::config as agent;
+    pub use ::agent::config::AgentConfig;
+    pub use ::receiver::config as receiver;
+    pub use ::receiver::config::ReceiverConfig;
+    pub use yaml_config::*;
+}

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slo_gateway::exposition::{
+use exposition::{
     parse_line, parse_samples, write_sample, Entry, LineError, LineSplitter, Sample,
 };
 

@@ -12,11 +12,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use slo_gateway::remote_write::codec::decompress_capped;
-use slo_gateway::remote_write::headers::Protocol;
-use slo_gateway::remote_write::rewrite::{rewrite, RewriteSettings, Rewritten};
-use slo_gateway::remote_write::v2::RequestBuilder;
-use slo_gateway::remote_write::{validate_series, ValidationLimits, WriteRequest};
+use remote_write::codec::decompress_capped;
+use remote_write::headers::Protocol;
+use remote_write::rewrite::{rewrite, RewriteSettings, Rewritten};
+use remote_write::v2::RequestBuilder;
+use remote_write::{validate_series, ValidationLimits, WriteRequest};
 
 /// Small cap so that a declared length beyond it is refused before allocating.
 const CAP: usize = 1 << 20;

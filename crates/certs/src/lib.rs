@@ -1,0 +1,211 @@
+//! Development PKI: a CA, a receiver server certificate and seed client certificates in Gardener's
+//! convention (`slo-gateway certs`, the demo, and the tests).
+//!
+//! Gardener's seed client certificates carry Subject O = `gardener.cloud:system:seeds` and
+//! CN = `gardener.cloud:system:seed:<seed-name>`.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+
+pub use common::tls::{GARDENER_SEEDS_ORG, GARDENER_SEED_CN_PREFIX};
+
+/// Why certificates could not be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen failed.
+    #[error("generating certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// Writing a file failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A certificate and its key, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// PKCS#8 private key PEM.
+    pub key_pem: String,
+}
+
+/// Subject and SANs of a client certificate.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSubject {
+    /// Subject CN.
+    pub common_name: String,
+    /// Subject O entries.
+    pub organizations: Vec<String>,
+    /// DNS SANs.
+    pub dns_names: Vec<String>,
+    /// URI SANs.
+    pub uris: Vec<String>,
+    /// Further CN attributes after `common_name` (only to test that an ambiguous subject is
+    /// refused; a seed certificate has exactly one CN).
+    pub extra_common_names: Vec<String>,
+}
+
+impl ClientSubject {
+    /// Gardener's subject for seed `seed`.
+    pub fn gardener_seed(seed: &str) -> Self {
+        Self {
+            common_name: format!("{GARDENER_SEED_CN_PREFIX}{seed}"),
+            organizations: vec![GARDENER_SEEDS_ORG.into()],
+            ..Self::default()
+        }
+    }
+}
+
+/// A certificate authority that issues the other certificates.
+pub struct CertificateAuthority {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+impl CertificateAuthority {
+    /// A new self-signed CA named `common_name`.
+    pub fn new(common_name: &str) -> Result<Self, CertError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(common_name, &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(Self { cert, key })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA private key, PEM.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn issue_server(&self, names: &[&str]) -> Result<Issued, CertError> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name = dn("slo-gateway-receiver", &[]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(params)
+    }
+
+    /// A client certificate with `subject`.
+    pub fn issue_client(&self, subject: &ClientSubject) -> Result<Issued, CertError> {
+        let mut params = CertificateParams::default();
+        let orgs: Vec<&str> = subject.organizations.iter().map(String::as_str).collect();
+        params.distinguished_name = dn(&subject.common_name, &orgs);
+        for cn in &subject.extra_common_names {
+            // rcgen keeps one value per attribute type; the CN's OID (2.5.4.3) as a custom type
+            // adds a second CN attribute.
+            params
+                .distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 3]), cn.as_str());
+        }
+        for name in &subject.dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.as_str().try_into()?));
+        }
+        for uri in &subject.uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.as_str().try_into()?));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
+    /// A client certificate for seed `seed` in Gardener's convention.
+    pub fn issue_seed(&self, seed: &str) -> Result<Issued, CertError> {
+        self.issue_client(&ClientSubject::gardener_seed(seed))
+    }
+
+    fn sign(&self, mut params: CertificateParams) -> Result<Issued, CertError> {
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
+    }
+}
+
+fn dn(common_name: &str, organizations: &[&str]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for org in organizations {
+        dn.push(DnType::OrganizationName, *org);
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// Paths of a written development PKI.
+#[derive(Debug, Clone)]
+pub struct DevPki {
+    /// `ca.pem`.
+    pub ca: PathBuf,
+    /// `server.pem`.
+    pub server_cert: PathBuf,
+    /// `server-key.pem`.
+    pub server_key: PathBuf,
+    /// Per seed: (name, `seed-<name>.pem`, `seed-<name>-key.pem`).
+    pub seeds: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// Writes a CA, a server certificate for `localhost`/`127.0.0.1` and one Gardener-convention
+/// client certificate per seed into `out`.
+pub fn write_dev_pki(out: &Path, seeds: &[String]) -> Result<DevPki, CertError> {
+    let write = |name: &str, contents: &str| -> Result<PathBuf, CertError> {
+        let path = out.join(name);
+        std::fs::write(&path, contents).map_err(|source| CertError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    };
+    std::fs::create_dir_all(out).map_err(|source| CertError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let ca = CertificateAuthority::new("slo-gateway dev CA")?;
+    let server = ca.issue_server(&["localhost", "127.0.0.1"])?;
+    let mut pki = DevPki {
+        ca: write("ca.pem", &ca.cert_pem())?,
+        server_cert: write("server.pem", &server.cert_pem)?,
+        server_key: write("server-key.pem", &server.key_pem)?,
+        seeds: Vec::new(),
+    };
+    write("ca-key.pem", &ca.key_pem())?;
+    for seed in seeds {
+        let issued = ca.issue_seed(seed)?;
+        let cert = write(&format!("seed-{seed}.pem"), &issued.cert_pem)?;
+        let key = write(&format!("seed-{seed}-key.pem"), &issued.key_pem)?;
+        pki.seeds.push((seed.clone(), cert, key));
+    }
+    Ok(pki)
+}

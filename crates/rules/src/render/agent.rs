@@ -1,0 +1,70 @@
+//! The `match[]` selectors of what the runtime tier reads: from the seeds' prometheus-aggregate
+//! (what the agent must federate, and what the SLO Prometheus federates from reachable seeds)
+//! and from prometheus-garden.
+
+use std::collections::BTreeSet;
+
+use crate::model::{resolve_all, Slo};
+use crate::promql;
+use crate::sources::{self, Source};
+use crate::spec::{self, Spec, SpecError};
+
+/// The runtime tier's inputs by where they come from, as `match[]` selectors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchSelectors {
+    /// From prometheus-aggregate (`agent-match.yaml`).
+    pub aggregate: Vec<String>,
+    /// From prometheus-garden (`garden-match.yaml`).
+    pub garden: Vec<String>,
+}
+
+/// The deduplicated, sorted `match[]` selectors the agent must federate so that every runtime
+/// rule of `specs` has its inputs. Derived by walking the parsed PromQL of each runtime input;
+/// a bare metric selector subsumes narrower selectors of the same metric.
+pub fn agent_match_selectors(specs: &[Spec]) -> Vec<String> {
+    selectors_of(&resolve_all(specs)).aggregate
+}
+
+/// The selectors the SLO Prometheus must federate from prometheus-garden for `specs`.
+pub fn garden_match_selectors(specs: &[Spec]) -> Vec<String> {
+    selectors_of(&resolve_all(specs)).garden
+}
+
+/// [`agent_match_selectors`] for spec files (what the agent config can reference instead of a
+/// hand-written list); the files are validated as `rules check` does.
+pub fn agent_match_selectors_from_files(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<String>, SpecError> {
+    let loaded = paths
+        .iter()
+        .map(|p| spec::load_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    spec::check_together(&loaded)?;
+    let specs: Vec<Spec> = loaded.into_iter().map(|l| l.spec).collect();
+    Ok(agent_match_selectors(&specs))
+}
+
+/// [`MatchSelectors`] for resolved SLOs.
+pub fn selectors_of(slos: &[Slo]) -> MatchSelectors {
+    let mut aggregate = BTreeSet::new();
+    let mut garden = BTreeSet::new();
+    for slo in slos {
+        for (_, query) in slo.runtime_inputs() {
+            let Ok(expr) = promql::parse(&query) else {
+                continue;
+            };
+            for s in promql::selectors(&expr) {
+                match s.metric.as_deref().and_then(|m| sources::classify(m, &[])) {
+                    Some(Source::Aggregate) => aggregate.insert(s.text),
+                    Some(Source::Garden) => garden.insert(s.text),
+                    // The SLO Prometheus' own scrapes; unreachable ones fail `rules check`.
+                    Some(Source::Local) | None => false,
+                };
+            }
+        }
+    }
+    MatchSelectors {
+        aggregate: promql::minimise_selectors(aggregate),
+        garden: promql::minimise_selectors(garden),
+    }
+}
