@@ -63,6 +63,38 @@ SHOOT_NAMESPACE_SELECTOR = "gardener.cloud/role=shoot"
 # docs/development/priority-classes.md: seed system classes (shoot control planes use 100..500).
 SEED_SYSTEM_PRIORITY_CLASSES = {"gardener-system-critical", "gardener-system-900", "gardener-system-800",
                                 "gardener-system-700", "gardener-system-600"}
+# pkg/apis/core/v1beta1/constants/types_constants.go + pkg/operator/controller/garden/garden/components.go:
+# garden runtime classes; gardener-operator runs prometheus-garden, Alertmanager and perses-operator
+# with gardener-garden-system-100, extensions' runtime parts with -200.
+GARDEN_SYSTEM_PRIORITY_CLASSES = {"gardener-garden-system-critical", "gardener-garden-system-500",
+                                  "gardener-garden-system-400", "gardener-garden-system-300",
+                                  "gardener-garden-system-200", "gardener-garden-system-100"}
+# pkg/component/observability/monitoring/persesoperator/perses_operator.go: perses-operator's pods in
+# the runtime cluster's `garden` namespace carry app=perses-operator (and to-dns, to-runtime-apiserver
+# only). perses-operator (internal/perses/common, LabelsForPerses) labels an instance's pods:
+PERSES_OPERATOR_NAMESPACE = "garden"
+PERSES_OPERATOR_POD_LABELS = {"app": "perses-operator", "networking.gardener.cloud/to-dns": "allowed",
+                              "networking.gardener.cloud/to-runtime-apiserver": "allowed"}
+PERSES_API_PORT = 8080
+
+
+def perses_pod_labels(instance: str) -> dict:
+    return {"app.kubernetes.io/name": "perses", "app.kubernetes.io/instance": instance,
+            "app.kubernetes.io/part-of": "perses-operator", "app.kubernetes.io/created-by": "controller-manager",
+            "app.kubernetes.io/managed-by": "perses-operator"}
+
+
+# Gardener's DNS management (dns-controller-manager, cert-management): a Service annotated with
+# dnsnames gets a record from the DNS controller of the annotated class; the runtime cluster's
+# garden DNS controller serves class "garden".
+DNS_NAMES_ANNOTATION = "dns.gardener.cloud/dnsnames"
+DNS_CLASS_ANNOTATION = "dns.gardener.cloud/class"
+DNS_CLASS_GARDEN = "garden"
+KEEP_ANNOTATION = "helm.sh/resource-policy"
+# RFC 5737 / RFC 3849 documentation ranges and RFC 2606 documentation names: placeholders.
+DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+DOCUMENTATION_NAME = re.compile(r"(^|[./])example\.(com|org|net)($|[.:/])")
+
 # pkg/controller/networkpolicy/reconciler.go (allow-to-dns): CoreDNS serves on 8053 behind the
 # Service's 53; node-local-dns listens on the host network at these addresses.
 DNS_PORTS = {("UDP", 53), ("TCP", 53), ("UDP", 8053), ("TCP", 8053)}
@@ -85,12 +117,26 @@ GARDENER_INJECTED = {
             "protected": False,
             "visible": True,
             "taints": [],
+            "ingressDomain": "ingress.aws-eu1.ci.internal",
             "networks": {"nodes": "10.250.0.0/16", "pods": "100.96.0.0/11", "services": "100.64.0.0/13"},
             "blockCIDRs": [],
             "spec": {},
         },
         "gardenlet": {"featureGates": {}},
     }
+}
+
+# The values a chart cannot do without (no default would be right): rendered as "default".
+REQUIRED_VALUES = {
+    "slo-gateway-seed": {"agent": {"receiver": {"url": "https://slo-gateway.runtime.landscape.internal/api/v1/write"}}},
+    "slo-gateway-runtime": {"receiver": {"host": "slo-gateway.runtime.landscape.internal"}},
+}
+# The kustomize bases: the required values as placeholders that can never resolve (RFC 2606
+# .invalid), which an overlay must replace (docs/install.md; CI builds that overlay).
+KUSTOMIZE_PLACEHOLDER = "slo-gateway-receiver.invalid"
+KUSTOMIZE_VALUES = {
+    "slo-gateway-seed": {"agent": {"receiver": {"url": f"https://{KUSTOMIZE_PLACEHOLDER}/api/v1/write"}}},
+    "slo-gateway-runtime": {"receiver": {"host": KUSTOMIZE_PLACEHOLDER}},
 }
 
 # The out-of-order window of the SLO Prometheus must exceed the agents' buffer.max_age by this:
@@ -199,7 +245,8 @@ def render(chart_dir: pathlib.Path, values: dict, release: tuple[str, str], labe
 
 def chart_values_files(chart_dir: pathlib.Path) -> list[tuple[str, dict]]:
     """Default values plus each ci/*-values.yaml (Helm's chart-testing convention)."""
-    out = [("default", {})]
+    required = REQUIRED_VALUES[chart_dir.name]
+    out = [("default", copy.deepcopy(required))]
     for path in sorted((chart_dir / "ci").glob("*-values.yaml")):
         out.append((path.name, yaml.safe_load(path.read_text()) or {}))
     return out
@@ -468,7 +515,7 @@ def check_selectors_match_pods(r: Rendering, report: Report) -> None:
         for obj in find(r.objects, kind):
             selector = obj["spec"]["selector"] if kind == "PodDisruptionBudget" else obj["spec"]["podSelector"]
             ns = obj["metadata"]["namespace"]
-            if obj["metadata"]["name"].startswith("allow-slo-prometheus-to-"):
+            if obj["metadata"]["name"].startswith(("allow-slo-prometheus-to-", "allow-perses-operator-to-")):
                 continue  # selects Gardener's pods, not ours
             if not any(labels_match(selector, pod_labels(d)) for d in find(r.objects, "Deployment", namespace=ns)):
                 report.error(f"{r.label} {ref(obj)}", "selects no pod of this chart")
@@ -742,7 +789,11 @@ def check_runtime(r: Rendering, report: Report, slo_windows_s: float) -> None:
         if not any(t.get("namespace") == ams[0]["metadata"]["namespace"] and t.get("name") == "alertmanager-operated" for t in targets):
             report.error(where, "alerting does not point at the rendered Alertmanager (alertmanager-operated)")
         secret = find(r.objects, "Secret", ams[0]["spec"].get("configSecret"), ams[0]["metadata"]["namespace"])
-        if not secret or "alertmanager.yaml" not in (secret[0].get("stringData") or secret[0].get("data") or {}):
+        existing = (r.values.get("alertmanager") or {}).get("existingConfigSecret")
+        if existing:
+            if ams[0]["spec"].get("configSecret") != existing or find(r.objects, "Secret", "alertmanager-slo-config"):
+                report.error(f"{r.label} {ref(ams[0])}", f"configSecret is not the referenced Secret {existing} (or the generated one is rendered too)")
+        elif not secret or "alertmanager.yaml" not in (secret[0].get("stringData") or secret[0].get("data") or {}):
             report.error(f"{r.label} {ref(ams[0])}", "configSecret with key alertmanager.yaml not rendered")
         elif yaml.safe_load(secret[0]["stringData"]["alertmanager.yaml"]) != yaml.safe_load((r.chart / "files/alertmanager.yaml").read_text()):
             report.error(f"{r.label} {ref(secret[0])}", "alertmanager.yaml differs from files/alertmanager.yaml")
@@ -932,6 +983,162 @@ def check_gardener_registrations(crds: dict, report: Report) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Issue 17: the operator's path through a real landscape.
+
+
+def pod_specs(r: Rendering) -> list[tuple[str, dict]]:
+    """Every pod spec the chart renders: Deployments' templates and the operators' resources
+    (Prometheus, Alertmanager: the pod fields sit in spec; Perses: nodeSelector/tolerations/affinity)."""
+    out = [(ref(d), d["spec"]["template"]["spec"]) for d in find(r.objects, "Deployment")]
+    out += [(ref(o), o["spec"]) for kind in ("Prometheus", "Alertmanager", "Perses") for o in find(r.objects, kind)]
+    return out
+
+
+def check_perses_operator_path(r: Rendering, report: Report) -> None:
+    """perses-operator (Gardener: namespace garden, deny-all but DNS and the API server) must be able
+    to reach every Perses instance the chart creates on its API port."""
+    for perses in find(r.objects, "Perses"):
+        ns = perses["metadata"]["namespace"]
+        target = perses_pod_labels(perses["metadata"]["name"])
+        where = f"{r.label} {ref(perses)}"
+        if perses["spec"].get("containerPort", PERSES_API_PORT) != PERSES_API_PORT:
+            report.note(f"{where}: containerPort is not {PERSES_API_PORT}")
+        port = perses["spec"].get("containerPort", PERSES_API_PORT)
+        policies = [p for p in find(r.objects, "NetworkPolicy", namespace=PERSES_OPERATOR_NAMESPACE)
+                    if labels_match(p["spec"]["podSelector"], PERSES_OPERATOR_POD_LABELS)
+                    and "Egress" in (p["spec"].get("policyTypes") or [])]
+        if not any(egress_allows(p, lambda peer: peer_selects_pods(peer, ns, target, PERSES_OPERATOR_NAMESPACE, r.objects), "TCP", port)
+                   for p in policies):
+            report.error(where, f"perses-operator (namespace {PERSES_OPERATOR_NAMESPACE}, pods app=perses-operator) may not reach "
+                                f"the instance's pods on {port}: no NetworkPolicy in {PERSES_OPERATOR_NAMESPACE} allows that egress "
+                                "(Gardener's default there denies it)")
+        for p in policies:
+            egress_rules_exactly(p, {("TCP", port)}, f"{r.label} {ref(p)}", report)
+        if not perses["spec"].get("image"):
+            report.error(where, "no spec.image: perses-operator falls back to its default (Docker Hub) image")
+
+
+def is_ca_certificate(obj: dict) -> bool:
+    return obj["kind"] == "Certificate" and bool(obj["spec"].get("isCA"))
+
+
+def deleted_by_helm(before: list[dict], after: list[dict]) -> list[dict]:
+    """What Helm deletes when a release goes from `before` to `after` (an upgrade; `after` empty is
+    `helm uninstall`): objects no longer rendered, unless annotated helm.sh/resource-policy: keep."""
+    keys = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in after}
+    return [o for o in before if (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) not in keys
+            and (o["metadata"].get("annotations") or {}).get(KEEP_ANNOTATION) != "keep"]
+
+
+def check_keeps_ca(r: Rendering, report: Report, after_upgrade: list[dict] | None = None) -> None:
+    """`helm uninstall` and an upgrade to namespaces.create=false keep the namespaces and the CA (its
+    key is in the CA Certificate's Secret, which goes with the namespace)."""
+    if not find(r.objects, "Certificate"):
+        return
+    scenarios = [("helm uninstall", [])]
+    if after_upgrade is not None:
+        scenarios.append(("upgrade to namespaces.create=false", after_upgrade))
+    for scenario, after in scenarios:
+        for obj in deleted_by_helm(r.objects, after):
+            if obj["kind"] == "Namespace" or is_ca_certificate(obj):
+                report.error(f"{r.label} {ref(obj)}", f"{scenario} deletes it (and the CA key with it): annotate {KEEP_ANNOTATION}: keep")
+
+
+def check_receiver_service(r: Rendering, report: Report) -> None:
+    """DNS annotations name the receiver and Gardener's garden DNS class; no documentation addresses."""
+    for svc in find(r.objects, "Service", "slo-gateway-receiver"):
+        where = f"{r.label} {ref(svc)}"
+        annotations = svc["metadata"].get("annotations") or {}
+        hosts = {n for c in find(r.objects, "Certificate", "slo-gateway-receiver") for n in c["spec"].get("dnsNames", [])}
+        if DNS_NAMES_ANNOTATION in annotations:
+            names = {n.strip() for n in annotations[DNS_NAMES_ANNOTATION].split(",")}
+            if annotations.get(DNS_CLASS_ANNOTATION) != DNS_CLASS_GARDEN:
+                report.error(where, f"{DNS_NAMES_ANNOTATION} without {DNS_CLASS_ANNOTATION}: {DNS_CLASS_GARDEN} (the runtime cluster's DNS controller ignores it)")
+            if hosts and not hosts & names:
+                report.error(where, f"{DNS_NAMES_ANNOTATION} {sorted(names)} does not name the receiver's certificate name {sorted(hosts)}")
+        for value in list(annotations.values()) + list(hosts):
+            if DOCUMENTATION_NAME.search(str(value)):
+                report.error(where, f"placeholder name {value!r} (example.com) is active")
+        for cidr in svc["spec"].get("loadBalancerSourceRanges") or []:
+            if any(ipaddress.ip_network(cidr, strict=False).overlaps(n) for n in DOCUMENTATION_NETS):
+                report.error(where, f"loadBalancerSourceRanges {cidr} is a documentation range (placeholder)")
+
+
+def check_autoscaled_replicas(r: Rendering, report: Report) -> None:
+    """A Deployment scaled by an HPA renders no replicas (each upgrade would reset the HPA's choice)."""
+    for hpa in find(r.objects, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        for dep in find(r.objects, target["kind"], target["name"], hpa["metadata"]["namespace"]):
+            if "replicas" in dep["spec"]:
+                report.error(f"{r.label} {ref(dep)}", f"spec.replicas beside {ref(hpa)}: every upgrade resets the autoscaler's scale")
+
+
+def check_runtime_scheduling(r: Rendering, report: Report) -> None:
+    """Garden runtime priority classes, the SLO Prometheus' VPA, and the chart's scheduling values on
+    every pod."""
+    if r.chart != RUNTIME_CHART:
+        return
+    for kind, name in (("Deployment", "slo-gateway-receiver"), ("Prometheus", None), ("Alertmanager", None)):
+        for obj in find(r.objects, kind, name):
+            spec = obj["spec"]["template"]["spec"] if kind == "Deployment" else obj["spec"]
+            if spec.get("priorityClassName") not in GARDEN_SYSTEM_PRIORITY_CLASSES:
+                report.error(f"{r.label} {ref(obj)}", f"priorityClassName {spec.get('priorityClassName')!r} is not a Gardener garden runtime class {sorted(GARDEN_SYSTEM_PRIORITY_CLASSES)}")
+    for prom in find(r.objects, "Prometheus"):
+        vpas = [v for v in find(r.objects, "VerticalPodAutoscaler", namespace=prom["metadata"]["namespace"])
+                if v["spec"]["targetRef"].get("kind") == "Prometheus" and v["spec"]["targetRef"]["name"] == prom["metadata"]["name"]]
+        if not vpas:
+            report.error(f"{r.label} {ref(prom)}", "no VerticalPodAutoscaler for the SLO Prometheus")
+        for vpa in vpas:
+            policy = vpa["spec"].get("updatePolicy") or {}
+            if prom["spec"].get("replicas", 1) == 1 and policy.get("updateMode") not in ("Off", "Initial") and policy.get("minReplicas") != 1:
+                report.error(f"{r.label} {ref(vpa)}", "updatePolicy.minReplicas 1 missing: the updater never acts on one replica")
+    check_scheduling_values(r, report)
+
+
+def check_scheduling_values(r: Rendering, report: Report) -> None:
+    values = r.values
+    for where, spec in pod_specs(r):
+        kind = where.split("/")[0]
+        for key in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets"):
+            if key == "imagePullSecrets" and kind == "Perses":
+                continue  # no such field in perses.dev/v1alpha2 (documented)
+            if values.get(key) and spec.get(key) != values[key]:
+                report.error(f"{r.label} {where}", f"{key} from values not applied")
+
+
+def check_seed_from_gardener(r: Rendering, report: Report) -> None:
+    """What gardenlet injects is used: the cluster DNS IP from the services network, and the seed's
+    networks excluded from the agent's by-port egress."""
+    injected = (r.values.get("gardener") or {}).get("seed") or {}
+    networks = injected.get("networks") or {}
+    dep = find(r.objects, "Deployment", "slo-gateway-agent")
+    if not networks or not dep:
+        return
+    where = f"{r.label} agent NetworkPolicy"
+    policies = [p for p in find(r.objects, "NetworkPolicy", namespace=dep[0]["metadata"]["namespace"])
+                if labels_match(p["spec"]["podSelector"], pod_labels(dep[0]))]
+    if not policies:
+        return
+    policy = policies[0]
+    services = networks.get("services", "")
+    dns_values = r.values.get("dns") or {}
+    if services and ":" not in services and not (dns_values.get("deriveClusterDNS") is False and dns_values.get("extraCIDRs")):
+        net = ipaddress.ip_network(services, strict=False)
+        dns_ip = f"{net.network_address + 10}/32"
+        if not any(egress_allows(policy, lambda p, c=dns_ip: peer_is_cidr(p, c), proto, 53) for proto in ("UDP", "TCP")):
+            report.error(where, f"DNS egress lacks the cluster DNS Service {dns_ip} derived from gardener.seed.networks.services {services}")
+    for rule in policy["spec"].get("egress") or []:
+        for peer in rule.get("to") or []:
+            block = peer.get("ipBlock") or {}
+            if block.get("cidr") == "0.0.0.0/0":
+                excepted = set(block.get("except") or [])
+                for key in ("nodes", "pods", "services"):
+                    cidr = networks.get(key)
+                    if cidr and ":" not in cidr and cidr not in excepted:
+                        report.error(where, f"egress by port to any address does not except the seed's {key} network {cidr} (gardener.seed.networks)")
+
+
+# ------------------------------------------------------------------------------------------------
 # Kustomize.
 
 
@@ -946,28 +1153,63 @@ KUSTOMIZE_HEADER = """# GENERATED from deploy/charts/{chart} with its default va
 """
 
 
+def split_yaml_chunks(text: str) -> list[str]:
+    chunks, current = [], []
+    for line in text.splitlines(keepends=True):
+        if line.rstrip() == "---":
+            chunks.append("".join(current))
+            current = []
+        else:
+            current.append(line)
+    chunks.append("".join(current))
+    return [c for c in chunks if load_docs(c)]
+
+
 def kustomize_files(name: str, chart: pathlib.Path, release: tuple[str, str]) -> dict[str, str]:
-    rendering = render(chart, {}, release, f"{name}[default]")
-    files = {}
+    """The chart rendered with KUSTOMIZE_VALUES. ConfigMaps become configMapGenerator entries (files
+    under configmaps/<name>/): kustomize names them by a hash of their content, so an overlay that
+    replaces a config (configMapGenerator behavior: replace) changes the name in the pod template and
+    rolls the Deployment."""
+    rendering = render(chart, KUSTOMIZE_VALUES[chart.name], release, f"{name}[default]")
+    files: dict[str, str] = {}
+    generators = []
     for path, text in sorted(rendering.files.items()):
         filename = path.rsplit("/", 1)[1]
-        files[filename] = KUSTOMIZE_HEADER.format(chart=chart.name) + text.lstrip("\n")
+        kept = []
+        for chunk in split_yaml_chunks(text):
+            doc = load_docs(chunk)[0]
+            if doc.get("kind") != "ConfigMap":
+                kept.append(chunk.strip("\n") + "\n")
+                continue
+            meta = doc["metadata"]
+            entry = {"name": meta["name"], "namespace": meta["namespace"], "files": []}
+            for key, value in sorted((doc.get("data") or {}).items()):
+                rel = f"configmaps/{meta['name']}/{key}"
+                files[rel] = value
+                entry["files"].append(f"{key}={rel}")
+            if meta.get("labels"):
+                entry["options"] = {"labels": meta["labels"]}
+            generators.append(entry)
+        if kept:
+            files[filename] = KUSTOMIZE_HEADER.format(chart=chart.name) + "---\n".join(kept)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": sorted(files),
+        "resources": sorted(f for f in files if f.endswith(".yaml") and "/" not in f),
+        "configMapGenerator": generators,
     }
     files["kustomization.yaml"] = KUSTOMIZE_HEADER.format(chart=chart.name) + yaml.safe_dump(kustomization, sort_keys=False)
     return files
 
 
 def write_kustomize() -> None:
+    import shutil
     for name, chart, release in kustomize_bases():
         target = KUSTOMIZE / name
-        target.mkdir(parents=True, exist_ok=True)
-        for old in target.glob("*.yaml"):
-            old.unlink()
+        if target.exists():
+            shutil.rmtree(target)
         for filename, text in kustomize_files(name, chart, release).items():
+            (target / filename).parent.mkdir(parents=True, exist_ok=True)
             (target / filename).write_text(text)
         print(f"wrote {target.relative_to(ROOT)}")
 
@@ -976,23 +1218,118 @@ def canonical(objects: Iterable[dict]) -> list[str]:
     return sorted(json.dumps(o, sort_keys=True) for o in objects)
 
 
+_HASHED = re.compile(r"^(.*)-[a-z0-9]{10}$")
+
+
+def unhash_configmaps(objects: list[dict], generated: set[str]) -> list[dict]:
+    """kubectl kustomize output with the generated ConfigMaps' hash suffixes taken off (names and
+    the pod templates' references), to compare with Helm's objects."""
+    def plain(name: str) -> str:
+        match = _HASHED.match(name)
+        return match.group(1) if match and match.group(1) in generated else name
+    out = copy.deepcopy(objects)
+    for obj in out:
+        if obj.get("kind") == "ConfigMap":
+            obj["metadata"]["name"] = plain(obj["metadata"]["name"])
+        if obj.get("kind") == "Deployment":
+            for volume in obj["spec"]["template"]["spec"].get("volumes") or []:
+                if "configMap" in volume:
+                    volume["configMap"]["name"] = plain(volume["configMap"]["name"])
+    return out
+
+
+def kubectl_kustomize(directory: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run([os.environ.get("KUBECTL", "kubectl"), "kustomize", str(directory)], capture_output=True, text=True)
+
+
 def check_kustomize(report: Report) -> None:
-    kubectl = os.environ.get("KUBECTL", "kubectl")
     for name, chart, release in kustomize_bases():
         target = KUSTOMIZE / name
         expected = kustomize_files(name, chart, release)
-        present = {p.name: p.read_text() for p in target.glob("*.yaml")} if target.is_dir() else {}
+        present = {str(p.relative_to(target)): p.read_text() for p in target.rglob("*") if p.is_file()} if target.is_dir() else {}
         if present != expected:
             stale = sorted(set(present) ^ set(expected) | {f for f in expected if present.get(f) != expected[f]})
             report.error(f"deploy/kustomize/{name}", f"stale (differs in {stale}): run deploy/sync-generated.sh")
             continue
-        built = subprocess.run([kubectl, "kustomize", str(target)], capture_output=True, text=True)
+        built = kubectl_kustomize(target)
         if built.returncode != 0:
             report.error(f"deploy/kustomize/{name}", f"kubectl kustomize failed: {built.stderr.strip()}")
             continue
-        helm_objects = render(chart, {}, release, name).objects
-        if canonical(load_docs(built.stdout)) != canonical(helm_objects):
+        helm_objects = render(chart, KUSTOMIZE_VALUES[chart.name], release, name).objects
+        generated = {o["metadata"]["name"] for o in helm_objects if o["kind"] == "ConfigMap"}
+        if canonical(unhash_configmaps(load_docs(built.stdout), generated)) != canonical(helm_objects):
             report.error(f"deploy/kustomize/{name}", "kubectl kustomize builds other objects than the chart renders")
+
+
+# ------------------------------------------------------------------------------------------------
+# Documentation: the install.md overlay builds, and every relative link resolves.
+
+INSTALL_MD = ROOT / "docs/install.md"
+_FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.M | re.S)
+
+
+def doc_files_in(markdown: pathlib.Path, directory: str) -> dict[str, str]:
+    """Code blocks of a Markdown file whose first line is `# <directory>/<file>`: the files of an
+    example the reader writes."""
+    out = {}
+    for block in _FENCE.findall(markdown.read_text()):
+        first, _, rest = block.partition("\n")
+        match = re.match(rf"^# {re.escape(directory)}/(\S+)$", first.strip())
+        if match:
+            out[match.group(1)] = rest
+    return out
+
+
+def check_install_overlay(report: Report, crds: dict) -> None:
+    """docs/install.md's seed overlay, written next to deploy/ as the reader would: it builds with
+    `kubectl kustomize`, replaces every base placeholder, its config change rolls the agent (new
+    ConfigMap name in the pod template), and the result passes the agent's checks."""
+    where = "docs/install.md overlay my-seed/"
+    files = doc_files_in(INSTALL_MD, "my-seed")
+    if "kustomization.yaml" not in files:
+        report.error(where, "no ```yaml block starting with `# my-seed/kustomization.yaml`")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp)
+        (root / "deploy").symlink_to(DEPLOY)
+        for filename, text in files.items():
+            (root / "my-seed" / filename).parent.mkdir(parents=True, exist_ok=True)
+            (root / "my-seed" / filename).write_text(text)
+        built = kubectl_kustomize(root / "my-seed")
+        if built.returncode != 0:
+            report.error(where, f"kubectl kustomize does not resolve it: {built.stderr.strip()[:400]}")
+            return
+        base = kubectl_kustomize(KUSTOMIZE / "seed")
+    objects = load_docs(built.stdout)
+    if KUSTOMIZE_PLACEHOLDER in built.stdout:
+        report.error(where, f"the base's placeholder {KUSTOMIZE_PLACEHOLDER} is still in the built objects")
+    base_cm = {o["metadata"]["name"] for o in load_docs(base.stdout) if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("slo-gateway-agent")}
+    new_cm = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("slo-gateway-agent")}
+    dep = find(objects, "Deployment", "slo-gateway-agent")
+    referenced = {v["configMap"]["name"] for d in dep for v in d["spec"]["template"]["spec"]["volumes"] if "configMap" in v and v["name"] == "config"}
+    if not new_cm or new_cm & base_cm or referenced != new_cm:
+        report.error(where, f"the config change does not roll the agent (ConfigMap {sorted(new_cm)}, base {sorted(base_cm)}, referenced {sorted(referenced)})")
+    r = Rendering("install.md overlay", SEED_CHART, {}, unhash_configmaps(objects, {"slo-gateway-agent", "slo-gateway-shoot-rules"}), {})
+    validate_schemas(r.objects, r.label, crds, report)
+    check_agent(r, report)
+    check_config_paths_mounted(r, report, "slo-gateway-agent", "slo-gateway-agent")
+    if os.path.exists(slo_binary()):
+        check_configs_with_binary(r, report)
+
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def check_doc_links(report: Report) -> None:
+    """Every relative link in README.md, docs/*.md and deploy/README.md names an existing file."""
+    for md in [ROOT / "README.md", DEPLOY / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", md.read_text(), flags=re.S)
+        for target in _LINK.findall(text):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                continue
+            path = target.split("#", 1)[0]
+            if path and not (md.parent / path).exists():
+                report.error(str(md.relative_to(ROOT)), f"link {target} resolves to nothing")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1024,6 +1361,13 @@ def check_renderings(renderings: list[Rendering], crds: dict, report: Report, wi
         check_agent(r, report)
         check_shoot_rules(r, report)
         check_runtime(r, report, window)
+        check_perses_operator_path(r, report)
+        check_keeps_ca(r, report, render(r.chart, deep_merge(r.values, {"namespaces": {"create": False}}), RUNTIME_RELEASE, r.label).objects
+                       if r.chart == RUNTIME_CHART and r.values.get("namespaces", {}).get("create", True) else None)
+        check_receiver_service(r, report)
+        check_autoscaled_replicas(r, report)
+        check_runtime_scheduling(r, report)
+        check_seed_from_gardener(r, report)
         if with_binary:
             check_configs_with_binary(r, report)
     seeds = [r for r in renderings if r.chart == SEED_CHART]
@@ -1052,6 +1396,8 @@ def run_check() -> int:
     check_gardener_registrations(crds, report)
     check_generated_current(report)
     check_kustomize(report)
+    check_install_overlay(report, crds)
+    check_doc_links(report)
     for note in report.notes:
         print(f"note: {note}")
     for error in report.errors:
@@ -1076,8 +1422,8 @@ def mutate(objects: list[dict], kind: str, name: str | None, change: Callable[[d
 
 def self_test() -> int:
     crds = load_crd_schemas()
-    base_seed = render(SEED_CHART, {}, SEED_RELEASE, "seed[default]")
-    base_runtime = render(RUNTIME_CHART, {}, RUNTIME_RELEASE, "runtime[default]")
+    base_seed = render(SEED_CHART, REQUIRED_VALUES[SEED_CHART.name], SEED_RELEASE, "seed[default]")
+    base_runtime = render(RUNTIME_CHART, REQUIRED_VALUES[RUNTIME_CHART.name], RUNTIME_RELEASE, "runtime[default]")
     sanity = Report()
     check_renderings([base_seed, base_runtime], crds, sanity, with_binary=False)
     if sanity.errors:
@@ -1085,7 +1431,7 @@ def self_test() -> int:
         return 1
 
     def by_values(chart, release, values, label):
-        return lambda: [render(chart, values, release, label)]
+        return lambda: [render(chart, deep_merge(REQUIRED_VALUES[chart.name], values), release, label)]
 
     def by_object(base, kind, name, change):
         return lambda: [Rendering(base.label, base.chart, base.values, mutate(base.objects, kind, name, change), base.files)]
@@ -1136,6 +1482,37 @@ def self_test() -> int:
                    lambda o: o["data"].update({"prometheusrule.yaml": o["data"]["prometheusrule.yaml"].replace("prometheus: shoot", "prometheus: seed")})), "shoot Prometheus"),
         ("seed: unknown field in a Deployment",
          by_object(base_seed, "Deployment", "slo-gateway-agent", lambda o: o["spec"].update({"replica": 1})), "Kubernetes 1.37.0 schema"),
+        ("runtime: no path from perses-operator to Perses",
+         by_values(RUNTIME_CHART, RUNTIME_RELEASE, {"perses": {"operatorNetworkPolicy": {"enabled": False}}}, "broken"), "perses-operator"),
+        ("runtime: perses-operator policy on another port",
+         by_object(base_runtime, "NetworkPolicy", "allow-perses-operator-to-perses-slo",
+                   lambda o: o["spec"]["egress"][0].update({"ports": [{"port": 9090, "protocol": "TCP"}]})), "may not reach"),
+        ("runtime: Perses without an image",
+         by_object(base_runtime, "Perses", None, lambda o: o["spec"].pop("image")), "Docker Hub"),
+        ("runtime: receiver namespace not kept on uninstall",
+         by_object(base_runtime, "Namespace", "slo-gateway", lambda o: o["metadata"].pop("annotations")), "helm uninstall deletes it"),
+        ("runtime: CA certificate not kept on uninstall",
+         by_object(base_runtime, "Certificate", "slo-gateway-ca", lambda o: o["metadata"].pop("annotations")), "helm uninstall deletes it"),
+        ("runtime: DNS annotations without the garden class",
+         by_object(render(RUNTIME_CHART, deep_merge(REQUIRED_VALUES[RUNTIME_CHART.name], {"receiver": {"service": {"gardenerDNS": {"enabled": True}}}}), RUNTIME_RELEASE, "dns"),
+                   "Service", "slo-gateway-receiver", lambda o: o["metadata"]["annotations"].pop(DNS_CLASS_ANNOTATION)), DNS_CLASS_ANNOTATION),
+        ("runtime: documentation range as loadBalancerSourceRanges",
+         by_object(base_runtime, "Service", "slo-gateway-receiver", lambda o: o["spec"].update({"loadBalancerSourceRanges": ["198.51.100.0/24"]})), "documentation range"),
+        ("runtime: replicas beside the HPA",
+         by_object(base_runtime, "Deployment", "slo-gateway-receiver", lambda o: o["spec"].update({"replicas": 2})), "resets the autoscaler"),
+        ("runtime: receiver without a garden priority class",
+         by_values(RUNTIME_CHART, RUNTIME_RELEASE, {"receiver": {"priorityClassName": ""}}, "broken"), "garden runtime class"),
+        ("runtime: SLO Prometheus without a VPA",
+         by_values(RUNTIME_CHART, RUNTIME_RELEASE, {"prometheus": {"vpa": {"enabled": False}}}, "broken"), "no VerticalPodAutoscaler for the SLO Prometheus"),
+        ("runtime: nodeSelector not applied to the Prometheus",
+         lambda: [Rendering("broken", RUNTIME_CHART, deep_merge(base_runtime.values, {"nodeSelector": {"pool": "x"}}),
+                            mutate(render(RUNTIME_CHART, deep_merge(base_runtime.values, {"nodeSelector": {"pool": "x"}}), RUNTIME_RELEASE, "broken").objects,
+                                   "Prometheus", None, lambda o: o["spec"].pop("nodeSelector")), {})], "nodeSelector from values not applied"),
+        ("seed: cluster DNS not derived from gardener.seed.networks",
+         by_values(SEED_CHART, SEED_RELEASE, deep_merge(GARDENER_INJECTED, {"dns": {"deriveClusterDNS": False}}), "broken"), "derived from gardener.seed.networks"),
+        ("seed: by-port egress into the seed's own networks",
+         by_object(render(SEED_CHART, deep_merge(REQUIRED_VALUES[SEED_CHART.name], GARDENER_INJECTED), SEED_RELEASE, "gardener"),
+                   "NetworkPolicy", "slo-gateway-agent", lambda o: o["spec"]["egress"][-1]["to"][0]["ipBlock"].pop("except")), "does not except the seed's"),
         ("seed: unknown field in a ServiceMonitor",
          by_object(base_seed, "ServiceMonitor", "slo-gateway-agent", lambda o: o["spec"]["endpoints"][0].update({"intervall": "30s"})), "CRD schema"),
     ]
@@ -1160,10 +1537,27 @@ def self_test() -> int:
          RUNTIME_CHART, RUNTIME_RELEASE, {"prometheus": {"retension": "35d"}}, "retension"),
         ("runtime: seed certificate CN too long",
          RUNTIME_CHART, RUNTIME_RELEASE, {"seedCertificates": {"seeds": ["b" * 38]}}, "at most 37"),
+        ("runtime: no receiver.host (no placeholder default)",
+         RUNTIME_CHART, RUNTIME_RELEASE, {"_defaults": True}, "receiver.host is required"),
+        ("seed: no agent.receiver.url (no placeholder default)",
+         SEED_CHART, SEED_RELEASE, {"_defaults": True}, "agent.receiver.url is required"),
+        ("runtime: schema refuses a documentation range in loadBalancerSourceRanges",
+         RUNTIME_CHART, RUNTIME_RELEASE, {"receiver": {"service": {"loadBalancerSourceRanges": ["198.51.100.0/24"]}}}, "loadBalancerSourceRanges"),
+        ("runtime: schema refuses an example.com DNS annotation",
+         RUNTIME_CHART, RUNTIME_RELEASE, {"receiver": {"service": {"annotations": {"dns.gardener.cloud/dnsnames": "slo-gateway.runtime.example.com"}}}}, "annotations"),
+        ("runtime: schema refuses an example.com receiver host",
+         RUNTIME_CHART, RUNTIME_RELEASE, {"receiver": {"host": "slo-gateway.runtime.example.com"}}, "host"),
+        ("seed: schema refuses a documentation range for the receiver",
+         SEED_CHART, SEED_RELEASE, {"agent": {"receiver": {"cidrs": ["203.0.113.10/32"]}}}, "cidrs"),
+        ("seed: schema refuses an example.com receiver URL",
+         SEED_CHART, SEED_RELEASE, {"agent": {"receiver": {"url": "https://slo-gateway.runtime.example.com/api/v1/write"}}}, "url"),
     ]
     for title, chart, release, values, expected in refusals:
         try:
-            render(chart, values, release, "broken")
+            if values.get("_defaults"):
+                render(chart, {}, release, "broken")
+            else:
+                render(chart, deep_merge(REQUIRED_VALUES[chart.name], values), release, "broken")
             message = ""
         except Exception as problem:
             message = str(problem)

@@ -88,3 +88,29 @@ privileged: false
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/* The receiver's name, required: the server certificate and the agents' URL carry it. */}}
+{{- define "rt.host" -}}
+{{- required "receiver.host is required: the receiver's public name (the agents' remote_write.url host, the server certificate's DNS name)" .Values.receiver.host -}}
+{{- end -}}
+
+{{/* Scheduling and pull secrets of a pod spec (Deployment pod template or prometheus-operator
+resource spec): imagePullSecrets, nodeSelector, tolerations, affinity from the top-level values. */}}
+{{- define "rt.scheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

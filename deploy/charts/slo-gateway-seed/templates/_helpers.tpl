@@ -46,7 +46,7 @@ pods) and node-local-dns (host network, fixed addresses). One NetworkPolicy egre
           - key: k8s-app
             operator: In
             values: [kube-dns, node-local-dns]
-    {{- range concat .Values.dns.nodeLocalDNSCIDRs .Values.dns.extraCIDRs }}
+    {{- range include "seed.dnsCIDRs" . | fromJsonArray }}
     - ipBlock:
         cidr: {{ . | quote }}
     {{- end }}
@@ -86,7 +86,7 @@ capabilities:
     "max_body_bytes" (int64 .Values.agent.maxBodyBytes)
     "targets" (list (dict "url" .Values.agent.aggregate.url "match" $match)))
   "remote_write" (dict
-    "url" .Values.agent.receiver.url
+    "url" (required "agent.receiver.url is required: https://<the receiver's public name>/api/v1/write" .Values.agent.receiver.url)
     "tls" (dict
       "ca_file" "/etc/slo-gateway/receiver-ca/ca.crt"
       "cert_file" "/etc/slo-gateway/tls/tls.crt"
@@ -101,4 +101,91 @@ capabilities:
 {{- end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.agent.extraConfig) }}
 {{- toYaml $config -}}
+{{- end -}}
+
+{{/* The seed's networks injected by gardenlet (gardener.seed.networks: nodes, pods, services), as a
+list of CIDRs; empty without gardenlet. */}}
+{{- define "seed.networks" -}}
+{{- $out := list -}}
+{{- if and .Values.gardener (kindIs "map" .Values.gardener) .Values.gardener.seed -}}
+{{- with .Values.gardener.seed.networks -}}
+{{- $networks := . -}}
+{{- range $key := list "nodes" "pods" "services" -}}
+{{- with (index $networks $key | default "") -}}
+{{- range splitList "," . -}}
+{{- $out = append $out (trim .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* DNS addresses besides the pods: node-local-dns, dns.extraCIDRs and, under gardenlet, the
+cluster DNS Service IP derived from gardener.seed.networks.services (its 10th address, where
+Gardener's CoreDNS Service sits; IPv4 ranges whose last octet leaves room). */}}
+{{- define "seed.dnsCIDRs" -}}
+{{- $out := concat .Values.dns.nodeLocalDNSCIDRs .Values.dns.extraCIDRs -}}
+{{- if and .Values.dns.deriveClusterDNS .Values.gardener (kindIs "map" .Values.gardener) .Values.gardener.seed -}}
+{{- with .Values.gardener.seed.networks -}}
+{{- range splitList "," (.services | default "") -}}
+{{- $cidr := trim . -}}
+{{- if and $cidr (not (contains ":" $cidr)) -}}
+{{- $octets := splitList "." (first (splitList "/" $cidr)) -}}
+{{- $last := atoi (last $octets) -}}
+{{- if lt (add $last 10) 256 -}}
+{{- $ip := printf "%s.%s.%s.%d/32" (index $octets 0) (index $octets 1) (index $octets 2) (add $last 10) -}}
+{{- if not (has $ip $out) -}}{{- $out = append $out $ip -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Pull secrets and scheduling of a pod template. */}}
+{{- define "seed.scheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Egress to the receiver (or proxy) when it is named by host only (agent.receiver.cidrs empty):
+any address on the port except the seed's own networks (gardenlet's gardener.seed.networks), or
+the private ranges without gardenlet. One ipBlock per address family. */}}
+{{- define "seed.anyAddressPeers" -}}
+{{- $v4 := list -}}
+{{- $v6 := list -}}
+{{- $networks := include "seed.networks" . | fromJsonArray -}}
+{{- if not $networks -}}
+{{- $networks = list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" "100.64.0.0/10" "fc00::/7" -}}
+{{- end -}}
+{{- range $networks -}}
+{{- if contains ":" . -}}{{- $v6 = append $v6 . -}}{{- else -}}{{- $v4 = append $v4 . -}}{{- end -}}
+{{- end -}}
+- ipBlock:
+    cidr: 0.0.0.0/0
+    {{- with $v4 }}
+    except: {{ toJson . }}
+    {{- end }}
+- ipBlock:
+    cidr: ::/0
+    {{- with $v6 }}
+    except: {{ toJson . }}
+    {{- end }}
 {{- end -}}
