@@ -1073,6 +1073,24 @@ def check_autoscaled_replicas(r: Rendering, report: Report) -> None:
                 report.error(f"{r.label} {ref(dep)}", f"spec.replicas beside {ref(hpa)}: every upgrade resets the autoscaler's scale")
 
 
+# The binary each workload's container runs: the seed agent is the lean build.
+WORKLOAD_BINARIES = {"slo-gateway-agent": "/slo-gateway-agent", "slo-gateway-receiver": "/slo-gateway",
+                     "slo-gateway-shoot-rules": "/slo-gateway"}
+
+
+def check_workload_binaries(r: Rendering, report: Report) -> None:
+    """Every slo-gateway container runs the binary its role ships in (the image's entrypoint is the
+    full CLI, so the agent must name the lean one)."""
+    for dep in find(r.objects, "Deployment"):
+        want = WORKLOAD_BINARIES.get(dep["metadata"]["name"])
+        if want is None:
+            continue
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            got = (c.get("command") or ["/slo-gateway"])[0]
+            if got != want:
+                report.error(f"{r.label} {ref(dep)}", f"container {c['name']} runs {got}, not {want}")
+
+
 def check_runtime_scheduling(r: Rendering, report: Report) -> None:
     """Garden runtime priority classes, the SLO Prometheus' VPA, and the chart's scheduling values on
     every pod."""
@@ -1366,6 +1384,7 @@ def check_renderings(renderings: list[Rendering], crds: dict, report: Report, wi
                        if r.chart == RUNTIME_CHART and r.values.get("namespaces", {}).get("create", True) else None)
         check_receiver_service(r, report)
         check_autoscaled_replicas(r, report)
+        check_workload_binaries(r, report)
         check_runtime_scheduling(r, report)
         check_seed_from_gardener(r, report)
         if with_binary:
