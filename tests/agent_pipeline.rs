@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
+use slo_gateway::agent::metrics::ScrapeResult;
 use slo_gateway::agent::{Agent, AgentMetrics};
 use slo_gateway::config::{self, AgentConfig};
 use tokio::net::TcpListener;
@@ -333,7 +334,7 @@ async fn auto_falls_back_to_1_0_against_a_real_prometheus_2_42_and_every_sample_
     assert!(scraped_enough, "the agent did not scrape");
     let drained = eventually(Duration::from_secs(60), || {
         let m = &agent.metrics;
-        m.scrapes("error") >= 2 && m.queue_records() == 0
+        m.scrapes(ScrapeResult::Error) >= 2 && m.queue_records() == 0
     })
     .await;
     let scraped = agent.metrics.samples_scraped();

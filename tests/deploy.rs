@@ -52,7 +52,10 @@ fn base(name: &str) -> Vec<Value> {
     files
         .iter()
         // configMapGenerator inputs (configmaps/<name>/<key>) are file contents, not objects.
-        .filter(|f| !f.strip_prefix(&dir).is_ok_and(|r| r.starts_with("configmaps")))
+        .filter(|f| {
+            !f.strip_prefix(&dir)
+                .is_ok_and(|r| r.starts_with("configmaps"))
+        })
         .filter(|f| f.file_name().is_some_and(|n| n != "kustomization.yaml"))
         .flat_map(|f| documents(f))
         .collect()

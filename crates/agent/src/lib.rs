@@ -58,6 +58,7 @@ pub use hot_path::HotPath;
 pub use metrics::AgentMetrics;
 
 use crate::config::{AgentConfig, DeriveSelectors};
+use crate::metrics::DropReason;
 use common::telemetry::{self, Readiness};
 use common::tls::{self, ClientFiles};
 use queue::{DiskQueue, QueueOptions};
@@ -349,7 +350,7 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
         for (target, scraped) in results.into_iter().enumerate() {
             agent.status.update(target, |t| {
                 t.last_scrape_unix_ms = Some(scrape_ts);
-                t.last_result = scraped.result();
+                t.last_result = Some(scraped.result());
                 t.last_error = scraped.error.as_ref().map(|e| error_chain(e));
                 t.last_duration = scraped.duration;
                 if scraped.refused {
@@ -371,11 +372,13 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             agent.metrics.stale(applied.stale_markers);
             agent
                 .metrics
-                .dropped_samples("not_newer", applied.not_newer);
+                .dropped_samples(DropReason::NotNewer, applied.not_newer);
             agent
                 .metrics
-                .dropped_samples("hash_collision", applied.collisions);
-            agent.metrics.dropped_samples("too_old", applied.too_old);
+                .dropped_samples(DropReason::HashCollision, applied.collisions);
+            agent
+                .metrics
+                .dropped_samples(DropReason::TooOld, applied.too_old);
         }
         agent.metrics.set_series_active(state.active());
         if samples.is_empty() {
@@ -400,10 +403,10 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             );
             agent
                 .metrics
-                .dropped_records("queue_error", failure.records);
+                .dropped_records(DropReason::QueueError, failure.records);
             agent
                 .metrics
-                .dropped_samples("queue_error", failure.samples);
+                .dropped_samples(DropReason::QueueError, failure.samples);
         }
         report_overrun(agent, round_started.elapsed());
     }

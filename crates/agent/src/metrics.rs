@@ -9,22 +9,80 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use common::telemetry::ReloadResult;
+
+common::label_values! {
+    /// Why samples or queued requests were given up: `reason` of both drop counters.
+    pub enum DropReason {
+        /// The receiver refused the request for good (4xx other than 429).
+        Rejected4xx => "rejected_4xx",
+        /// The receiver answered a status the retry policy does not know.
+        UnexpectedStatus => "unexpected_status",
+        /// Queued longer than `buffer.max_age`.
+        MaxAge => "max_age",
+        /// A sample older than `buffer.max_age` when scraped (`honor_timestamps`).
+        TooOld => "too_old",
+        /// The oldest records, pushed out by `buffer.max_bytes`.
+        MaxBytes => "max_bytes",
+        /// A damaged queue record.
+        Corrupt => "corrupt",
+        /// A queue segment that vanished.
+        Missing => "missing",
+        /// The queue refused the write (disk and memory fallback full).
+        QueueError => "queue_error",
+        /// Not newer than the last sample sent for its series.
+        NotNewer => "not_newer",
+        /// Two series with one hash in one scrape.
+        HashCollision => "hash_collision",
+    }
+}
+
+common::label_values! {
+    /// `result` of a scrape.
+    pub enum ScrapeResult {
+        /// The body was read whole.
+        Success => "success",
+        /// The body was cut at `scrape.max_body_bytes`.
+        Truncated => "truncated",
+        /// More series than `scrape.max_series`: refused whole.
+        Refused => "refused",
+        /// The request or the body failed.
+        Error => "error",
+    }
+}
+
+common::label_values! {
+    /// `protocol` the agent sends.
+    pub enum ProtocolVersion {
+        /// Remote Write 1.0.
+        V1 => "1.0",
+        /// Remote Write 2.0.
+        V2 => "2.0",
+    }
+}
+
 /// `reason` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
-    reason: &'static str,
+    reason: DropReason,
 }
 
-/// `protocol` label: `1.0` or `2.0`.
+/// `protocol` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabel {
-    protocol: &'static str,
+    protocol: ProtocolVersion,
 }
 
 /// `result` label of scrapes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ScrapeResult {
-    result: &'static str,
+struct ScrapeResultLabel {
+    result: ScrapeResult,
+}
+
+/// `result` label of certificate reloads.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabel {
+    result: ReloadResult,
 }
 
 /// `code` label of requests: the HTTP status, or `network` / `timeout`.
@@ -43,7 +101,7 @@ pub struct AgentMetrics {
     stale_markers: Counter,
     scrape_overruns: Counter,
     parse_errors: Counter,
-    scrapes: Family<ScrapeResult, Counter>,
+    scrapes: Family<ScrapeResultLabel, Counter>,
     scrape_duration: Histogram,
     send_duration: Histogram,
     requests: Family<Code, Counter>,
@@ -57,7 +115,7 @@ pub struct AgentMetrics {
     queue_corrupt_bytes: Counter,
     protocol: Family<ProtocolLabel, Gauge>,
     replayed_records: Counter,
-    tls_reloads: Family<ScrapeResult, Counter>,
+    tls_reloads: Family<ReloadLabel, Counter>,
 }
 
 impl AgentMetrics {
@@ -210,12 +268,12 @@ impl AgentMetrics {
     pub fn samples_sent(&self) -> u64 {
         self.samples_sent.get()
     }
-    /// Samples dropped for `reason` (`not_newer`, `rejected_4xx`, `unexpected_status`, ...).
-    pub fn samples_dropped(&self, reason: &'static str) -> u64 {
+    /// Samples dropped for `reason`.
+    pub fn samples_dropped(&self, reason: DropReason) -> u64 {
         self.samples_dropped.get_or_create(&Reason { reason }).get()
     }
-    /// Queue records dropped for `reason` (`max_bytes`, `max_age`, `corrupt`, `rejected_4xx`, ...).
-    pub fn records_dropped(&self, reason: &'static str) -> u64 {
+    /// Queue records dropped for `reason`.
+    pub fn records_dropped(&self, reason: DropReason) -> u64 {
         self.records_dropped.get_or_create(&Reason { reason }).get()
     }
     /// Stale markers emitted so far.
@@ -226,9 +284,11 @@ impl AgentMetrics {
     pub fn parse_errors(&self) -> u64 {
         self.parse_errors.get()
     }
-    /// Scrapes with `result` (`success`, `truncated`, `error`).
-    pub fn scrapes(&self, result: &'static str) -> u64 {
-        self.scrapes.get_or_create(&ScrapeResult { result }).get()
+    /// Scrapes with `result`.
+    pub fn scrapes(&self, result: ScrapeResult) -> u64 {
+        self.scrapes
+            .get_or_create(&ScrapeResultLabel { result })
+            .get()
     }
     /// Requests answered with `code` (`"204"`, `"503"`, `"network"`, `"timeout"`).
     pub fn requests(&self, code: &str) -> u64 {
@@ -275,14 +335,14 @@ impl AgentMetrics {
         self.last_successful_send
             .set(common::telemetry::now_unix_ms() as f64 / 1000.0);
     }
-    pub(crate) fn dropped_samples(&self, reason: &'static str, n: u64) {
+    pub(crate) fn dropped_samples(&self, reason: DropReason, n: u64) {
         if n > 0 {
             self.samples_dropped
                 .get_or_create(&Reason { reason })
                 .inc_by(n);
         }
     }
-    pub(crate) fn dropped_records(&self, reason: &'static str, n: u64) {
+    pub(crate) fn dropped_records(&self, reason: DropReason, n: u64) {
         if n > 0 {
             self.records_dropped
                 .get_or_create(&Reason { reason })
@@ -298,8 +358,10 @@ impl AgentMetrics {
     pub(crate) fn parse_error(&self) {
         self.parse_errors.inc();
     }
-    pub(crate) fn scrape(&self, result: &'static str, seconds: f64) {
-        self.scrapes.get_or_create(&ScrapeResult { result }).inc();
+    pub(crate) fn scrape(&self, result: ScrapeResult, seconds: f64) {
+        self.scrapes
+            .get_or_create(&ScrapeResultLabel { result })
+            .inc();
         self.scrape_duration.observe(seconds);
     }
     pub(crate) fn request(&self, code: String, bytes: u64, seconds: f64) {
@@ -325,18 +387,22 @@ impl AgentMetrics {
         self.queue_memory_fallback.set(i64::from(memory));
     }
     pub(crate) fn set_protocol(&self, protocol: remote_write::headers::Protocol) {
-        let v2 = protocol == remote_write::headers::Protocol::V2;
-        self.protocol
-            .get_or_create(&ProtocolLabel { protocol: "2.0" })
-            .set(i64::from(v2));
-        self.protocol
-            .get_or_create(&ProtocolLabel { protocol: "1.0" })
-            .set(i64::from(!v2));
+        let sending = match protocol {
+            remote_write::headers::Protocol::V1 => ProtocolVersion::V1,
+            remote_write::headers::Protocol::V2 => ProtocolVersion::V2,
+        };
+        for &version in ProtocolVersion::ALL {
+            self.protocol
+                .get_or_create(&ProtocolLabel { protocol: version })
+                .set(i64::from(version == sending));
+        }
     }
     /// Whether the agent currently sends Remote Write 2.0.
     pub fn sends_v2(&self) -> bool {
         self.protocol
-            .get_or_create(&ProtocolLabel { protocol: "2.0" })
+            .get_or_create(&ProtocolLabel {
+                protocol: ProtocolVersion::V2,
+            })
             .get()
             == 1
     }
@@ -347,9 +413,10 @@ impl AgentMetrics {
         self.replayed_records.inc_by(n);
     }
     pub(crate) fn tls_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "failed" };
         self.tls_reloads
-            .get_or_create(&ScrapeResult { result })
+            .get_or_create(&ReloadLabel {
+                result: ReloadResult::of(ok),
+            })
             .inc();
     }
 }
@@ -364,9 +431,9 @@ mod tests {
         let m = AgentMetrics::register(&mut registry);
         m.scraped(3);
         m.sent(2);
-        m.dropped_samples("rejected_4xx", 1);
-        m.dropped_records("max_age", 1);
-        m.scrape("success", 0.1);
+        m.dropped_samples(DropReason::Rejected4xx, 1);
+        m.dropped_records(DropReason::MaxAge, 1);
+        m.scrape(ScrapeResult::Success, 0.1);
         m.request("204".into(), 10, 0.1);
         m.set_queue(1, 2, 3.0, false);
         let mut text = String::new();

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Batch;
-use super::metrics::AgentMetrics;
+use super::metrics::{AgentMetrics, DropReason};
 use super::queue::{DiskQueue, DropCounts, QueueError, RecordId};
 use common::telemetry::Readiness;
 
@@ -159,10 +159,22 @@ pub(crate) async fn housekeeping(
     }
     let age = oldest.map_or(0.0, |t| now.saturating_sub(t).max(0) as f64 / 1000.0);
     metrics.set_queue(records, bytes, age, memory);
-    metrics.dropped_records("max_bytes", drops.max_bytes.saturating_sub(last.max_bytes));
-    metrics.dropped_records("max_age", drops.max_age.saturating_sub(last.max_age));
-    metrics.dropped_records("corrupt", drops.corrupt.saturating_sub(last.corrupt));
-    metrics.dropped_records("missing", drops.missing.saturating_sub(last.missing));
+    metrics.dropped_records(
+        DropReason::MaxBytes,
+        drops.max_bytes.saturating_sub(last.max_bytes),
+    );
+    metrics.dropped_records(
+        DropReason::MaxAge,
+        drops.max_age.saturating_sub(last.max_age),
+    );
+    metrics.dropped_records(
+        DropReason::Corrupt,
+        drops.corrupt.saturating_sub(last.corrupt),
+    );
+    metrics.dropped_records(
+        DropReason::Missing,
+        drops.missing.saturating_sub(last.missing),
+    );
     metrics.corrupt_bytes(drops.corrupt_bytes.saturating_sub(last.corrupt_bytes));
     drops
 }

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::config::RetryConfig;
+use crate::metrics::DropReason;
 
 /// What one POST of a batch came back with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +27,9 @@ pub enum Outcome {
     Timeout,
 }
 
-/// Why a batch is given up.
+/// Why the receiver's answer gives a batch up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
+pub enum Refusal {
     /// A 4xx (other than a retried 429): the receiver refuses these bytes.
     Rejected4xx(u16),
     /// A status that is neither success, client nor server error (1xx, 3xx: redirects are not
@@ -36,12 +37,12 @@ pub enum DropReason {
     UnexpectedStatus(u16),
 }
 
-impl DropReason {
-    /// Value of the `reason` label of `samples_dropped_total`.
-    pub fn label(self) -> &'static str {
+impl Refusal {
+    /// The `reason` the drop counters count it under.
+    pub fn reason(self) -> DropReason {
         match self {
-            DropReason::Rejected4xx(_) => "rejected_4xx",
-            DropReason::UnexpectedStatus(_) => "unexpected_status",
+            Refusal::Rejected4xx(_) => DropReason::Rejected4xx,
+            Refusal::UnexpectedStatus(_) => DropReason::UnexpectedStatus,
         }
     }
 }
@@ -59,7 +60,7 @@ pub enum Decision {
     /// Give the batch up (and count it).
     Drop {
         /// Why.
-        reason: DropReason,
+        reason: Refusal,
     },
 }
 
@@ -83,11 +84,11 @@ pub fn decide(outcome: Outcome, attempt: u32, config: &RetryConfig, jitter: f64)
             200..=299 => Decision::Delivered,
             429 if config.retry_on_429 => retry(retry_after),
             400..=499 => Decision::Drop {
-                reason: DropReason::Rejected4xx(code),
+                reason: Refusal::Rejected4xx(code),
             },
             500..=599 => retry(retry_after),
             _ => Decision::Drop {
-                reason: DropReason::UnexpectedStatus(code),
+                reason: Refusal::UnexpectedStatus(code),
             },
         },
     }
@@ -155,16 +156,16 @@ mod tests {
             (Outcome::Status { code: 429, retry_after: secs(2) }, 0, true, 0.0, retry_ms(2000)),
             // 429: retried by default, dropped when switched off.
             (status(429), 1, true, 0.0, retry_ms(500)),
-            (status(429), 0, false, 0.0, Decision::Drop { reason: DropReason::Rejected4xx(429) }),
-            (Outcome::Status { code: 429, retry_after: secs(2) }, 0, false, 0.0, Decision::Drop { reason: DropReason::Rejected4xx(429) }),
+            (status(429), 0, false, 0.0, Decision::Drop { reason: Refusal::Rejected4xx(429) }),
+            (Outcome::Status { code: 429, retry_after: secs(2) }, 0, false, 0.0, Decision::Drop { reason: Refusal::Rejected4xx(429) }),
             // Other 4xx: never retried.
-            (status(400), 0, true, 0.0, Decision::Drop { reason: DropReason::Rejected4xx(400) }),
-            (status(401), 0, true, 0.0, Decision::Drop { reason: DropReason::Rejected4xx(401) }),
-            (status(413), 0, true, 0.0, Decision::Drop { reason: DropReason::Rejected4xx(413) }),
-            (Outcome::Status { code: 400, retry_after: secs(1) }, 0, true, 0.0, Decision::Drop { reason: DropReason::Rejected4xx(400) }),
+            (status(400), 0, true, 0.0, Decision::Drop { reason: Refusal::Rejected4xx(400) }),
+            (status(401), 0, true, 0.0, Decision::Drop { reason: Refusal::Rejected4xx(401) }),
+            (status(413), 0, true, 0.0, Decision::Drop { reason: Refusal::Rejected4xx(413) }),
+            (Outcome::Status { code: 400, retry_after: secs(1) }, 0, true, 0.0, Decision::Drop { reason: Refusal::Rejected4xx(400) }),
             // Redirects and other oddities.
-            (status(301), 0, true, 0.0, Decision::Drop { reason: DropReason::UnexpectedStatus(301) }),
-            (status(101), 0, true, 0.0, Decision::Drop { reason: DropReason::UnexpectedStatus(101) }),
+            (status(301), 0, true, 0.0, Decision::Drop { reason: Refusal::UnexpectedStatus(301) }),
+            (status(101), 0, true, 0.0, Decision::Drop { reason: Refusal::UnexpectedStatus(101) }),
         ];
         for (i, (outcome, attempt, on_429, jitter, expected)) in cases.iter().enumerate() {
             let got = decide(*outcome, *attempt, &config(*on_429), *jitter);
@@ -195,9 +196,9 @@ mod tests {
 
     #[test]
     fn drop_reason_labels() {
-        assert_eq!(DropReason::Rejected4xx(400).label(), "rejected_4xx");
+        assert_eq!(Refusal::Rejected4xx(400).reason().as_str(), "rejected_4xx");
         assert_eq!(
-            DropReason::UnexpectedStatus(302).label(),
+            Refusal::UnexpectedStatus(302).reason().as_str(),
             "unexpected_status"
         );
     }

@@ -9,6 +9,7 @@ use rustls::ClientConfig;
 use super::metrics::AgentMetrics;
 use super::series::ScrapeBuf;
 use crate::config::TargetConfig;
+use crate::metrics::ScrapeResult;
 use exposition::LineSplitter;
 use remote_write::Label;
 
@@ -49,12 +50,12 @@ pub(crate) struct Scraped {
 
 impl Scraped {
     /// `error`, `refused`, `truncated` or `success` (the `result` label of the scrape metric).
-    pub fn result(&self) -> &'static str {
+    pub fn result(&self) -> ScrapeResult {
         match (&self.error, self.truncated, self.refused) {
-            (Some(_), _, _) => "error",
-            (None, _, true) => "refused",
-            (None, true, false) => "truncated",
-            (None, false, false) => "success",
+            (Some(_), _, _) => ScrapeResult::Error,
+            (None, _, true) => ScrapeResult::Refused,
+            (None, true, false) => ScrapeResult::Truncated,
+            (None, false, false) => ScrapeResult::Success,
         }
     }
 }

@@ -43,6 +43,7 @@ use super::queue::{Record, RecordId};
 use super::queue_handle::{QueueHandle, HOUSEKEEPING};
 use super::retry::{decide, Decision, Outcome};
 use crate::config::RetryConfig;
+use crate::metrics::DropReason;
 use remote_write::codec::decompress_capped;
 use remote_write::headers::Protocol;
 
@@ -114,7 +115,7 @@ pub(crate) async fn dispatch(
                 Ok(header) => header,
                 Err(error) => {
                     tracing::warn!(%error, id = record.id.0, "dropping unreadable queue record");
-                    metrics.dropped_records("corrupt", 1);
+                    metrics.dropped_records(DropReason::Corrupt, 1);
                     queue.ack(record.id).await;
                     continue;
                 }
@@ -328,8 +329,8 @@ async fn send_record(
                 max_age = ?shared.max_age,
                 "dropping a request older than buffer.max_age that was not delivered"
             );
-            shared.metrics.dropped_samples("max_age", samples);
-            shared.metrics.dropped_records("max_age", 1);
+            shared.metrics.dropped_samples(DropReason::MaxAge, samples);
+            shared.metrics.dropped_records(DropReason::MaxAge, 1);
             shared.queue.ack(record.id).await;
             return Sent::Done;
         }
@@ -409,8 +410,8 @@ async fn send_record(
                     samples,
                     "remote write refused the request; dropping it"
                 );
-                shared.metrics.dropped_samples(reason.label(), samples);
-                shared.metrics.dropped_records(reason.label(), 1);
+                shared.metrics.dropped_samples(reason.reason(), samples);
+                shared.metrics.dropped_records(reason.reason(), 1);
                 shared.queue.ack(record.id).await;
                 return Sent::Done;
             }

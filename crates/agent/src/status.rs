@@ -11,24 +11,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use super::metrics::AgentMetrics;
+use super::metrics::{AgentMetrics, DropReason, ScrapeResult};
 use common::telemetry::html_escape as escape;
 
 /// Seconds between automatic reloads of the page.
 const REFRESH_SECONDS: u32 = 5;
-/// Drop reasons shown (the `reason` values of the drop counters).
-const DROP_REASONS: &[&str] = &[
-    "rejected_4xx",
-    "unexpected_status",
-    "max_age",
-    "too_old",
-    "max_bytes",
-    "corrupt",
-    "missing",
-    "queue_error",
-    "not_newer",
-    "hash_collision",
-];
 
 /// What the page shows of one target.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,8 +24,8 @@ pub(crate) struct TargetStatus {
     pub url: String,
     /// Start of the last scrape, Unix ms; `None` before the first.
     pub last_scrape_unix_ms: Option<i64>,
-    /// `success`, `truncated`, `error` or `refused`.
-    pub last_result: &'static str,
+    /// Result of the last scrape; `None` before the first.
+    pub last_result: Option<ScrapeResult>,
     /// Why the last scrape failed.
     pub last_error: Option<String>,
     /// How long the last scrape took.
@@ -119,14 +106,14 @@ pub(crate) fn render(targets: &[TargetStatus], metrics: &AgentMetrics, now_unix_
             .last_scrape_unix_ms
             .map_or_else(|| "never".to_string(), |ms| ago(now_unix_ms, ms));
         let result = match (&t.last_error, t.last_result) {
-            (_, "") => "-".to_string(),
-            (Some(error), result) => {
+            (_, None) => "-".to_string(),
+            (Some(error), Some(result)) => {
                 format!("<span class=\"bad\">{result}</span>: {}", escape(error))
             }
-            (None, result @ ("refused" | "truncated")) => {
+            (None, Some(result @ (ScrapeResult::Refused | ScrapeResult::Truncated))) => {
                 format!("<span class=\"bad\">{result}</span>")
             }
-            (None, result) => result.to_string(),
+            (None, Some(result)) => result.to_string(),
         };
         let _ = write!(
             h,
@@ -156,7 +143,7 @@ pub(crate) fn render(targets: &[TargetStatus], metrics: &AgentMetrics, now_unix_
         metrics.queue_bytes(),
         metrics.queue_oldest_age_seconds(),
     );
-    for reason in DROP_REASONS {
+    for &reason in DropReason::ALL {
         let (records, samples) = (
             metrics.records_dropped(reason),
             metrics.samples_dropped(reason),
@@ -194,22 +181,22 @@ mod tests {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = AgentMetrics::register(&mut registry);
         metrics.set_queue(7, 4096, 42.4, true);
-        metrics.dropped_records("max_age", 2);
-        metrics.dropped_samples("max_age", 300);
+        metrics.dropped_records(DropReason::MaxAge, 2);
+        metrics.dropped_samples(DropReason::MaxAge, 300);
         let board = StatusBoard::new([
             "http://prom:9090/federate?match[]=<x>",
             "http://other:9090/federate",
         ]);
         board.update(0, |t| {
             t.last_scrape_unix_ms = Some(1_000_000);
-            t.last_result = "refused";
+            t.last_result = Some(ScrapeResult::Refused);
             t.last_duration = Duration::from_millis(1500);
             t.series = 36_000;
             t.refused = 3;
         });
         board.update(1, |t| {
             t.last_scrape_unix_ms = Some(1_000_000);
-            t.last_result = "error";
+            t.last_result = Some(ScrapeResult::Error);
             t.last_error = Some("connection refused".into());
         });
         let html = render(&board.snapshot(), &metrics, 1_075_000);

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::metrics::{DropReason, ScrapeResult};
 use certs::{write_dev_pki, DevPki};
 use common::tls::ServerFiles;
 use remote_write::{decode_write_request, is_stale_marker, WriteRequest};
@@ -330,7 +331,7 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// Samples the agent queued: scraped, minus skipped, plus stale markers.
 fn queued(m: &AgentMetrics) -> u64 {
-    m.samples_scraped() - m.samples_dropped("not_newer") + m.stale_markers()
+    m.samples_scraped() - m.samples_dropped(DropReason::NotNewer) + m.stale_markers()
 }
 
 /// Every series' timestamps strictly increase in arrival order (no reordering, no duplicates).
@@ -436,7 +437,7 @@ async fn server_errors_are_retried_in_order_without_loss() {
     let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
     let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
     let m = agent.metrics.clone();
-    wait_for("a few scrapes", || m.scrapes("success") >= 5).await;
+    wait_for("a few scrapes", || m.scrapes(ScrapeResult::Success) >= 5).await;
     // Everything vanishes: stale markers for all three series, then nothing new.
     fed.body.lock().unwrap().clear();
     wait_for("all queued samples delivered", || {
@@ -448,7 +449,7 @@ async fn server_errors_are_retried_in_order_without_loss() {
     assert_per_series_order(&samples);
     assert_eq!(samples.len() as u64, metrics.samples_sent());
     assert!(metrics.requests("503") >= 5 && metrics.requests("500") == 1);
-    assert_eq!(metrics.samples_dropped("rejected_4xx"), 0);
+    assert_eq!(metrics.samples_dropped(DropReason::Rejected4xx), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,14 +460,14 @@ async fn client_errors_are_dropped_and_counted_not_retried() {
     let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
     let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
     let m = agent.metrics.clone();
-    wait_for("drops", || m.records_dropped("rejected_4xx") >= 4).await;
+    wait_for("drops", || m.records_dropped(DropReason::Rejected4xx) >= 4).await;
     let metrics = agent.stop().await;
     // One POST per record: nothing was retried.
     assert_eq!(
         sink.requests.load(Ordering::SeqCst) as u64,
-        metrics.records_dropped("rejected_4xx")
+        metrics.records_dropped(DropReason::Rejected4xx)
     );
-    assert!(metrics.samples_dropped("rejected_4xx") >= 4);
+    assert!(metrics.samples_dropped(DropReason::Rejected4xx) >= 4);
     assert_eq!(metrics.samples_sent(), 0);
     assert_eq!(sink.count(), 0);
 }
@@ -480,7 +481,7 @@ async fn unsent_records_survive_a_restart_and_go_first() {
     let config = agent_config(&s, fed_addr, sink_addr, "");
     let first = start(config.clone(), s.dir.path());
     let m = first.metrics.clone();
-    wait_for("a backlog", || m.scrapes("success") >= 4).await;
+    wait_for("a backlog", || m.scrapes(ScrapeResult::Success) >= 4).await;
     let first = first.stop().await;
     let cut = common::telemetry::now_unix_ms();
     let backlog = queued(&first);
@@ -569,11 +570,14 @@ async fn failed_scrapes_keep_state_and_emit_no_stale_markers() {
     let m = agent.metrics.clone();
     wait_for("first samples", || sink.count() >= 3).await;
     fed.fail.store(503, Ordering::SeqCst);
-    wait_for("failed scrapes", || m.scrapes("error") >= 3).await;
+    wait_for("failed scrapes", || m.scrapes(ScrapeResult::Error) >= 3).await;
     assert_eq!(m.stale_markers(), 0);
     fed.fail.store(0, Ordering::SeqCst);
-    let before = m.scrapes("success");
-    wait_for("recovery", || m.scrapes("success") >= before + 2).await;
+    let before = m.scrapes(ScrapeResult::Success);
+    wait_for("recovery", || {
+        m.scrapes(ScrapeResult::Success) >= before + 2
+    })
+    .await;
     let metrics = agent.stop().await;
     assert_eq!(metrics.stale_markers(), 0);
     assert_eq!(metrics.series_active(), 3);
@@ -590,7 +594,7 @@ async fn a_body_over_the_cap_is_cut_at_a_line_and_declares_nothing_vanished() {
     let agent = start(config.clone(), s.dir.path());
     wait_for("all three series", || sink.count() >= 3).await;
     let first = agent.stop().await;
-    assert_eq!(first.scrapes("truncated"), 0);
+    assert_eq!(first.scrapes(ScrapeResult::Truncated), 0);
 
     // Same buffer, now a cap that ends inside the second sample line.
     let cap = BODY.find("shoot:availability{kind=\"seed\"").unwrap() + 20;
@@ -599,7 +603,10 @@ async fn a_body_over_the_cap_is_cut_at_a_line_and_declares_nothing_vanished() {
     let cut = common::telemetry::now_unix_ms();
     let agent = start(config, s.dir.path());
     let m = agent.metrics.clone();
-    wait_for("truncated scrapes", || m.scrapes("truncated") >= 3).await;
+    wait_for("truncated scrapes", || {
+        m.scrapes(ScrapeResult::Truncated) >= 3
+    })
+    .await;
     let metrics = agent.stop().await;
     assert_eq!(metrics.stale_markers(), 0);
     let later: Vec<Got> = sink.samples().into_iter().filter(|g| g.2 >= cut).collect();
@@ -624,7 +631,7 @@ async fn shutdown_is_bounded_and_keeps_the_request_in_flight_queued() {
     let agent = start(config, s.dir.path());
     let m = agent.metrics.clone();
     wait_for("a request in flight", || {
-        hung.requests.load(Ordering::SeqCst) >= 1 && m.scrapes("success") >= 2
+        hung.requests.load(Ordering::SeqCst) >= 1 && m.scrapes(ScrapeResult::Success) >= 2
     })
     .await;
     let first = agent.stop().await;
@@ -845,11 +852,11 @@ async fn a_request_refused_until_it_is_older_than_max_age_is_dropped_and_the_res
             .count()
     };
     wait_for("poison records dropped and later data delivered", || {
-        m.records_dropped("max_age") >= 3 && vpn(&sink) >= 10
+        m.records_dropped(DropReason::MaxAge) >= 3 && vpn(&sink) >= 10
     })
     .await;
     let metrics = agent.stop().await;
-    assert!(metrics.samples_dropped("max_age") >= 3);
+    assert!(metrics.samples_dropped(DropReason::MaxAge) >= 3);
     assert!(sink
         .samples()
         .iter()
@@ -872,7 +879,7 @@ async fn a_scrape_above_max_series_is_refused_whole_and_the_old_state_is_kept() 
         .map(|i| format!("shoot:x{{i=\"{i}\"}} 1\n"))
         .collect();
     *fed.body.lock().unwrap() = explosion;
-    wait_for("refused scrapes", || m.scrapes("refused") >= 3).await;
+    wait_for("refused scrapes", || m.scrapes(ScrapeResult::Refused) >= 3).await;
     let during = sink.count();
     *fed.body.lock().unwrap() = BODY.to_string();
     wait_for("delivery again", || sink.count() >= during + 6).await;
@@ -894,7 +901,7 @@ async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
     let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
     let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
     let m = agent.metrics.clone();
-    wait_for("a backlog", || m.scrapes("success") >= 10).await;
+    wait_for("a backlog", || m.scrapes(ScrapeResult::Success) >= 10).await;
     *sink.default.lock().unwrap() = 204;
     wait_for("the backlog delivered", || {
         m.samples_sent() >= 30 && sink.count() as u64 == m.samples_sent()
@@ -909,5 +916,5 @@ async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
         metrics.samples_sent()
     );
     assert_per_series_order(&sink.samples());
-    assert_eq!(metrics.samples_dropped("rejected_4xx"), 0);
+    assert_eq!(metrics.samples_dropped(DropReason::Rejected4xx), 0);
 }

@@ -215,3 +215,80 @@ mod tests {
         assert!(String::from_utf8_lossy(&body).contains("things_total 1"));
     }
 }
+
+/// Declares the values of one metric label as an enum: typed at every call site, iterable
+/// (`ALL`, for status pages) and encoded as the text given per variant.
+///
+/// ```
+/// slo_gateway_common::label_values! {
+///     /// `result` of a reload.
+///     pub enum Outcome { Success => "success", Failure => "failure" }
+/// }
+/// assert_eq!(Outcome::ALL.len(), 2);
+/// assert_eq!(Outcome::Failure.as_str(), "failure");
+/// ```
+#[macro_export]
+macro_rules! label_values {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident => $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
+        $vis enum $name {
+            $( $(#[$variant_meta])* $variant ),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl $crate::telemetry::EncodeLabelValue for $name {
+            fn encode(
+                &self,
+                encoder: &mut $crate::telemetry::LabelValueEncoder<'_>,
+            ) -> ::std::fmt::Result {
+                ::std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
+pub use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+
+crate::label_values! {
+    /// `result` of a certificate reload, the same in every component.
+    pub enum ReloadResult {
+        /// The new files were loaded.
+        Success => "success",
+        /// They were unusable; the previous configuration stays.
+        Failure => "failure",
+    }
+}
+
+impl ReloadResult {
+    /// The result of a reload that did (`true`) or did not succeed.
+    pub fn of(ok: bool) -> Self {
+        if ok {
+            Self::Success
+        } else {
+            Self::Failure
+        }
+    }
+}

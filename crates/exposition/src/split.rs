@@ -9,7 +9,7 @@ use super::{LineError, ParseError, ParseErrorKind};
 /// buffer, which never grows beyond `max_line_bytes + 1` bytes.
 ///
 /// ```
-/// use slo_gateway::exposition::LineSplitter;
+/// use slo_gateway_exposition::LineSplitter;
 /// let mut lines = Vec::new();
 /// let mut splitter = LineSplitter::new(1024);
 /// splitter.push(b"up 1\nscrape_dur", |n, line| lines.push((n, line.map(str::to_owned))));

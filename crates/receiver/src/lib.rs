@@ -72,14 +72,7 @@ impl Receiver {
             ],
             config.tls.reload_interval,
             move || common::tls::server_config(&files),
-            move |ok| {
-                reload_metrics
-                    .tls_reloads
-                    .get_or_create(&metrics::Outcome {
-                        result: if ok { "success" } else { "failure" },
-                    })
-                    .inc();
-            },
+            move |ok| reload_metrics.tls_reload(ok),
         )
         .context("loading the receiver's TLS material")?;
         let forwarder = forward::Forwarder::new(

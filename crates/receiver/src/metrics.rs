@@ -8,6 +8,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use common::telemetry::ReloadResult;
+
 /// Labels: seed and HTTP status code.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SeedCode {
@@ -33,18 +35,30 @@ pub struct SeedReason {
     pub reason: String,
 }
 
+common::label_values! {
+    /// Why a connection failed before its first request.
+    pub enum ConnectionFailure {
+        /// The TLS handshake failed (no or an untrusted client certificate, protocol error).
+        Handshake => "handshake",
+        /// The handshake did not finish within `tls.handshake_timeout`.
+        HandshakeTimeout => "handshake_timeout",
+        /// The client certificate names no seed, or more than one.
+        Identity => "identity",
+    }
+}
+
 /// Labels: reason.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
     /// Why.
-    pub reason: String,
+    pub reason: ConnectionFailure,
 }
 
-/// Labels: result (`success` or `failure`, spelled as the agent spells them).
+/// Labels: result of a certificate reload.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
-    /// `success` or `failure`.
-    pub result: &'static str,
+    /// `success` or `failure`, as in every component.
+    pub result: ReloadResult,
 }
 
 /// Receiver metrics (prefix `slo_gateway_receiver_`).
@@ -144,10 +158,17 @@ impl ReceiverMetrics {
     }
 
     /// Counts a connection failure.
-    pub fn connection_failure(&self, reason: &str) {
+    pub fn connection_failure(&self, reason: ConnectionFailure) {
         self.connection_failures
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
+            .get_or_create(&Reason { reason })
+            .inc();
+    }
+
+    /// Counts a certificate reload.
+    pub fn tls_reload(&self, ok: bool) {
+        self.tls_reloads
+            .get_or_create(&Outcome {
+                result: ReloadResult::of(ok),
             })
             .inc();
     }

@@ -17,6 +17,7 @@ use tower::ServiceExt;
 use super::identity::{certificate_not_after, identity_from_cert, IdentityError, SeedIdentity};
 use super::metrics::ReceiverMetrics;
 use crate::config::IdentityConfig;
+use crate::metrics::ConnectionFailure;
 
 /// The identity of a connection: a seed, or why its certificate names none, and when the
 /// certificate expires. Attached to every request so the handler answers 403 with the precise
@@ -99,12 +100,12 @@ pub async fn run(
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
-                    metrics.connection_failure("handshake");
+                    metrics.connection_failure(ConnectionFailure::Handshake);
                     tracing::info!(%peer, %error, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    metrics.connection_failure("handshake_timeout");
+                    metrics.connection_failure(ConnectionFailure::HandshakeTimeout);
                     tracing::info!(%peer, "TLS handshake timed out");
                     return;
                 }
@@ -121,7 +122,7 @@ pub async fn run(
                 cert_not_after_unix_s: leaf.and_then(|leaf| certificate_not_after(leaf)),
             };
             if let Err(error) = &identity.seed {
-                metrics.connection_failure("identity");
+                metrics.connection_failure(ConnectionFailure::Identity);
                 tracing::warn!(%peer, %error, "client certificate names no seed");
             }
             let service = app.map_request(
