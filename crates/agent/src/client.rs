@@ -9,7 +9,6 @@ use rustls::ClientConfig;
 
 use super::metrics::AgentMetrics;
 use super::retry::Outcome;
-use super::sender::SenderShared;
 use crate::config::RemoteWriteProtocol;
 use remote_write::headers::{self, Protocol};
 
@@ -34,10 +33,24 @@ pub(crate) enum ClientError {
     },
 }
 
+/// Where and how the agent reaches the receiver (everything of the client but its TLS config,
+/// which reloads).
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// Where to POST (host replaced by `server_name` when configured).
+    pub url: reqwest::Url,
+    /// `server_name` and the addresses of the URL's real host, when `server_name` is set.
+    pub server_name: Option<(String, String, u16)>,
+    /// `remote_write.proxy_url`.
+    pub proxy_url: Option<String>,
+    /// Request timeout.
+    pub timeout: Duration,
+}
+
 /// The remote-write client for the current TLS config.
 pub(crate) async fn build_client(
     tls: &ClientConfig,
-    shared: &SenderShared,
+    shared: &Endpoint,
 ) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .use_preconfigured_tls(tls.clone())

@@ -299,10 +299,12 @@ fn sender_shared(
     };
     metrics.set_protocol(client::Negotiation::new(rw.protocol).current());
     Ok(SenderShared {
-        url,
-        server_name,
-        proxy_url: rw.proxy_url.clone(),
-        timeout: rw.timeout,
+        endpoint: client::Endpoint {
+            url,
+            server_name,
+            proxy_url: rw.proxy_url.clone(),
+            timeout: rw.timeout,
+        },
         retry: rw.retry.clone(),
         shutdown_grace: rw.shutdown_grace,
         max_age: config.buffer.max_age,

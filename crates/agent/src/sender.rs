@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{decode_header, encode_payload, Header, HEADER_LEN};
-use super::client::{build_client, post, Negotiation};
+use super::client::{build_client, post, Endpoint, Negotiation};
 use super::metrics::AgentMetrics;
 use super::queue::{Record, RecordId};
 use super::queue_handle::{QueueHandle, HOUSEKEEPING};
@@ -54,14 +54,8 @@ pub(crate) const LANE_BUFFER: usize = 8;
 /// Everything a lane needs besides its records.
 #[derive(Debug)]
 pub(crate) struct SenderShared {
-    /// Where to POST (host replaced by `server_name` when configured).
-    pub url: reqwest::Url,
-    /// `server_name` and the addresses of the URL's real host, when `server_name` is set.
-    pub server_name: Option<(String, String, u16)>,
-    /// `remote_write.proxy_url`.
-    pub proxy_url: Option<String>,
-    /// Request timeout.
-    pub timeout: Duration,
+    /// The receiver and how to reach it.
+    pub endpoint: Endpoint,
     /// Retry policy.
     pub retry: RetryConfig,
     /// How long a request in flight may still take after shutdown was requested.
@@ -337,7 +331,7 @@ async fn send_record(
         // Rebuild the client when the certificates changed: new connections use them.
         if client.is_none() || tls.has_changed().unwrap_or(false) {
             let config = tls.borrow_and_update().clone();
-            match build_client(&config, shared).await {
+            match build_client(&config, &shared.endpoint).await {
                 Ok(c) => *client = Some(c),
                 Err(error) => {
                     tracing::warn!(lane, %error, "cannot build the remote-write client");
@@ -364,7 +358,7 @@ async fn send_record(
                 v2 => v2.clone(),
             },
         };
-        let post = post(c, &shared.url, protocol, &shared.metrics, wire);
+        let post = post(c, &shared.endpoint.url, protocol, &shared.metrics, wire);
         tokio::pin!(post);
         let posted = tokio::select! {
             result = &mut post => result,

@@ -33,6 +33,7 @@ use prometheus_client::registry::Registry;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ReceiverConfig;
 pub use api::{app, ApiError, WriteState};
@@ -143,13 +144,13 @@ pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, forward = %config.forward.url, "receiver started");
     let readiness = Readiness::default();
     readiness.set(true);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(telemetry::serve_admin_with_routes(
         admin,
         Arc::new(registry),
         readiness.clone(),
         receiver.admin_routes(),
-        wait_for(stop_rx.clone()),
+        stop_admin.clone().cancelled_owned(),
     ));
     receiver
         .run(listener, async move {
@@ -157,13 +158,8 @@ pub async fn run_from_config(path: &Path) -> anyhow::Result<()> {
             readiness.set(false);
         })
         .await;
-    let _ = stop_tx.send(true);
+    stop_admin.cancel();
     admin_task.await.context("admin server task")??;
     tracing::info!("receiver stopped");
     Ok(())
-}
-
-/// Completes when the flag turns true (or its sender is gone).
-pub(crate) async fn wait_for(mut flag: watch::Receiver<bool>) {
-    let _ = flag.wait_for(|stop| *stop).await;
 }
