@@ -1,4 +1,4 @@
-//! Issue 8, a cardinality explosion with real processes over real mTLS: the `slo-gateway agent`
+//! A cardinality explosion with real processes over real mTLS: the `slo-gateway agent`
 //! and `slo-gateway receiver` binaries, seed certificates from the dev PKI, the receiver
 //! forwarding to a recording upstream.
 //!

@@ -1,4 +1,4 @@
-//! Durable delivery with real processes (issue 3): outages of the receiver and of the SLO
+//! Durable delivery with real processes: outages of the receiver and of the SLO
 //! Prometheus, `kill -9` of the agent in the middle of a backlog, and a queue too small to hold
 //! the backlog. Each test compares the agent's own count of scraped samples with the samples the
 //! SLO Prometheus stores (`count_over_time` through its HTTP API).

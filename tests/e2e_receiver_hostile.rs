@@ -1,4 +1,4 @@
-//! Issue 8, receiver side, with real processes over real mTLS: the `slo-gateway receiver` binary,
+//! Hostile input at the receiver, with real processes over real mTLS: the `slo-gateway receiver` binary,
 //! a real Prometheus 2.42 as the SLO Prometheus (`out_of_order_time_window: 2h`, as README
 //! documents), and seed certificates from `slo-gateway certs`' dev PKI.
 //!
@@ -228,7 +228,7 @@ async fn decode_amplification_is_refused_with_little_memory() {
     let pid = receiver.process.pid();
     let baseline = peak_rss(pid);
 
-    // 1.5 MB expanding to 31 MiB of empty TimeSeries (issue 8: 1.24 GB of RSS before).
+    // 1.5 MB expanding to 31 MiB of empty TimeSeries (1.24 GB of RSS before the cost budget).
     let bomb = compress(&[0x0a_u8, 0x00].repeat(31 << 19));
     let (status, _, text) = push(&evil, &url, bomb.clone()).await;
     assert_eq!(status, 413, "{text}");

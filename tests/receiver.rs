@@ -1,7 +1,7 @@
 //! The receiver over real mTLS on loopback (certificates generated per test), plus `oneshot` tests
 //! of `receiver::app()` for the HTTP mapping where TLS adds nothing.
 //!
-//! What is pinned here is issue 2's receiver contract and FIELD-NOTES "Receiver security": only a
+//! What is pinned here is the receiver's contract and its security: only a
 //! certificate from the client CA in Gardener's convention may write, the seed label always ends
 //! up as the certificate identity, limits refuse before allocating, and statuses tell the agent
 //! exactly when a retry can help.
@@ -933,7 +933,7 @@ async fn tls12_clients_are_served_and_still_need_a_certificate() {
 #[tokio::test]
 async fn sessions_are_never_resumed() {
     let (pki, _upstream, receiver) = start_default().await;
-    // Resumption would skip client-certificate verification (FIELD-NOTES): every handshake of a
+    // Resumption would skip client-certificate verification: every handshake of a
     // client that keeps its session cache must still be a full one, for TLS 1.3 and 1.2.
     for config in [
         client_config(&pki.seed_client("aws-1")),
@@ -1036,7 +1036,7 @@ async fn half_written_rotation_keeps_the_last_good_certificate() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue 8 (hostile input) and issue 10 (Remote Write 2.0), through app()
+// Hostile input and Remote Write 2.0, through app()
 // ---------------------------------------------------------------------------------------------
 
 const REJECTED: &str = "slo_gateway_receiver_samples_rejected_total";

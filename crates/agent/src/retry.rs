@@ -1,7 +1,6 @@
 //! The sender's retry policy, as a pure function of one attempt's outcome.
 //!
-//! Follows the Remote Write 1.0 sender rules
-//! (<https://prometheus.io/docs/specs/remote_write_spec/#retries-backoff>): 2xx is delivered;
+//! Follows the Remote Write 1.0 sender rules: 2xx is delivered;
 //! 5xx, network errors and timeouts are retried with capped exponential backoff and jitter,
 //! honouring `Retry-After`; 429 is retried when `retry_on_429` (our receiver's per-seed rate
 //! limit); every other status is dropped, since resending the same bytes cannot succeed.

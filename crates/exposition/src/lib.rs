@@ -3,9 +3,7 @@
 //!
 //! # Format
 //!
-//! The format is specified in the Prometheus documentation, "Exposition formats", section "Text
-//! format details" (<https://prometheus.io/docs/instrumenting/exposition_formats/#text-format-details>).
-//! In short, a body is a sequence of `\n`-terminated lines, each one of:
+//! Prometheus' text exposition format: a body is a sequence of `\n`-terminated lines, each one of:
 //!
 //! - a blank line (ignored);
 //! - `# HELP <metric> <docstring>` (`\\` and `\n` escapes in the docstring);

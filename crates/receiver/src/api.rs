@@ -66,7 +66,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The status code senders act on (see FIELD-NOTES: 400 no retry, 429/503 retry).
+    /// The status code senders act on (400: senders drop the request; 429 and 503: they retry it).
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadData(_) => StatusCode::BAD_REQUEST,

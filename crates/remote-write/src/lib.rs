@@ -1,11 +1,9 @@
 //! Prometheus Remote Write: wire types, snappy encoding, capped decoding, validation, and the
 //! receiver's zero-copy rewrite of a request.
 //!
-//! Follows the Remote Write 1.0 specification
-//! (<https://prometheus.io/docs/specs/remote_write_spec/>): a protobuf `prometheus.WriteRequest`
+//! Follows the Remote Write 1.0 specification: a protobuf `prometheus.WriteRequest`
 //! compressed with the snappy **block** format, sent with the headers in [`headers`]. And the
-//! Remote Write 2.0 specification (2.0-rc.4,
-//! <https://prometheus.io/docs/specs/remote_write_spec_2_0/>) for the agent↔receiver link:
+//! Remote Write 2.0 specification (2.0-rc.4) for the agent↔receiver link:
 //! `io.prometheus.write.v2.Request` ([`proto::v2`], built by [`v2::RequestBuilder`]) with
 //! interned strings, identified by `Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request`
 //! and `X-Prometheus-Remote-Write-Version: 2.0.0`; a receiver that wrote it answers with the

@@ -18,7 +18,7 @@
 //! larger than `max_cost`, scratch memory is bounded by it, and the time spent is linear in what
 //! was charged: a body of empty series is refused after reading `max_series` of them.
 //!
-//! Remote Write 2.0 (<https://prometheus.io/docs/specs/remote_write_spec_2_0/>): the `symbols`
+//! Remote Write 2.0: the `symbols`
 //! table (field 4, first entry `""`) may come anywhere in the message, so it is collected in a
 //! first pass; `labels_refs` are accepted packed or unpacked. Histograms and exemplars are not
 //! forwarded (Prometheus 2.42's 1.0 receiver is the upstream): they are counted as refused, which

@@ -414,7 +414,7 @@ fn malformed_messages_are_request_errors() {
 
 use crate::proto::v2;
 
-/// The decode-amplification case of issue 8: 1.5 MB of snappy expanding to 31 MiB of empty
+/// The decode-amplification case: 1.5 MB of snappy expanding to 31 MiB of empty
 /// `TimeSeries` (2 bytes each).
 #[test]
 fn empty_series_are_charged_and_refused_early() {

@@ -1,5 +1,4 @@
-//! Remote Write 2.0 requests (`io.prometheus.write.v2.Request`, spec 2.0-rc.4,
-//! <https://prometheus.io/docs/specs/remote_write_spec_2_0/>): [`RequestBuilder`] encodes one with
+//! Remote Write 2.0 requests (`io.prometheus.write.v2.Request`, spec 2.0-rc.4): [`RequestBuilder`] encodes one with
 //! an interned symbol table (the agent's sender and the tests use it), and
 //! [`decode_v2_request`] reads one back into 1.0 types (tests and the fuzz target; the receiver
 //! itself rewrites 2.0 without building it, see [`super::rewrite`]).

@@ -1,4 +1,4 @@
-//! Protobuf wire-format primitives (<https://protobuf.dev/programming-guides/encoding/>): a reader
+//! Protobuf wire-format primitives (varints, tags, length-delimited fields): a reader
 //! that borrows from the buffer it reads, and the writes the re-encoders need.
 //!
 //! Only what Remote Write uses: varints, 64-bit fixed values and length-delimited fields. Groups

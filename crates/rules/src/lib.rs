@@ -45,7 +45,7 @@
 //!
 //! - `prometheus-rules.yaml` and `prometheusrule.yaml` (SLO Prometheus; `PrometheusRule` name,
 //!   namespace and labels from `runtime_tier`, default `slo-gateway-slos` in `slo-prometheus`
-//!   with `prometheus: slo`). Per SLO, in Sloth's naming (<https://sloth.dev>):
+//!   with `prometheus: slo`). Per SLO, in Sloth's naming:
 //!   `slo:sli_error:ratio_rate<w>` for every alert window and the period (`4w` for 28 days),
 //!   labelled `sloth_id`, `sloth_service`, `sloth_slo`, `sloth_window`; `slo:objective:ratio`,
 //!   `slo:error_budget:ratio`, `slo:time_period:days`, `slo:current_burn_rate:ratio`,
