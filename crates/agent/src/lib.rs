@@ -64,7 +64,7 @@ use common::tls::{self, ClientFiles};
 use queue::{DiskQueue, QueueOptions};
 use queue_handle::QueueHandle;
 use remote_write::Label;
-use scrape::Scraper;
+use scrape::{ScrapeTarget, Scraper};
 use sender::SenderShared;
 use series::{ScrapeBuf, SeriesState};
 use status::StatusBoard;
@@ -76,7 +76,10 @@ const MEMORY_FALLBACK_BYTES: u64 = 64 << 20;
 /// A configured agent, ready to [`run`](Agent::run).
 #[derive(Debug)]
 pub struct Agent {
+    /// The validated config, as loaded: never changed.
     config: AgentConfig,
+    /// `scrape.targets` with their selectors resolved.
+    targets: Vec<ScrapeTarget>,
     tls_files: ClientFiles,
     scraper: Scraper,
     queue: QueueHandle,
@@ -103,7 +106,6 @@ impl Agent {
         registry: &mut Registry,
         derive: Option<DeriveSelectors>,
     ) -> anyhow::Result<Agent> {
-        let mut config = config;
         let rw_tls = &config.remote_write.tls;
         let tls_files = ClientFiles {
             ca: resolve(base_dir, &rw_tls.ca_file),
@@ -112,15 +114,24 @@ impl Agent {
         };
         // Fail at startup, not at the first send, when the certificates are unusable.
         tls::client_config(&tls_files).context("remote_write.tls")?;
-        config.buffer.path = resolve(base_dir, &config.buffer.path);
+        let buffer_path = resolve(base_dir, &config.buffer.path);
         // Selectors derived from SLO specs join the hand-written ones once, at startup.
-        for (i, target) in config.scrape.targets.iter_mut().enumerate() {
-            target.match_selectors = target
-                .resolved_selectors(base_dir, derive)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("scrape.targets[{i}].match_from_specs"))?;
-            target.match_from_specs.clear();
-        }
+        let targets = config
+            .scrape
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let selectors = target
+                    .resolved_selectors(base_dir, derive)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("scrape.targets[{i}].match_from_specs"))?;
+                Ok(ScrapeTarget {
+                    url: target.url.clone(),
+                    selectors,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let scrape_ca = config.scrape.ca_file.as_ref().map(|p| resolve(base_dir, p));
 
         let metrics = AgentMetrics::register(registry);
@@ -151,10 +162,10 @@ impl Agent {
             fsync: buffer.fsync,
             memory_fallback_bytes: MEMORY_FALLBACK_BYTES,
         };
-        std::fs::create_dir_all(&buffer.path)
-            .with_context(|| format!("creating buffer.path {}", buffer.path.display()))?;
-        let (queue, report) = DiskQueue::open(&buffer.path, options)
-            .with_context(|| format!("opening the queue in {}", buffer.path.display()))?;
+        std::fs::create_dir_all(&buffer_path)
+            .with_context(|| format!("creating buffer.path {}", buffer_path.display()))?;
+        let (queue, report) = DiskQueue::open(&buffer_path, options)
+            .with_context(|| format!("opening the queue in {}", buffer_path.display()))?;
         metrics.replayed(report.replayable_records);
         if report.replayable_records > 0 {
             tracing::info!(
@@ -171,9 +182,10 @@ impl Agent {
                 "queue damage found at startup (details logged per segment above)"
             );
         }
-        let status = StatusBoard::new(config.scrape.targets.iter().map(|t| t.url.as_str()));
+        let status = StatusBoard::new(targets.iter().map(|t| t.url.as_str()));
         Ok(Agent {
             config,
+            targets,
             tls_files,
             scraper,
             queue: QueueHandle::new(queue),
@@ -320,7 +332,7 @@ fn sender_shared(
 /// being queued is finished.
 async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
     let config = &agent.config;
-    let targets = &config.scrape.targets;
+    let targets = &agent.targets;
     let mut state = SeriesState::new(
         targets.len(),
         config.scrape.honor_timestamps,

@@ -8,7 +8,6 @@ use rustls::ClientConfig;
 
 use super::metrics::AgentMetrics;
 use super::series::ScrapeBuf;
-use crate::config::TargetConfig;
 use crate::metrics::ScrapeResult;
 use exposition::LineSplitter;
 use remote_write::Label;
@@ -60,6 +59,16 @@ impl Scraped {
     }
 }
 
+/// One `/federate` endpoint as the agent scrapes it: its selectors are the config's `match` plus
+/// those derived from `match_from_specs`, fixed at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeTarget {
+    /// Full URL of `/federate`.
+    pub url: String,
+    /// The `match[]` selectors sent.
+    pub selectors: Vec<String>,
+}
+
 /// Scrapes targets with a shared HTTP client.
 #[derive(Debug, Clone)]
 pub(crate) struct Scraper {
@@ -102,7 +111,7 @@ impl Scraper {
     pub async fn scrape(
         &self,
         index: usize,
-        target: &TargetConfig,
+        target: &ScrapeTarget,
         buf: &mut ScrapeBuf,
     ) -> Scraped {
         let started = Instant::now();
@@ -148,12 +157,12 @@ impl Scraper {
 
     async fn fetch(
         &self,
-        target: &TargetConfig,
+        target: &ScrapeTarget,
         out: &mut Scraped,
         buf: &mut ScrapeBuf,
     ) -> Result<(), ScrapeError> {
         let query: Vec<(&str, &str)> = target
-            .match_selectors
+            .selectors
             .iter()
             .map(|m| ("match[]", m.as_str()))
             .collect();
