@@ -14,8 +14,9 @@ COPY . .
 # Cache mounts keep the registry and the target dir between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin slo-gateway --bin slo-gateway-agent \
-    && cp target/release/slo-gateway target/release/slo-gateway-agent / \
+    cargo build --release --locked --bin slo-gateway \
+    && cargo build --profile agent --locked -p slo-gateway-agent \
+    && cp target/release/slo-gateway target/agent/slo-gateway-agent / \
     && /slo-gateway --version && /slo-gateway-agent --version
 
 # The seed agent: `slo-gateway-agent agent --config …` (also `check-config`). It links no rule

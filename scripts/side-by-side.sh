@@ -3,7 +3,8 @@
 # mode, all federating the same source Prometheus and remote-writing into a sink Prometheus 2.42.
 # Real processes on 127.0.0.1; the run stops by itself and removes its temporary data.
 #
-#   cargo build --release --locked          # the slo-gateway binary (or pass --bin)
+#   cargo build --release --locked          # the slo-gateway binary, runs the receiver (or pass --bin)
+#   cargo build --profile agent --locked -p slo-gateway-agent   # the lean agent (or --agent-bin)
 #   scripts/side-by-side.sh --quick         # checks the harness end to end, about 5 minutes
 #   scripts/side-by-side.sh                 # 100, 36,000 and 360,000 series every 15 s, about 35 minutes
 #   scripts/side-by-side.sh --help          # every option (--points, --interval, --warmup, --duration,

@@ -674,7 +674,7 @@ def parse_args(argv):
     p.add_argument(
         "--agent-bin",
         default=os.environ.get("SLO_GATEWAY_AGENT_BIN"),
-        help="the lean seed agent binary (default target/release/slo-gateway-agent)",
+        help="the lean seed agent binary (default target/agent/slo-gateway-agent: cargo build --profile agent -p slo-gateway-agent)",
     )
     p.add_argument("--prometheus", default=os.environ.get("PROMETHEUS", "prometheus"))
     p.add_argument("--vmagent", default=os.environ.get("VMAGENT", "vmagent"))
@@ -709,12 +709,12 @@ def parse_args(argv):
         a.bin = str(Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))) / "release" / "slo-gateway")
     a.bin = str(Path(a.bin).resolve())
     if a.agent_bin is None:
-        a.agent_bin = str(Path(a.bin).with_name("slo-gateway-agent"))
+        a.agent_bin = str(Path(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))) / "agent" / "slo-gateway-agent")
     a.agent_bin = str(Path(a.agent_bin).resolve())
     if any(c.startswith("slo-gateway") for c in a.contenders) and not os.access(a.bin, os.X_OK):
         p.error(f"no slo-gateway binary at {a.bin} (cargo build --release --locked, or --bin)")
     if any(c.startswith("slo-gateway") for c in a.contenders) and not os.access(a.agent_bin, os.X_OK):
-        p.error(f"no slo-gateway-agent binary at {a.agent_bin} (cargo build --release --locked, or --agent-bin)")
+        p.error(f"no slo-gateway-agent binary at {a.agent_bin} (cargo build --profile agent --locked -p slo-gateway-agent, or --agent-bin)")
     for tool, c in ((a.prometheus, "prometheus"), (a.vmagent, "vmagent")):
         if any(x.startswith(c) for x in a.contenders) or c == "prometheus":
             if shutil.which(tool) is None:

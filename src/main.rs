@@ -77,12 +77,14 @@ fn main() -> ExitCode {
     slo_gateway::telemetry::init_logging(cli.log_json, default_level);
     slo_gateway::tls::install_default_crypto_provider();
     let result = match cli.command {
-        Command::Agent { config } => runtime().and_then(|rt| {
-            rt.block_on(slo_gateway::agent::run_from_config(
-                &config,
-                Some(slo_gateway::check_config::derive_selectors),
-            ))
-        }),
+        Command::Agent { config } => slo_gateway::agent::runtime()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(slo_gateway::agent::run_from_config(
+                    &config,
+                    Some(slo_gateway::check_config::derive_selectors),
+                ))
+            }),
         Command::Receiver { config } => {
             runtime().and_then(|rt| rt.block_on(slo_gateway::receiver::run_from_config(&config)))
         }

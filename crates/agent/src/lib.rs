@@ -466,6 +466,16 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The runtime the agent runs on. Queue operations hold one mutex on the blocking pool, so more
+/// than a few blocking threads would only wait for it (and each idle one keeps its stack and
+/// allocator cache resident).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+}
+
 /// Runs the agent from a config file until SIGTERM or Ctrl-C, serving `/metrics`, `/healthz`,
 /// `/readyz` and `/status` on `listen`.
 /// `derive` turns `match_from_specs` into selectors (none in the lean agent binary).

@@ -42,9 +42,7 @@ fn main() -> ExitCode {
     common::telemetry::init_logging(cli.log_json, "info");
     common::tls::install_default_crypto_provider();
     let result = match cli.command {
-        Command::Agent { config } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
+        Command::Agent { config } => slo_gateway_agent::runtime()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(slo_gateway_agent::run_from_config(&config, None))),
         Command::CheckConfig { file } => {
