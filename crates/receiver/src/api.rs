@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::forward::Forwarder;
 use super::identity::IdentityError;
 use super::limits::SeedRateLimiter;
-use super::metrics::{ReceiverMetrics, SeedCode, SeedLabel};
+use super::metrics::{ReceiverMetrics, RejectReason, SeedCode, SeedLabel};
 use super::seeds::SeedBook;
 use super::server::ConnectionIdentity;
 use crate::config::{IdentityConfig, IdentityMode, LimitsConfig};
@@ -253,7 +253,7 @@ impl WriteState {
     }
 
     /// Counts `count` samples (histograms, exemplars) refused for `seed` with `reason`.
-    fn refuse(&self, seed: &str, reason: &'static str, count: u64) {
+    fn refuse(&self, seed: &str, reason: RejectReason, count: u64) {
         if count > 0 {
             self.metrics.reject(seed, reason, count);
             self.seeds.record_refusal(seed, reason, count);
@@ -499,14 +499,14 @@ async fn handle_write(
         .rate_limiter
         .check(seed, request.received_samples as usize, Instant::now())
         .map_err(|retry_after| {
-            state.refuse(seed, "rate_limited", request.received_samples);
+            state.refuse(seed, RejectReason::RateLimited, request.received_samples);
             ApiError::RateLimited {
                 seed: seed.to_string(),
                 retry_after,
             }
         })?;
     for &(reason, count) in &request.refused.by_reason {
-        state.refuse(seed, reason, count);
+        state.refuse(seed, RejectReason::Data(reason), count);
     }
     let mut first_refusal = request.refused.first.take();
 
@@ -527,7 +527,7 @@ async fn handle_write(
     }
     if !new_refused.is_empty() {
         let samples = request.remove_series(&new_refused);
-        state.refuse(seed, "series_limit", samples);
+        state.refuse(seed, RejectReason::SeriesLimit, samples);
         first_refusal.get_or_insert_with(|| {
             format!(
                 "{} new series refused: seed {seed} is at its limit of {} active series \
@@ -577,7 +577,7 @@ async fn handle_write(
             .iter()
             .map(|&i| u64::from(request.series[i].samples))
             .sum();
-        state.refuse(seed, "upstream_refused", samples);
+        state.refuse(seed, RejectReason::UpstreamRefused, samples);
         first_refusal.get_or_insert_with(|| {
             format!(
                 "the SLO Prometheus refused {} series ({samples} samples), the rest was stored: {}",
@@ -595,7 +595,7 @@ async fn handle_write(
         let unsent = request
             .admitted_samples
             .saturating_sub(report.stored_samples + refused);
-        state.refuse(seed, "upstream_unavailable", unsent);
+        state.refuse(seed, RejectReason::UpstreamUnavailable, unsent);
         return Err(ApiError::Unavailable(message));
     }
     match first_refusal {

@@ -8,7 +8,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use common::telemetry::ReloadResult;
+use common::telemetry::{EncodeLabelValue, LabelValueEncoder, ReloadResult};
+use remote_write::validate::Refusal;
 
 /// Labels: seed and HTTP status code.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,13 +27,63 @@ pub struct SeedLabel {
     pub seed: String,
 }
 
+/// Why samples were refused: `reason` of `samples_rejected_total` and the status page's column.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// Refused by the rewrite: invalid series, too old, histograms, exemplars.
+    Data(Refusal),
+    /// Above the seed's `samples_per_second_per_seed` (429).
+    RateLimited,
+    /// New series above `max_series_per_seed`.
+    SeriesLimit,
+    /// The SLO Prometheus refused them as data errors.
+    UpstreamRefused,
+    /// The SLO Prometheus could not be reached or failed (503, the agent retries).
+    UpstreamUnavailable,
+}
+
+impl RejectReason {
+    /// Every value: the rewrite's refusals, then the receiver's own.
+    pub fn all() -> impl Iterator<Item = RejectReason> {
+        Refusal::ALL.iter().map(|&r| RejectReason::Data(r)).chain([
+            RejectReason::RateLimited,
+            RejectReason::SeriesLimit,
+            RejectReason::UpstreamRefused,
+            RejectReason::UpstreamUnavailable,
+        ])
+    }
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Data(refusal) => refusal.as_str(),
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::SeriesLimit => "series_limit",
+            RejectReason::UpstreamRefused => "upstream_refused",
+            RejectReason::UpstreamUnavailable => "upstream_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for RejectReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 /// Labels: seed and reason.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SeedReason {
     /// Seed identity.
     pub seed: String,
     /// Why samples were refused.
-    pub reason: String,
+    pub reason: RejectReason,
 }
 
 common::label_values! {
@@ -148,11 +199,11 @@ impl ReceiverMetrics {
     }
 
     /// Counts `samples` refused for `seed` with `reason`.
-    pub fn reject(&self, seed: &str, reason: &str, samples: u64) {
+    pub fn reject(&self, seed: &str, reason: RejectReason, samples: u64) {
         self.samples_rejected
             .get_or_create(&SeedReason {
                 seed: seed.to_string(),
-                reason: reason.to_string(),
+                reason,
             })
             .inc_by(samples);
     }
@@ -171,5 +222,18 @@ impl ReceiverMetrics {
                 result: ReloadResult::of(ok),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reject_reason_has_its_own_label_value() {
+        let texts: std::collections::BTreeSet<&str> =
+            RejectReason::all().map(RejectReason::as_str).collect();
+        assert_eq!(texts.len(), RejectReason::all().count());
+        assert!(texts.contains("too_old") && texts.contains("series_limit"));
     }
 }

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::metrics::RejectReason;
+
 /// The per-seed book.
 #[derive(Debug)]
 pub struct SeedBook {
@@ -55,7 +57,7 @@ struct SeedEntry {
     last_push_unix_ms: Option<i64>,
     cert_not_after_unix_s: Option<i64>,
     accepted: RateWindow,
-    refused: BTreeMap<&'static str, u64>,
+    refused: BTreeMap<RejectReason, u64>,
 }
 
 /// Samples per second over about the last minute: two 60-second buckets, the older one weighted
@@ -109,7 +111,7 @@ pub struct SeedStatus {
     /// Active series (0 while the limit is off: nothing is tracked then).
     pub active_series: usize,
     /// Refused samples (histograms, exemplars) by reason, since start.
-    pub refused: BTreeMap<&'static str, u64>,
+    pub refused: BTreeMap<RejectReason, u64>,
     /// Expiry of the client certificate of the last request, Unix seconds.
     pub cert_not_after_unix_s: Option<i64>,
 }
@@ -256,7 +258,7 @@ impl SeedBook {
     }
 
     /// Counts `count` refused for `seed` with `reason`.
-    pub fn record_refusal(&self, seed: &str, reason: &'static str, count: u64) {
+    pub fn record_refusal(&self, seed: &str, reason: RejectReason, count: u64) {
         self.with_entry(seed, |entry| {
             *entry.refused.entry(reason).or_default() += count
         });
@@ -294,6 +296,9 @@ impl SeedBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use remote_write::validate::Refusal;
+
+    const TOO_OLD: RejectReason = RejectReason::Data(Refusal::TooOld);
 
     #[test]
     fn limit_refuses_new_series_only_and_idle_series_expire() {
@@ -327,8 +332,8 @@ mod tests {
         let t0 = Instant::now();
         book.record_request("a", 600, 1_000, Some(2_000_000_000), t0);
         book.record_request("a", 0, 2_000, None, t0);
-        book.record_refusal("a", "too_old", 3);
-        book.record_refusal("a", "too_old", 2);
+        book.record_refusal("a", TOO_OLD, 3);
+        book.record_refusal("a", TOO_OLD, 2);
         let row = &book.status(t0)[0];
         assert_eq!(
             row.last_push_unix_ms,
@@ -336,7 +341,7 @@ mod tests {
             "an empty push is no push"
         );
         assert_eq!(row.cert_not_after_unix_s, Some(2_000_000_000));
-        assert_eq!(row.refused.get("too_old"), Some(&5));
+        assert_eq!(row.refused.get(&TOO_OLD), Some(&5));
         // 600 samples within the current minute: 10 per second.
         assert!((row.samples_per_second - 10.0).abs() < 1e-9, "{row:?}");
         // Two minutes later, nothing recent.

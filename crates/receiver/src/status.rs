@@ -102,10 +102,7 @@ pub fn render(rows: &[SeedStatus], max_series: usize, now: SystemTime) -> String
             row.refused
                 .iter()
                 .map(|(reason, count)| {
-                    format!(
-                        "<span data-reason=\"{r}\">{r}: {count}</span>",
-                        r = escape(reason)
-                    )
+                    format!("<span data-reason=\"{r}\">{r}: {count}</span>", r = reason)
                 })
                 .collect::<Vec<_>>()
                 .join("<br>")
@@ -148,6 +145,8 @@ pub fn render(rows: &[SeedStatus], max_series: usize, now: SystemTime) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::RejectReason;
+    use remote_write::validate::Refusal;
     use std::collections::BTreeMap;
 
     #[test]
@@ -158,7 +157,10 @@ mod tests {
             last_push_unix_ms: Some(1_799_999_990_000),
             samples_per_second: 12.345,
             active_series: 42,
-            refused: BTreeMap::from([("too_old", 3), ("series_limit", 7)]),
+            refused: BTreeMap::from([
+                (RejectReason::Data(Refusal::TooOld), 3),
+                (RejectReason::SeriesLimit, 7),
+            ]),
             cert_not_after_unix_s: Some(1_800_000_000 + 3 * 86_400),
         }];
         let html = render(&rows, 1000, now);

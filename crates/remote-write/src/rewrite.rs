@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 
 use super::headers::Protocol;
 use super::validate::{
-    compare_bytes, validate_labels, validate_timestamps, SeriesError, ValidationLimits,
+    compare_bytes, validate_labels, validate_timestamps, Refusal, SeriesError, ValidationLimits,
 };
 use super::wire::{
     len_field_size, put_len_key, put_varint, varint_len, Reader, WireError, WireType,
@@ -36,13 +36,6 @@ use super::wire::{
 
 /// Least cost of any element read, in bytes, however small it is on the wire.
 pub const MIN_ELEMENT_COST: usize = 16;
-
-/// Refusal reason of samples older than the acceptance window.
-pub const REASON_TOO_OLD: &str = "too_old";
-/// Refusal reason of native histogram samples (not forwarded).
-pub const REASON_NATIVE_HISTOGRAM: &str = "native_histogram";
-/// Refusal reason of exemplars (not forwarded).
-pub const REASON_EXEMPLAR: &str = "exemplar";
 
 /// What a rewrite admits and how it pins identity.
 #[derive(Debug, Clone)]
@@ -141,14 +134,14 @@ impl SeriesSpan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Refusals {
     /// `(reason, count)` in the order reasons first occurred.
-    pub by_reason: Vec<(&'static str, u64)>,
+    pub by_reason: Vec<(Refusal, u64)>,
     /// Description of the first refusal, for the response.
     pub first: Option<String>,
 }
 
 impl Refusals {
     /// Counts `count` refused for `reason`; `describe` is called for the first refusal only.
-    pub fn add(&mut self, reason: &'static str, count: u64, describe: impl FnOnce() -> String) {
+    pub fn add(&mut self, reason: Refusal, count: u64, describe: impl FnOnce() -> String) {
         if self.first.is_none() {
             self.first = Some(describe());
         }
@@ -576,12 +569,12 @@ impl<'a> Rewriter<'a, '_> {
         } = self.series;
         let refused = &mut self.out.refused;
         if histograms > 0 {
-            refused.add(REASON_NATIVE_HISTOGRAM, histograms, || {
+            refused.add(Refusal::NativeHistogram, histograms, || {
                 "native histogram samples are not forwarded (the SLO Prometheus takes Remote Write 1.0 float samples)".into()
             });
         }
         if exemplars > 0 {
-            refused.add(REASON_EXEMPLAR, exemplars, || {
+            refused.add(Refusal::Exemplar, exemplars, || {
                 "exemplars are not forwarded".into()
             });
         }
@@ -663,7 +656,7 @@ impl<'a> Rewriter<'a, '_> {
             let (oldest, newest) = (self.samples[0].1, self.samples[first_kept - 1].1);
             self.out
                 .refused
-                .add(REASON_TOO_OLD, first_kept as u64, || {
+                .add(Refusal::TooOld, first_kept as u64, || {
                     let mut text = format!(
                         "{first_kept} sample(s) of {} at {oldest}",
                         String::from_utf8_lossy(name)

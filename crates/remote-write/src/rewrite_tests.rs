@@ -67,9 +67,9 @@ fn decoded(rewritten: &Rewritten) -> Vec<TimeSeries> {
 fn reference(
     request: &WriteRequest,
     s: &RewriteSettings<'_>,
-) -> Result<(Vec<TimeSeries>, BTreeMap<&'static str, u64>), RewriteError> {
+) -> Result<(Vec<TimeSeries>, BTreeMap<Refusal, u64>), RewriteError> {
     let mut admitted = Vec::new();
-    let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut refused: BTreeMap<Refusal, u64> = BTreeMap::new();
     for series in &request.timeseries {
         let mut series = series.clone();
         strip_empty_labels(&mut series);
@@ -108,7 +108,7 @@ fn reference(
             Ok(_) => {}
             Err(i) => {
                 if series.labels.len() >= s.limits.max_labels_per_series {
-                    *refused.entry("too_many_labels").or_default() += n;
+                    *refused.entry(Refusal::TooManyLabels).or_default() += n;
                     continue;
                 }
                 series.labels.insert(
@@ -126,7 +126,7 @@ fn reference(
             .filter(|x| x.timestamp < s.oldest_timestamp_ms)
             .count();
         if old > 0 {
-            *refused.entry(REASON_TOO_OLD).or_default() += old as u64;
+            *refused.entry(Refusal::TooOld).or_default() += old as u64;
         }
         series.samples.drain(..old);
         if !series.samples.is_empty() {
@@ -136,7 +136,7 @@ fn reference(
     Ok((admitted, refused))
 }
 
-fn refusals(rewritten: &Rewritten) -> BTreeMap<&'static str, u64> {
+fn refusals(rewritten: &Rewritten) -> BTreeMap<Refusal, u64> {
     rewritten.refused.by_reason.iter().copied().collect()
 }
 
@@ -350,7 +350,7 @@ fn old_samples_are_dropped_and_the_rest_of_the_series_kept() {
     assert_eq!(kept.len(), 1);
     let stamps: Vec<i64> = kept[0].samples.iter().map(|s| s.timestamp).collect();
     assert_eq!(stamps, [NOW - HOUR, NOW]);
-    assert_eq!(refusals(&out), BTreeMap::from([(REASON_TOO_OLD, 3)]));
+    assert_eq!(refusals(&out), BTreeMap::from([(Refusal::TooOld, 3)]));
     let first = out.refused.first.unwrap();
     assert!(
         first.contains("2 sample(s) of up at 0..") && first.contains("max_sample_age"),
@@ -376,7 +376,7 @@ fn histograms_exemplars_metadata_and_unknown_fields_are_counted_not_forwarded() 
     assert_eq!(out.admitted_samples, 1);
     assert_eq!(
         refusals(&out),
-        BTreeMap::from([(REASON_EXEMPLAR, 1), (REASON_NATIVE_HISTOGRAM, 2)])
+        BTreeMap::from([(Refusal::Exemplar, 1), (Refusal::NativeHistogram, 2)])
     );
     assert_eq!(decoded(&out)[0].exemplars, vec![]);
 }
@@ -595,6 +595,6 @@ fn the_fuzz_seed_corpus_reads_as_its_generator_meant() {
     assert_eq!(mixed.series.len(), 1);
     assert_eq!(
         refusals(&mixed),
-        BTreeMap::from([("reserved_label", 1), ("unsorted_labels", 1)])
+        BTreeMap::from([(Refusal::UnsortedLabels, 1), (Refusal::ReservedLabel, 1)])
     );
 }

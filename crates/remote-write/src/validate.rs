@@ -85,21 +85,95 @@ pub enum SeriesError {
     InvalidUtf8,
 }
 
-impl SeriesError {
-    /// Short, stable reason for metrics labels.
-    pub fn reason(&self) -> &'static str {
+/// Why the receiver refuses part of a request: the `reason` its refusal counter and status page
+/// use. Every value, in declaration order, is in [`Refusal::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Refusal {
+    /// [`SeriesError::MissingName`].
+    MissingName,
+    /// [`SeriesError::InvalidLabelName`].
+    InvalidLabelName,
+    /// [`SeriesError::InvalidMetricName`].
+    InvalidMetricName,
+    /// [`SeriesError::UnsortedLabels`].
+    UnsortedLabels,
+    /// [`SeriesError::TooManyLabels`].
+    TooManyLabels,
+    /// [`SeriesError::LabelTooLong`].
+    LabelTooLong,
+    /// [`SeriesError::OutOfOrder`].
+    OutOfOrder,
+    /// [`SeriesError::TooFarInFuture`].
+    TooFarInFuture,
+    /// [`SeriesError::NoSamples`].
+    NoSamples,
+    /// [`SeriesError::ReservedLabel`].
+    ReservedLabel,
+    /// [`SeriesError::InvalidUtf8`].
+    InvalidUtf8,
+    /// Samples older than the acceptance window.
+    TooOld,
+    /// Native histogram samples (not forwarded).
+    NativeHistogram,
+    /// Exemplars (not forwarded).
+    Exemplar,
+}
+
+impl Refusal {
+    /// Every value, in declaration order.
+    pub const ALL: &'static [Refusal] = &[
+        Refusal::MissingName,
+        Refusal::InvalidLabelName,
+        Refusal::InvalidMetricName,
+        Refusal::UnsortedLabels,
+        Refusal::TooManyLabels,
+        Refusal::LabelTooLong,
+        Refusal::OutOfOrder,
+        Refusal::TooFarInFuture,
+        Refusal::NoSamples,
+        Refusal::ReservedLabel,
+        Refusal::InvalidUtf8,
+        Refusal::TooOld,
+        Refusal::NativeHistogram,
+        Refusal::Exemplar,
+    ];
+
+    /// Short, stable text for metrics labels.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::MissingName => "missing_name",
-            Self::InvalidLabelName(_) => "invalid_label_name",
-            Self::InvalidMetricName(_) => "invalid_metric_name",
-            Self::UnsortedLabels(_) => "unsorted_labels",
-            Self::TooManyLabels { .. } => "too_many_labels",
-            Self::LabelTooLong { .. } => "label_too_long",
-            Self::OutOfOrder(_) => "out_of_order",
-            Self::TooFarInFuture { .. } => "too_far_in_future",
-            Self::NoSamples(_) => "no_samples",
-            Self::ReservedLabel(_) => "reserved_label",
+            Self::InvalidLabelName => "invalid_label_name",
+            Self::InvalidMetricName => "invalid_metric_name",
+            Self::UnsortedLabels => "unsorted_labels",
+            Self::TooManyLabels => "too_many_labels",
+            Self::LabelTooLong => "label_too_long",
+            Self::OutOfOrder => "out_of_order",
+            Self::TooFarInFuture => "too_far_in_future",
+            Self::NoSamples => "no_samples",
+            Self::ReservedLabel => "reserved_label",
             Self::InvalidUtf8 => "invalid_utf8",
+            Self::TooOld => "too_old",
+            Self::NativeHistogram => "native_histogram",
+            Self::Exemplar => "exemplar",
+        }
+    }
+}
+
+impl SeriesError {
+    /// The refusal this error counts as.
+    pub fn reason(&self) -> Refusal {
+        match self {
+            Self::MissingName => Refusal::MissingName,
+            Self::InvalidLabelName(_) => Refusal::InvalidLabelName,
+            Self::InvalidMetricName(_) => Refusal::InvalidMetricName,
+            Self::UnsortedLabels(_) => Refusal::UnsortedLabels,
+            Self::TooManyLabels { .. } => Refusal::TooManyLabels,
+            Self::LabelTooLong { .. } => Refusal::LabelTooLong,
+            Self::OutOfOrder(_) => Refusal::OutOfOrder,
+            Self::TooFarInFuture { .. } => Refusal::TooFarInFuture,
+            Self::NoSamples(_) => Refusal::NoSamples,
+            Self::ReservedLabel(_) => Refusal::ReservedLabel,
+            Self::InvalidUtf8 => Refusal::InvalidUtf8,
         }
     }
 }
@@ -340,7 +414,11 @@ mod tests {
         ];
         for (series, want) in cases {
             let got = validate_series(&series, &limits, now).err();
-            assert_eq!(got.as_ref().map(SeriesError::reason), want, "{series:?}");
+            assert_eq!(
+                got.as_ref().map(|e| e.reason().as_str()),
+                want,
+                "{series:?}"
+            );
         }
         let many: Vec<(String, String)> =
             (0..31).map(|i| (format!("l{i:02}"), "v".into())).collect();
@@ -349,7 +427,8 @@ mod tests {
         assert_eq!(
             validate_series(&ts(&labels, &[now]), &limits, now)
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .as_str(),
             "too_many_labels"
         );
     }
