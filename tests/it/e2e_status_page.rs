@@ -4,7 +4,7 @@
 //! missing browser fails the test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

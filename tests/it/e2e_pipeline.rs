@@ -5,7 +5,7 @@
 //! Prometheus HTTP API.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

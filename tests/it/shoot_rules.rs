@@ -22,7 +22,7 @@ use slo_gateway::shootrules::kube::{KubeClient, KubeTarget};
 use slo_gateway::shootrules::plan::{DesiredRule, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 use slo_gateway::shootrules::{reconcile_once, serve, ShootRulesArgs};
 
-mod common;
+use crate::common;
 
 const TOKEN: &str = "test-token";
 

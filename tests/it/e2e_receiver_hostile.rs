@@ -10,7 +10,7 @@
 //!   little memory, also four at once next to a good push.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@
 //! Also here, as it needs the agent binary too: a second agent on the same buffer exits non-zero.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! SLO Prometheus stores (`count_over_time` through its HTTP API).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::time::Duration;
