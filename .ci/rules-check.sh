@@ -75,7 +75,7 @@ done
 
 echo "== golden files are what the generator writes (promtool tests run on them)"
 diff -ru tests/rules/golden "$tmp/golden" \
-  || fail "golden files are stale: UPDATE_GOLDEN=1 cargo test --test rules"
+  || fail "golden files are stale: UPDATE_GOLDEN=1 cargo test --test it rules::"
 
 echo "== promtool check rules (runtime and shoot tier)"
 promtool check rules "$tmp/out/prometheus-rules.yaml" "$tmp/out/shoot/prometheus-rules.yaml" \

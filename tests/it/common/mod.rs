@@ -5,18 +5,22 @@
 //!   issues client certificates (Gardener convention or any subject) on demand.
 //! - [`client_config`], [`client_config_without_cert`], [`https_client`], [`tls_connect`],
 //!   [`raw_request`]: the client side of mTLS, with reqwest or a raw tokio-rustls stream.
-//! - [`receiver_config`], [`start_receiver`], [`RunningReceiver`]: a `Receiver` on 127.0.0.1:0.
+//! - [`ReceiverSetup`] (PKI, upstream, receiver), [`receiver_config`], [`start_receiver`],
+//!   [`RunningReceiver`]: a `Receiver` on 127.0.0.1:0; [`WriteSetup`]: `receiver::app()`'s state
+//!   for `oneshot` tests.
+//! - [`agent`]: [`agent::AgentSetup`] (the agent in process) and [`agent::FederateSource`] (a
+//!   `/federate` stub); the agent, federate source and SLO Prometheus as processes:
+//!   [`pipeline::Pipeline`] with [`pipeline::Options`].
 //! - [`RecordingUpstream`], [`closed_port_url`]: a Remote Write sink whose answer can be switched.
-//! - [`poll_until`], [`eventually`], [`eventually_async`]: bounded polling instead of sleeps.
+//! - [`eventually`]: the one bounded polling loop (deadlines times `SLO_GATEWAY_TEST_PATIENCE`);
+//!   [`heavy`]: the slot a test holds while it runs real processes; [`free_port`].
 //! - [`processes`]: real processes (Prometheus 2.42, the `slo-gateway` binary) and a scrape
 //!   target; [`pipeline`]: the whole pipeline as processes, each part stoppable.
 //! - [`browser`]: headless Chromium to load status pages as an operator would.
 //! - [`series`], [`write_body`]: Remote Write payloads.
 //!
-//! Each test binary uses a different subset, hence the `dead_code` allowance.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,7 +39,8 @@ use slo_gateway::certs::{CertificateAuthority, ClientSubject, Issued};
 use slo_gateway::config::receiver::{
     ForwardConfig, IdentityConfig, LimitsConfig, ReceiverConfig, ServerTlsConfig,
 };
-use slo_gateway::receiver::{Receiver, ReceiverMetrics};
+use slo_gateway::receiver::forward::Forwarder;
+use slo_gateway::receiver::{Receiver, ReceiverMetrics, WriteState};
 use slo_gateway::remote_write::{
     decode_write_request, encode_write_request, Label, Sample, TimeSeries, WriteRequest,
 };
@@ -46,9 +51,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 
+pub mod agent;
 pub mod browser;
 pub mod pipeline;
 pub mod processes;
+mod wait;
+
+pub use wait::{eventually, heavy, heavy_blocking, patient, Load};
 
 // ---------------------------------------------------------------------------------------------
 // PKI
@@ -178,7 +187,7 @@ pub fn client_config_without_cert(server_ca: &Path) -> Arc<ClientConfig> {
 pub fn https_client(files: &ClientFiles) -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls((*client_config(files)).clone())
-        .timeout(Duration::from_secs(10))
+        .timeout(patient(Duration::from_secs(10)))
         .build()
         .unwrap()
 }
@@ -192,7 +201,7 @@ pub async fn tls_connect(
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::IpAddress(addr.ip().into());
     tokio::time::timeout(
-        Duration::from_secs(10),
+        patient(Duration::from_secs(10)),
         tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
@@ -259,7 +268,7 @@ pub async fn raw_request<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ok((status, String::from_utf8_lossy(&body).to_string()))
     };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(patient(Duration::from_secs(10)), exchange)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))?
 }
@@ -324,8 +333,6 @@ pub fn receiver_config(pki: &TestPki, forward_url: &str) -> ReceiverConfig {
 pub struct RunningReceiver {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its metrics.
-    pub metrics: ReceiverMetrics,
     /// The registry its metrics are in.
     pub registry: Registry,
     shutdown: Option<oneshot::Sender<()>>,
@@ -337,7 +344,6 @@ pub struct RunningReceiver {
 pub async fn start_receiver(config: &ReceiverConfig, base_dir: &Path) -> RunningReceiver {
     let mut registry = Registry::default();
     let receiver = Receiver::new(config, base_dir, &mut registry).unwrap();
-    let metrics = receiver.metrics();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -346,7 +352,6 @@ pub async fn start_receiver(config: &ReceiverConfig, base_dir: &Path) -> Running
     }));
     RunningReceiver {
         addr,
-        metrics,
         registry,
         shutdown: Some(tx),
         task,
@@ -361,9 +366,7 @@ impl RunningReceiver {
 
     /// The metrics in the Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).unwrap();
-        out
+        registry_text(&self.registry)
     }
 
     /// Triggers shutdown and waits up to `within` for `run` to return. `Err` on timeout.
@@ -378,12 +381,119 @@ impl RunningReceiver {
 }
 
 /// A PKI, a recording upstream answering 204, and a receiver with the default test config
-/// forwarding to it: the setup most tests start from.
+/// forwarding to it: the setup most tests start from ([`ReceiverSetup`] with no changes).
 pub async fn start_default() -> (TestPki, RecordingUpstream, RunningReceiver) {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let receiver = start_receiver(&receiver_config(&pki, &upstream.url()), pki.dir.path()).await;
-    (pki, upstream, receiver)
+    ReceiverSetup::new().start().await
+}
+
+/// A config change applied by [`ReceiverSetup`].
+type ConfigEdit = Box<dyn FnOnce(&mut ReceiverConfig)>;
+
+/// Builds a receiver test's setup: a [`TestPki`], a [`RecordingUpstream`] answering 204, and a
+/// [`RunningReceiver`] with [`receiver_config`] (changed by [`ReceiverSetup::config`] and
+/// [`ReceiverSetup::limits`]) forwarding to that upstream unless told otherwise.
+///
+/// ```ignore
+/// let (pki, upstream, receiver) = ReceiverSetup::new()
+///     .limits(|l| l.max_body_bytes = 1024)
+///     .start()
+///     .await;
+/// ```
+#[derive(Default)]
+pub struct ReceiverSetup {
+    edits: Vec<ConfigEdit>,
+    forward_to_closed_port: bool,
+}
+
+impl std::fmt::Debug for ReceiverSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverSetup")
+            .field("edits", &self.edits.len())
+            .field("forward_to_closed_port", &self.forward_to_closed_port)
+            .finish()
+    }
+}
+
+impl ReceiverSetup {
+    /// The default test setup.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Changes the receiver config before the receiver starts.
+    pub fn config(mut self, edit: impl FnOnce(&mut ReceiverConfig) + 'static) -> Self {
+        self.edits.push(Box::new(edit));
+        self
+    }
+
+    /// Changes the receiver's `limits` before it starts.
+    pub fn limits(self, edit: impl FnOnce(&mut LimitsConfig) + 'static) -> Self {
+        self.config(|config| edit(&mut config.limits))
+    }
+
+    /// Forwards to a port nothing listens on ([`closed_port_url`]) instead of the upstream.
+    pub fn forward_to_closed_port(mut self) -> Self {
+        self.forward_to_closed_port = true;
+        self
+    }
+
+    /// Starts the upstream and the receiver.
+    pub async fn start(self) -> (TestPki, RecordingUpstream, RunningReceiver) {
+        let pki = TestPki::new();
+        let upstream = RecordingUpstream::start().await;
+        let forward_url = if self.forward_to_closed_port {
+            closed_port_url().await
+        } else {
+            upstream.url()
+        };
+        let mut config = receiver_config(&pki, &forward_url);
+        for edit in self.edits {
+            edit(&mut config);
+        }
+        let receiver = start_receiver(&config, pki.dir.path()).await;
+        (pki, upstream, receiver)
+    }
+}
+
+/// Builds the state of `receiver::app()` for tests that drive the HTTP mapping with `oneshot`
+/// (no TLS): a [`RecordingUpstream`] answering 204 and a [`WriteState`] forwarding to it with
+/// the default identity config and [`WriteSetup::limits`], its metrics in a registry of its own.
+#[derive(Debug, Default)]
+pub struct WriteSetup {
+    limits: LimitsConfig,
+}
+
+impl WriteSetup {
+    /// Default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Changes the limits.
+    pub fn limits(mut self, edit: impl FnOnce(&mut LimitsConfig)) -> Self {
+        edit(&mut self.limits);
+        self
+    }
+
+    /// Starts the upstream; returns it, the state and the registry of the state's metrics.
+    pub async fn start(self) -> (RecordingUpstream, Arc<WriteState>, Registry) {
+        let upstream = RecordingUpstream::start().await;
+        let mut registry = Registry::default();
+        let state = Arc::new(WriteState::new(
+            self.limits,
+            IdentityConfig::default(),
+            Forwarder::new(&upstream.url(), Duration::from_secs(5), None).unwrap(),
+            ReceiverMetrics::register(&mut registry),
+        ));
+        (upstream, state, registry)
+    }
+}
+
+/// The metrics of `registry` in the Prometheus text format.
+pub fn registry_text(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+    out
 }
 
 /// The value of the sample of `name` with exactly `labels` (`{a="b",c="d"}` form, or "" for
@@ -501,7 +611,7 @@ impl RecordingUpstream {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+        tokio::time::timeout(patient(Duration::from_secs(10)), &mut self.task)
             .await
             .expect("upstream did not stop")
             .unwrap();
@@ -548,35 +658,12 @@ pub async fn closed_port_url() -> String {
 // Waiting and payloads
 // ---------------------------------------------------------------------------------------------
 
-/// Calls `check` every `every` until it returns `Some` (returned) or `within` has passed (None).
-pub async fn poll_until<T, F, Fut>(within: Duration, every: Duration, check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    slo_gateway::landscape::process::wait_until("", within, every, check)
-        .await
-        .ok()
-}
-
-/// Polls `condition` every 10 ms until it holds or `within` has passed; returns whether it held.
-pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    eventually_async(within, || std::future::ready(condition())).await
-}
-
-/// [`eventually`] with an async condition (each attempt is awaited in full).
-pub async fn eventually_async<F, Fut>(within: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let mut attempt = || {
-        let outcome = condition();
-        async move { outcome.await.then_some(()) }
-    };
-    poll_until(within, Duration::from_millis(10), &mut attempt)
-        .await
-        .is_some()
+/// A free port on 127.0.0.1 (bound and released; the window for a race is tiny in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -604,6 +691,11 @@ pub fn series(labels: &[(&str, &str)], samples: usize) -> TimeSeries {
             .collect(),
         exemplars: Vec::new(),
     }
+}
+
+/// A snappy-compressed RW 1.0 body of one sample of `up` (no other labels).
+pub fn up_body() -> Vec<u8> {
+    write_body(vec![series(&[("__name__", "up")], 1)])
 }
 
 /// A snappy-compressed RW 1.0 body of `timeseries`.

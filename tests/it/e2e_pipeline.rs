@@ -5,13 +5,14 @@
 //! Prometheus HTTP API.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::pipeline::{Options, Pipeline, SEED};
-use common::processes::{http, wait_for, Prometheus};
+use common::processes::{http, Prometheus};
+use common::{eventually, heavy, Load};
 
 const TARGET_V1: &str = r#"# HELP shoot:availability Availability of the shoot's API server.
 # TYPE shoot:availability gauge
@@ -63,27 +64,27 @@ async fn slo_series(slo: &Prometheus) -> BTreeMap<BTreeMap<String, String>, f64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federated_series_arrive_with_the_certificate_identity() {
+    let _heavy = heavy(Load::Processes).await;
     let mut p = Pipeline::start(Options {
         target_body: TARGET_V1.into(),
         ..Options::default()
     })
     .await;
-    let expected = wait_for(
-        "the source to scrape the target",
-        Duration::from_secs(30),
-        || async {
-            let e = expected_series(&p.source).await;
-            (e.len() == 6).then_some(e)
-        },
-    )
+    let expected = eventually("the source to scrape the target", || async {
+        let e = expected_series(&p.source).await;
+        (e.len() == 6).then_some(e)
+    })
+    .within(Duration::from_secs(30))
+    .every(Duration::from_millis(200))
     .await;
 
     // Every federated series arrives, with seed = the certificate identity, and current values.
-    wait_for(
+    eventually(
         &format!("all series in the SLO Prometheus\n{}", p.logs()),
-        Duration::from_secs(60),
         || async { (slo_series(&p.slo).await == expected).then_some(()) },
     )
+    .within(Duration::from_secs(60))
+    .every(Duration::from_millis(200))
     .await;
     assert!(p
         .slo
@@ -103,18 +104,16 @@ async fn federated_series_arrive_with_the_certificate_identity() {
     // Values keep flowing: a change at the target shows up in the SLO Prometheus.
     p.target
         .set(&TARGET_V1.replace(r#"kind="vpn"} 0"#, r#"kind="vpn"} 1"#));
-    wait_for(
-        "the new value in the SLO Prometheus",
-        Duration::from_secs(60),
-        || async {
-            (p.slo
-                .query_value(r#"shoot:availability{kind="vpn",seed="aws-eu1"}"#)
-                .await
-                .unwrap()
-                == Some(1.0))
-            .then_some(())
-        },
-    )
+    eventually("the new value in the SLO Prometheus", || async {
+        (p.slo
+            .query_value(r#"shoot:availability{kind="vpn",seed="aws-eu1"}"#)
+            .await
+            .unwrap()
+            == Some(1.0))
+        .then_some(())
+    })
+    .within(Duration::from_secs(60))
+    .every(Duration::from_millis(200))
     .await;
 
     // A series that vanishes at the source ends promptly (stale marker), not after 5 minutes.
@@ -122,18 +121,16 @@ async fn federated_series_arrive_with_the_certificate_identity() {
         "shoot:availability{cluster=\"shoot--p2--b\",kind=\"vpn\"} 0\n",
         "",
     ));
-    wait_for(
-        "the vanished series to be marked stale",
-        Duration::from_secs(60),
-        || async {
-            p.slo
-                .query(r#"shoot:availability{kind="vpn"}"#)
-                .await
-                .unwrap()
-                .is_empty()
-                .then_some(())
-        },
-    )
+    eventually("the vanished series to be marked stale", || async {
+        p.slo
+            .query(r#"shoot:availability{kind="vpn"}"#)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .within(Duration::from_secs(60))
+    .every(Duration::from_millis(200))
     .await;
 
     // Both components account for what they did.

@@ -4,13 +4,14 @@
 //! SLO Prometheus stores (`count_over_time` through its HTTP API).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use common::pipeline::{Options, Pipeline};
 use common::processes::http;
+use common::{heavy, Load};
 
 /// Outage length the issue asks for.
 const OUTAGE: Duration = Duration::from_secs(120);
@@ -56,6 +57,7 @@ async fn wait_some_sent(p: &Pipeline) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_outage_loses_nothing() {
+    let _heavy = heavy(Load::Processes).await;
     let mut p = Pipeline::start(Options {
         target_body: target_body(10),
         ..Options::default()
@@ -85,6 +87,7 @@ async fn receiver_outage_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slo_prometheus_outage_loses_nothing() {
+    let _heavy = heavy(Load::Processes).await;
     let mut p = Pipeline::start(Options {
         target_body: target_body(10),
         ..Options::default()
@@ -113,6 +116,7 @@ async fn slo_prometheus_outage_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_kill_9_in_a_backlog_loses_nothing() {
+    let _heavy = heavy(Load::Processes).await;
     let mut p = Pipeline::start(Options {
         target_body: target_body(10),
         // Slow catch-up so the agent is killed while it is still draining.
@@ -167,6 +171,7 @@ async fn agent_kill_9_in_a_backlog_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_buffer_drops_oldest_and_stays_healthy() {
+    let _heavy = heavy(Load::Processes).await;
     let mut p = Pipeline::start(Options {
         // ~2000 series per scrape: the 1 MiB queue overflows within the outage.
         target_body: target_body(500),

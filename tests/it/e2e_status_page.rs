@@ -4,14 +4,13 @@
 //! missing browser fails the test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::browser::{dump_dom, text_of};
 use common::pipeline::{seed_client_files, Options, Pipeline, SEED};
-use common::processes::wait_for;
-use common::{https_client, post_write, write_body};
+use common::{eventually, heavy, https_client, post_write, write_body, Load};
 use slo_gateway::remote_write::{Label, Sample, TimeSeries};
 
 const TARGET: &str = r#"# TYPE shoot:availability gauge
@@ -25,6 +24,7 @@ apiserver_request_total{cluster="shoot--p1--a",code="503",verb="LIST"} 7
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_status_page_shows_each_seed_and_its_numbers_in_a_browser() {
+    let _heavy = heavy(Load::Processes).await;
     let p = Pipeline::start(Options {
         target_body: TARGET.into(),
         receiver_limits_yaml: "{max_series_per_seed: 1000}".into(),
@@ -33,9 +33,8 @@ async fn receiver_status_page_shows_each_seed_and_its_numbers_in_a_browser() {
     .await;
     let status_url = format!("http://127.0.0.1:{}/status", p.receiver_admin);
     // The agent's six series flow.
-    wait_for(
+    eventually(
         &format!("six series in the SLO Prometheus\n{}", p.logs()),
-        Duration::from_secs(60),
         || async {
             (p.slo
                 .query_value(&format!("count({{seed=\"{SEED}\"}})"))
@@ -46,6 +45,8 @@ async fn receiver_status_page_shows_each_seed_and_its_numbers_in_a_browser() {
             .then_some(())
         },
     )
+    .within(Duration::from_secs(60))
+    .every(Duration::from_millis(200))
     .await;
 
     // The same seed certificate pushes a sample three hours old: refused and counted.
@@ -66,9 +67,8 @@ async fn receiver_status_page_shows_each_seed_and_its_numbers_in_a_browser() {
     assert_eq!(status, 400, "{text}");
 
     let row = format!("data-seed=\"{SEED}\"");
-    let dom = wait_for(
+    let dom = eventually(
         "the status page to show the seed with samples flowing",
-        Duration::from_secs(30),
         || async {
             let dom = tokio::task::spawn_blocking({
                 let url = status_url.clone();
@@ -82,6 +82,8 @@ async fn receiver_status_page_shows_each_seed_and_its_numbers_in_a_browser() {
             (rate > 0.0).then_some(dom)
         },
     )
+    .within(Duration::from_secs(30))
+    .every(Duration::from_millis(200))
     .await;
     let field = |name: &str| text_of(&dom, &row, &format!("data-field=\"{name}\"")).unwrap();
     assert!(

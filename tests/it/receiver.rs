@@ -7,24 +7,24 @@
 //! exactly when a retry can help.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use futures_util::StreamExt;
 use slo_gateway::certs::{CertificateAuthority, ClientSubject};
-use slo_gateway::config::receiver::{IdentityConfig, IdentityMode, LimitsConfig};
-use slo_gateway::receiver::forward::Forwarder;
+use slo_gateway::config::receiver::IdentityMode;
 use slo_gateway::receiver::identity::IdentityError;
 use slo_gateway::receiver::server::ConnectionIdentity;
-use slo_gateway::receiver::{app, ReceiverMetrics, WriteState};
+use slo_gateway::receiver::{app, WriteState};
 use slo_gateway::remote_write::codec::compress;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 const ACCEPTED: &str = "slo_gateway_receiver_samples_accepted_total";
@@ -45,7 +45,7 @@ async fn try_write(
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<u16> {
     let mut stream = tls_connect(addr, config).await?;
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _) =
         raw_request(&mut stream, "POST", "/api/v1/write", &RW1_HEADERS, &body).await?;
     Ok(status)
@@ -122,11 +122,10 @@ async fn seed_label_is_overwritten_with_the_certificate_identity() {
 
 #[tokio::test]
 async fn reject_mode_refuses_a_foreign_seed_label() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let mut config = receiver_config(&pki, &upstream.url());
-    config.identity.mode = IdentityMode::Reject;
-    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let (pki, upstream, receiver) = ReceiverSetup::new()
+        .config(|c| c.identity.mode = IdentityMode::Reject)
+        .start()
+        .await;
     let client = https_client(&pki.seed_client("aws-1"));
 
     let body = write_body(vec![
@@ -167,12 +166,17 @@ async fn client_without_certificate_cannot_complete_the_handshake() {
     );
     assert!(upstream.received().is_empty());
     assert!(
-        eventually(Duration::from_secs(5), || metric_value(
-            &receiver.metrics_text(),
-            CONN_FAILURES,
-            r#"{reason="handshake"}"#
-        ) == Some(1.0))
-        .await,
+        eventually("one handshake failure counted", || async {
+            metric_value(
+                &receiver.metrics_text(),
+                CONN_FAILURES,
+                r#"{reason="handshake"}"#,
+            ) == Some(1.0)
+        })
+        .within(Duration::from_secs(5))
+        .try_wait()
+        .await
+        .is_ok(),
         "{}",
         receiver.metrics_text()
     );
@@ -205,7 +209,7 @@ async fn certificate_outside_gardener_convention_gets_403_with_the_reason() {
             ..ClientSubject::default()
         },
     );
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _, text) = post_write(&https_client(&admin), &receiver.write_url(), body).await;
     assert_eq!(status, 403);
     assert!(
@@ -220,12 +224,13 @@ async fn certificate_outside_gardener_convention_gets_403_with_the_reason() {
 async fn assert_one_connection_failure(receiver: &RunningReceiver, reason: &str) {
     let labels = format!(r#"{{reason="{reason}"}}"#);
     assert!(
-        eventually(Duration::from_secs(5), || metric_value(
-            &receiver.metrics_text(),
-            CONN_FAILURES,
-            &labels
-        ) == Some(1.0))
-        .await,
+        eventually("one connection failure counted", || async {
+            metric_value(&receiver.metrics_text(), CONN_FAILURES, &labels) == Some(1.0)
+        })
+        .within(Duration::from_secs(5))
+        .try_wait()
+        .await
+        .is_ok(),
         "connection failure {reason} not counted once"
     );
 }
@@ -236,11 +241,10 @@ async fn assert_one_connection_failure(receiver: &RunningReceiver, reason: &str)
 
 #[tokio::test]
 async fn body_above_the_limit_gets_413_over_tls() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let mut config = receiver_config(&pki, &upstream.url());
-    config.limits.max_body_bytes = 1024;
-    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let (pki, upstream, receiver) = ReceiverSetup::new()
+        .limits(|l| l.max_body_bytes = 1024)
+        .start()
+        .await;
     let client = https_client(&pki.seed_client("aws-1"));
 
     let big = vec![0u8; 16 * 1024];
@@ -249,7 +253,7 @@ async fn body_above_the_limit_gets_413_over_tls() {
     assert!(upstream.received().is_empty());
 
     // A small body on a fresh request still works.
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _, text) = post_write(&client, &receiver.write_url(), body).await;
     assert_eq!(status, 204, "{text}");
 }
@@ -262,7 +266,7 @@ async fn body_above_the_limit_gets_413_over_tls() {
 async fn upstream_results_map_to_statuses_the_agent_acts_on() {
     let (pki, upstream, receiver) = start_default().await;
     let client = https_client(&pki.seed_client("aws-1"));
-    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body;
 
     upstream.reply_with(400, "out of order sample");
     let (status, headers, text) = post_write(&client, &receiver.write_url(), body()).await;
@@ -309,14 +313,9 @@ async fn upstream_results_map_to_statuses_the_agent_acts_on() {
 
 #[tokio::test]
 async fn unreachable_upstream_gets_503() {
-    let pki = TestPki::new();
-    let receiver = start_receiver(
-        &receiver_config(&pki, &closed_port_url().await),
-        pki.dir.path(),
-    )
-    .await;
+    let (pki, _upstream, receiver) = ReceiverSetup::new().forward_to_closed_port().start().await;
     let client = https_client(&pki.seed_client("aws-1"));
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, headers, text) = post_write(&client, &receiver.write_url(), body).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("unreachable"), "{text}");
@@ -329,12 +328,13 @@ async fn unreachable_upstream_gets_503() {
 
 #[tokio::test]
 async fn rate_limit_is_per_seed_and_answers_429_with_retry_after() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let mut config = receiver_config(&pki, &upstream.url());
-    config.limits.samples_per_second_per_seed = 10;
-    config.limits.burst_samples_per_seed = Some(10);
-    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let (pki, upstream, receiver) = ReceiverSetup::new()
+        .limits(|l| {
+            l.samples_per_second_per_seed = 10;
+            l.burst_samples_per_seed = Some(10);
+        })
+        .start()
+        .await;
     let aws = https_client(&pki.seed_client("aws-1"));
     let gcp = https_client(&pki.seed_client("gcp-1"));
     let ten = || write_body(vec![series(&[("__name__", "up")], 10)]);
@@ -390,7 +390,7 @@ async fn server_certificate_rotation_applies_to_new_connections_only() {
 
     // A connection made before the rotation.
     let mut existing = tls_connect(receiver.addr, seed.clone()).await.unwrap();
-    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body;
     let (status, _) = raw_request(
         &mut existing,
         "POST",
@@ -409,12 +409,15 @@ async fn server_certificate_rotation_applies_to_new_connections_only() {
     assert_ne!(new_cert, old_cert);
 
     assert!(
-        eventually_async(Duration::from_secs(10), || {
+        eventually("the new server certificate", || {
             let seed = seed.clone();
             let new_cert = new_cert.clone();
             async move { presented_server_cert(addr, seed).await == Some(new_cert) }
         })
-        .await,
+        .within(Duration::from_secs(10))
+        .try_wait()
+        .await
+        .is_ok(),
         "the new server certificate was not presented within 10 s"
     );
     // Writes over a new connection succeed with the new certificate...
@@ -472,11 +475,14 @@ async fn client_ca_rotation_refuses_the_old_ca_on_new_connections() {
     pki.write("client-ca.pem", &new_ca.cert_pem());
 
     assert!(
-        eventually_async(Duration::from_secs(10), || {
+        eventually("the old client CA refused", || {
             let old_seed = old_seed.clone();
             async move { try_write(addr, old_seed).await.is_err() }
         })
-        .await,
+        .within(Duration::from_secs(10))
+        .try_wait()
+        .await
+        .is_ok(),
         "a certificate from the old client CA was still accepted after 10 s"
     );
     let error = try_write(receiver.addr, old_seed).await.unwrap_err();
@@ -484,7 +490,7 @@ async fn client_ca_rotation_refuses_the_old_ca_on_new_connections() {
     assert_eq!(try_write(receiver.addr, new_seed).await.unwrap(), 204);
 
     // Established connections were verified at their handshake and stay usable.
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _) = raw_request(&mut existing, "POST", "/api/v1/write", &RW1_HEADERS, &body)
         .await
         .unwrap();
@@ -497,11 +503,10 @@ async fn client_ca_rotation_refuses_the_old_ca_on_new_connections() {
 
 #[tokio::test]
 async fn stalled_handshake_neither_blocks_accepts_nor_lives_past_the_timeout() {
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let mut config = receiver_config(&pki, &upstream.url());
-    config.tls.handshake_timeout = Duration::from_millis(300);
-    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let (pki, _upstream, receiver) = ReceiverSetup::new()
+        .config(|c| c.tls.handshake_timeout = Duration::from_millis(300))
+        .start()
+        .await;
 
     let started = Instant::now();
     let mut stalled = TcpStream::connect(receiver.addr).await.unwrap();
@@ -532,7 +537,7 @@ async fn graceful_shutdown_completes_and_refuses_new_connections() {
     let seed = client_config(&pki.seed_client("aws-1"));
     // An idle keep-alive connection must not hold shutdown for the whole grace period (10 s).
     let mut idle = tls_connect(addr, seed.clone()).await.unwrap();
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _) = raw_request(&mut idle, "POST", "/api/v1/write", &RW1_HEADERS, &body)
         .await
         .unwrap();
@@ -557,16 +562,6 @@ async fn graceful_shutdown_completes_and_refuses_new_connections() {
 // ---------------------------------------------------------------------------------------------
 // oneshot tests of app(): the HTTP mapping without TLS
 // ---------------------------------------------------------------------------------------------
-
-fn state(upstream_url: &str, limits: LimitsConfig) -> Arc<WriteState> {
-    let mut registry = prometheus_client::registry::Registry::default();
-    Arc::new(WriteState::new(
-        limits,
-        IdentityConfig::default(),
-        Forwarder::new(upstream_url, Duration::from_secs(5), None).unwrap(),
-        ReceiverMetrics::register(&mut registry),
-    ))
-}
 
 fn seed(name: &str) -> ConnectionIdentity {
     ConnectionIdentity::for_seed(name)
@@ -619,12 +614,11 @@ async fn rw1(state: Arc<WriteState>, body: Vec<u8>) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn oneshot_body_above_max_body_bytes_is_413() {
-    let upstream = RecordingUpstream::start().await;
-    let limits = LimitsConfig {
-        max_body_bytes: 100,
-        ..LimitsConfig::default()
-    };
-    let (status, text) = rw1(state(&upstream.url(), limits), vec![0; 101]).await;
+    let (upstream, state, _) = WriteSetup::new()
+        .limits(|l| l.max_body_bytes = 100)
+        .start()
+        .await;
+    let (status, text) = rw1(state, vec![0; 101]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("100 bytes"), "{text}");
     assert!(upstream.received().is_empty());
@@ -632,11 +626,10 @@ async fn oneshot_body_above_max_body_bytes_is_413() {
 
 #[tokio::test]
 async fn oneshot_trickling_body_is_503_after_body_read_timeout() {
-    let upstream = RecordingUpstream::start().await;
-    let limits = LimitsConfig {
-        body_read_timeout: Duration::from_millis(200),
-        ..LimitsConfig::default()
-    };
+    let (upstream, state, _) = WriteSetup::new()
+        .limits(|l| l.body_read_timeout = Duration::from_millis(200))
+        .start()
+        .await;
     // One chunk, then nothing: a client that holds the connection without finishing its body.
     let stalled = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![0u8; 8]) })
         .chain(futures_util::stream::pending());
@@ -648,13 +641,10 @@ async fn oneshot_trickling_body_is_503_after_body_read_timeout() {
         .extension(seed("aws-1"))
         .body(Body::from_stream(stalled))
         .unwrap();
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        app(state(&upstream.url(), limits)).oneshot(request),
-    )
-    .await
-    .expect("the receiver stops waiting for the body")
-    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), app(state).oneshot(request))
+        .await
+        .expect("the receiver stops waiting for the body")
+        .unwrap();
     // 503, not 4xx: a slow link is no reason for the agent to drop the batch.
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
@@ -663,14 +653,13 @@ async fn oneshot_trickling_body_is_503_after_body_read_timeout() {
 
 #[tokio::test]
 async fn oneshot_snappy_bomb_is_413_from_its_declared_length() {
-    let upstream = RecordingUpstream::start().await;
-    let limits = LimitsConfig {
-        max_decoded_bytes: 1 << 20,
-        ..LimitsConfig::default()
-    };
+    let (upstream, state, _) = WriteSetup::new()
+        .limits(|l| l.max_decoded_bytes = 1 << 20)
+        .start()
+        .await;
     // 6 bytes declaring 4 GiB - 1 of output: refused from the header, nothing allocated.
     let bomb = vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
-    let (status, text) = rw1(state(&upstream.url(), limits), bomb).await;
+    let (status, text) = rw1(state, bomb).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("4294967295"), "{text}");
     assert!(upstream.received().is_empty());
@@ -678,8 +667,7 @@ async fn oneshot_snappy_bomb_is_413_from_its_declared_length() {
 
 #[tokio::test]
 async fn oneshot_garbage_snappy_and_garbage_protobuf_are_400() {
-    let upstream = RecordingUpstream::start().await;
-    let state = state(&upstream.url(), LimitsConfig::default());
+    let (upstream, state, _) = WriteSetup::new().start().await;
     // Declares 16 bytes, then is not a valid block.
     let (status, text) = rw1(state.clone(), b"\x10\xff\xff\xff not snappy".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
@@ -698,9 +686,8 @@ async fn oneshot_garbage_snappy_and_garbage_protobuf_are_400() {
 
 #[tokio::test]
 async fn oneshot_wrong_encoding_or_unknown_content_type_is_415() {
-    let upstream = RecordingUpstream::start().await;
-    let state = state(&upstream.url(), LimitsConfig::default());
-    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (upstream, state, _) = WriteSetup::new().start().await;
+    let body = up_body;
 
     let (status, text) = oneshot(
         state.clone(),
@@ -762,17 +749,16 @@ async fn oneshot_wrong_encoding_or_unknown_content_type_is_415() {
 
 #[tokio::test]
 async fn oneshot_too_many_series_is_413() {
-    let upstream = RecordingUpstream::start().await;
-    let limits = LimitsConfig {
-        max_series_per_request: 2,
-        ..LimitsConfig::default()
-    };
+    let (upstream, state, _) = WriteSetup::new()
+        .limits(|l| l.max_series_per_request = 2)
+        .start()
+        .await;
     let body = write_body(vec![
         series(&[("__name__", "a")], 1),
         series(&[("__name__", "b")], 1),
         series(&[("__name__", "c")], 1),
     ]);
-    let (status, text) = rw1(state(&upstream.url(), limits), body).await;
+    let (status, text) = rw1(state, body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("more than 2 series"), "{text}");
     assert!(upstream.received().is_empty());
@@ -780,8 +766,7 @@ async fn oneshot_too_many_series_is_413() {
 
 #[tokio::test]
 async fn oneshot_invalid_series_is_named_and_valid_ones_are_forwarded() {
-    let upstream = RecordingUpstream::start().await;
-    let state = state(&upstream.url(), LimitsConfig::default());
+    let (upstream, state, _) = WriteSetup::new().start().await;
 
     let body = write_body(vec![
         series(&[("job", "x"), ("__name__", "unsorted")], 1),
@@ -815,12 +800,12 @@ async fn oneshot_invalid_series_is_named_and_valid_ones_are_forwarded() {
 
 #[tokio::test]
 async fn oneshot_empty_labels_are_dropped_before_validation() {
-    let upstream = RecordingUpstream::start().await;
+    let (upstream, state, _) = WriteSetup::new().start().await;
     let body = write_body(vec![series(
         &[("__name__", "up"), ("instance", ""), ("job", "x")],
         1,
     )]);
-    let (status, text) = rw1(state(&upstream.url(), LimitsConfig::default()), body).await;
+    let (status, text) = rw1(state, body).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     assert_eq!(
         label_pairs(&upstream.write_requests()[0].timeseries[0]),
@@ -830,9 +815,8 @@ async fn oneshot_empty_labels_are_dropped_before_validation() {
 
 #[tokio::test]
 async fn oneshot_missing_or_failed_identity_is_403() {
-    let upstream = RecordingUpstream::start().await;
-    let state = state(&upstream.url(), LimitsConfig::default());
-    let body = || write_body(vec![series(&[("__name__", "up")], 1)]);
+    let (upstream, state, _) = WriteSetup::new().start().await;
+    let body = up_body;
 
     let (status, text) = oneshot(state.clone(), None, &RW1_HEADERS, body()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
@@ -854,12 +838,8 @@ async fn oneshot_missing_or_failed_identity_is_403() {
 
 #[tokio::test]
 async fn oneshot_empty_request_is_204_without_forwarding() {
-    let upstream = RecordingUpstream::start().await;
-    let (status, text) = rw1(
-        state(&upstream.url(), LimitsConfig::default()),
-        write_body(Vec::new()),
-    )
-    .await;
+    let (upstream, state, _) = WriteSetup::new().start().await;
+    let (status, text) = rw1(state, write_body(Vec::new())).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     assert!(upstream.received().is_empty());
 }
@@ -941,7 +921,7 @@ async fn sessions_are_never_resumed() {
     ] {
         for attempt in 0..3 {
             let mut stream = tls_connect(receiver.addr, config.clone()).await.unwrap();
-            let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+            let body = up_body();
             // A full exchange, so a TLS 1.3 ticket (if any were sent) reaches the client.
             let (status, _) =
                 raw_request(&mut stream, "POST", "/api/v1/write", &RW1_HEADERS, &body)
@@ -960,12 +940,13 @@ async fn sessions_are_never_resumed() {
 #[tokio::test]
 async fn san_dns_identity_over_tls() {
     use slo_gateway::config::receiver::IdentitySource;
-    let pki = TestPki::new();
-    let upstream = RecordingUpstream::start().await;
-    let mut config = receiver_config(&pki, &upstream.url());
-    config.identity.source = IdentitySource::SanDns;
-    config.identity.san_suffix = Some(".seeds.example.com".into());
-    let receiver = start_receiver(&config, pki.dir.path()).await;
+    let (pki, upstream, receiver) = ReceiverSetup::new()
+        .config(|c| {
+            c.identity.source = IdentitySource::SanDns;
+            c.identity.san_suffix = Some(".seeds.example.com".into());
+        })
+        .start()
+        .await;
     let files = pki.client(
         "san-seed",
         &ClientSubject {
@@ -1003,7 +984,11 @@ async fn half_written_rotation_keeps_the_last_good_certificate() {
         .unwrap_or(0.0)
     };
     assert!(
-        eventually(Duration::from_secs(10), || failures() >= 1.0).await,
+        eventually("a failed reload", || async { failures() >= 1.0 })
+            .within(Duration::from_secs(10))
+            .try_wait()
+            .await
+            .is_ok(),
         "{}",
         receiver.metrics_text()
     );
@@ -1018,20 +1003,27 @@ async fn half_written_rotation_keeps_the_last_good_certificate() {
     let good_ca = std::fs::read_to_string(&pki.client_ca_file).unwrap();
     pki.write("client-ca.pem", "not a PEM file\n");
     let before = failures();
-    assert!(eventually(Duration::from_secs(10), || failures() > before).await);
+    assert!(
+        eventually("another failed reload", || async { failures() > before })
+            .within(Duration::from_secs(10))
+            .try_wait()
+            .await
+            .is_ok()
+    );
     assert_eq!(try_write(addr, seed.clone()).await.unwrap(), 204);
     pki.write("client-ca.pem", &good_ca);
 
     // The key arrives: the next tick picks up the complete pair.
     pki.write("server-key.pem", &rotated.key_pem);
-    assert!(
-        eventually_async(Duration::from_secs(10), || {
-            let seed = seed.clone();
-            let new_cert = new_cert.clone();
-            async move { presented_server_cert(addr, seed).await == Some(new_cert) }
-        })
-        .await
-    );
+    assert!(eventually("the new server certificate", || {
+        let seed = seed.clone();
+        let new_cert = new_cert.clone();
+        async move { presented_server_cert(addr, seed).await == Some(new_cert) }
+    })
+    .within(Duration::from_secs(10))
+    .try_wait()
+    .await
+    .is_ok());
     assert_eq!(try_write(addr, seed).await.unwrap(), 204);
 }
 
@@ -1040,26 +1032,6 @@ async fn half_written_rotation_keeps_the_last_good_certificate() {
 // ---------------------------------------------------------------------------------------------
 
 const REJECTED: &str = "slo_gateway_receiver_samples_rejected_total";
-
-fn state_with_metrics(
-    upstream_url: &str,
-    limits: LimitsConfig,
-) -> (Arc<WriteState>, prometheus_client::registry::Registry) {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let state = Arc::new(WriteState::new(
-        limits,
-        IdentityConfig::default(),
-        Forwarder::new(upstream_url, Duration::from_secs(5), None).unwrap(),
-        ReceiverMetrics::register(&mut registry),
-    ));
-    (state, registry)
-}
-
-fn metrics_of(registry: &prometheus_client::registry::Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
-    out
-}
 
 /// The `__name__` of every series the upstream received, in order.
 fn forwarded_names(upstream: &RecordingUpstream) -> Vec<String> {
@@ -1090,8 +1062,7 @@ const RW2_HEADERS: [(&str, &str); 3] = [
 async fn oneshot_rw2_is_forwarded_as_rw1_with_written_headers() {
     use slo_gateway::remote_write::v2::encode_v2_request;
     use slo_gateway::remote_write::WriteRequest;
-    let upstream = RecordingUpstream::start().await;
-    let state = state(&upstream.url(), LimitsConfig::default());
+    let (upstream, state, _) = WriteSetup::new().start().await;
     let request = WriteRequest {
         timeseries: vec![
             series(&[("__name__", "up"), ("job", "x"), ("seed", "other")], 2),
@@ -1139,8 +1110,7 @@ async fn oneshot_rw2_is_forwarded_as_rw1_with_written_headers() {
 
 #[tokio::test]
 async fn oneshot_reserved_label_is_400_naming_it_and_the_rest_is_forwarded() {
-    let upstream = RecordingUpstream::start().await;
-    let (state, registry) = state_with_metrics(&upstream.url(), LimitsConfig::default());
+    let (upstream, state, registry) = WriteSetup::new().start().await;
     let body = write_body(vec![
         series(&[("__name__", "up"), ("__tenant__", "other")], 2),
         series(&[("__name__", "good")], 1),
@@ -1156,7 +1126,7 @@ async fn oneshot_reserved_label_is_400_naming_it_and_the_rest_is_forwarded() {
     assert_eq!(forwarded_names(&upstream), ["good"]);
     assert_eq!(
         metric_value(
-            &metrics_of(&registry),
+            &registry_text(&registry),
             REJECTED,
             r#"{seed="aws-1",reason="reserved_label"}"#
         ),
@@ -1166,8 +1136,7 @@ async fn oneshot_reserved_label_is_400_naming_it_and_the_rest_is_forwarded() {
 
 #[tokio::test]
 async fn oneshot_samples_older_than_max_sample_age_are_refused_before_forwarding() {
-    let upstream = RecordingUpstream::start().await;
-    let (state, registry) = state_with_metrics(&upstream.url(), LimitsConfig::default());
+    let (upstream, state, registry) = WriteSetup::new().start().await;
     let mut poison = series(&[("__name__", "poison")], 2);
     poison.samples[0].timestamp = 0;
     poison.samples[1].timestamp = now_ms() - 3 * 3600 * 1000;
@@ -1183,7 +1152,7 @@ async fn oneshot_samples_older_than_max_sample_age_are_refused_before_forwarding
     assert_eq!(forwarded_names(&upstream), ["mixed", "fresh"]);
     assert_eq!(
         metric_value(
-            &metrics_of(&registry),
+            &registry_text(&registry),
             REJECTED,
             r#"{seed="aws-1",reason="too_old"}"#
         ),
@@ -1193,12 +1162,10 @@ async fn oneshot_samples_older_than_max_sample_age_are_refused_before_forwarding
 
 #[tokio::test]
 async fn oneshot_series_the_upstream_refuses_are_isolated_and_the_rest_stored() {
-    let upstream = RecordingUpstream::start().await;
-    let limits = LimitsConfig {
-        max_sample_age: Duration::ZERO,
-        ..LimitsConfig::default()
-    };
-    let (state, registry) = state_with_metrics(&upstream.url(), limits);
+    let (upstream, state, registry) = WriteSetup::new()
+        .limits(|l| l.max_sample_age = Duration::ZERO)
+        .start()
+        .await;
     // Prometheus 2.42 answers 500 "too old sample" and stores nothing of the request.
     upstream.refuse_requests_with("poison", "yes", 500, "too old sample");
     let timeseries: Vec<_> = (0..20)
@@ -1251,7 +1218,7 @@ async fn oneshot_series_the_upstream_refuses_are_isolated_and_the_rest_stored() 
         "{}",
         upstream.received().len()
     );
-    let metrics = metrics_of(&registry);
+    let metrics = registry_text(&registry);
     assert_eq!(
         metric_value(
             &metrics,
@@ -1268,12 +1235,10 @@ async fn oneshot_series_the_upstream_refuses_are_isolated_and_the_rest_stored() 
 
 #[tokio::test]
 async fn oneshot_series_limit_refuses_new_series_only() {
-    let upstream = RecordingUpstream::start().await;
-    let limits = LimitsConfig {
-        max_series_per_seed: 2,
-        ..LimitsConfig::default()
-    };
-    let (state, registry) = state_with_metrics(&upstream.url(), limits);
+    let (upstream, state, registry) = WriteSetup::new()
+        .limits(|l| l.max_series_per_seed = 2)
+        .start()
+        .await;
     let body = |names: &[&str]| {
         write_body(
             names
@@ -1294,7 +1259,7 @@ async fn oneshot_series_limit_refuses_new_series_only() {
     // Another seed has its own set.
     let (status, _) = oneshot(state, Some(seed("gcp-1")), &RW1_HEADERS, body(&["c", "d"])).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let metrics = metrics_of(&registry);
+    let metrics = registry_text(&registry);
     assert_eq!(
         metric_value(
             &metrics,
@@ -1315,8 +1280,7 @@ async fn oneshot_series_limit_refuses_new_series_only() {
 
 #[tokio::test]
 async fn oneshot_empty_series_amplification_is_413_and_four_gib_declared_too() {
-    let upstream = RecordingUpstream::start().await;
-    let state = state(&upstream.url(), LimitsConfig::default());
+    let (upstream, state, _) = WriteSetup::new().start().await;
     // 31 MiB of empty TimeSeries (2 bytes each) compress to about 1.5 MB.
     let body = compress(&[0x0a_u8, 0x00].repeat(31 << 19));
     assert!(body.len() < 2 << 20, "{}", body.len());
@@ -1340,7 +1304,7 @@ async fn certificate_with_two_common_names_gets_403() {
             ..ClientSubject::gardener_seed("aws-1")
         },
     );
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _, text) =
         post_write(&https_client(&ambiguous), &receiver.write_url(), body).await;
     assert_eq!(status, 403, "{text}");
@@ -1366,7 +1330,7 @@ async fn decode_bombs_in_parallel_do_not_starve_a_good_push() {
         })
         .collect();
     // The good push completes within the client's 10 s timeout while the bombs are in flight.
-    let body = write_body(vec![series(&[("__name__", "up")], 1)]);
+    let body = up_body();
     let (status, _, text) = post_write(&good, &url, body).await;
     assert_eq!(status, 204, "{text}");
     for bomb in bombs {

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::processes::{
-    dev_pki, free_port, http, prometheus_available, slo_gateway_bin, wait_for, wait_http_ok,
-    MetricsTarget, Process, Prometheus,
+    dev_pki, http, prometheus_available, slo_gateway_bin, wait_http_ok, MetricsTarget, Process,
+    Prometheus,
 };
+use super::{eventually, free_port};
 
 /// The seed every pipeline's client certificate names.
 pub const SEED: &str = "aws-eu1";
@@ -234,15 +235,16 @@ impl Pipeline {
         })
         .await;
         let last = std::cell::Cell::new(0.0);
-        let waited = tokio::time::timeout(timeout, async {
-            loop {
+        let waited = eventually(
+            "the SLO Prometheus to hold every scraped sample",
+            || async {
                 last.set(self.slo_sample_count().await);
-                if last.get() >= expected {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
+                last.get() >= expected
+            },
+        )
+        .within(timeout)
+        .every(Duration::from_millis(500))
+        .try_wait()
         .await;
         let found = last.get();
         assert!(
@@ -384,9 +386,11 @@ pub async fn wait_metric(
     what: &str,
     pred: impl Fn(f64) -> bool,
 ) -> f64 {
-    wait_for(what, timeout, || async {
+    eventually(what, || async {
         metric(port, name, labels).await.filter(|v| pred(*v))
     })
+    .within(timeout)
+    .every(Duration::from_millis(200))
     .await
 }
 

@@ -16,15 +16,15 @@
 //! Also here, as it needs the agent binary too: a second agent on the same buffer exits non-zero.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use common::pipeline::{metric, spawn_named, wait_metric, ReceiverProcess, SEED};
-use common::processes::{dev_pki, free_port, proc_memory, wait_for, MetricsTarget, Process};
-use common::{now_ms, RecordingUpstream};
+use common::processes::{dev_pki, proc_memory, MetricsTarget, Process};
+use common::{eventually, free_port, heavy, now_ms, Load, RecordingUpstream};
 
 /// Series the seed always has.
 const BASE: usize = 100;
@@ -161,6 +161,7 @@ fn base_series_since(upstream: &RecordingUpstream, since: i64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_returns() {
+    let _heavy = heavy(Load::Processes).await;
     for case in &CASES {
         let row = format!("{:?} limit", case.refused_by);
         let dir = tempfile::tempdir().unwrap();
@@ -188,9 +189,11 @@ async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_r
             v >= 5.0
         })
         .await;
-        wait_for("base series upstream", Duration::from_secs(30), || async {
+        eventually("base series upstream", || async {
             (base_series_since(&upstream, 0) == BASE).then_some(())
         })
+        .within(Duration::from_secs(30))
+        .every(Duration::from_millis(200))
         .await;
         let baseline = proc_memory(pid, "VmRSS");
 
@@ -205,11 +208,12 @@ async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_r
         // Behind the receiver's limit the known series keep arriving while it lasts (the
         // agent's limit refuses whole scrapes, so there they pause).
         if case.refused_by == Limit::Receiver {
-            wait_for(
+            eventually(
                 &format!("{row}: base series during the explosion"),
-                Duration::from_secs(60),
                 || async { (base_series_since(&upstream, exploded_at) == BASE).then_some(()) },
             )
+            .within(Duration::from_secs(60))
+            .every(Duration::from_millis(200))
             .await;
         }
         let rejected = |reason: &'static str| {
@@ -236,14 +240,12 @@ async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_r
                 // Every sample of a new series past the limit, of every exploded scrape: the
                 // first one admits what fits under the limit, the others none.
                 let over = (EXPLOSION + BASE - RECEIVER_LIMIT) as f64;
-                let refused = wait_for(
-                    &format!("{row}: series_limit refusals"),
-                    Duration::from_secs(120),
-                    || async {
-                        let r = rejected("series_limit").await;
-                        (r >= over * (EXPLODED_SCRAPES - 1.0)).then_some(r)
-                    },
-                )
+                let refused = eventually(&format!("{row}: series_limit refusals"), || async {
+                    let r = rejected("series_limit").await;
+                    (r >= over * (EXPLODED_SCRAPES - 1.0)).then_some(r)
+                })
+                .within(Duration::from_secs(120))
+                .every(Duration::from_millis(200))
                 .await;
                 let active = receiver
                     .metric("slo_gateway_receiver_active_series", &[("seed", SEED)])
@@ -279,11 +281,11 @@ async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_r
         let after = proc_memory(pid, "VmRSS");
 
         // And after it.
-        wait_for(
-            &format!("{row}: base series after"),
-            Duration::from_secs(30),
-            || async { (base_series_since(&upstream, ended_at) == BASE).then_some(()) },
-        )
+        eventually(&format!("{row}: base series after"), || async {
+            (base_series_since(&upstream, ended_at) == BASE).then_some(())
+        })
+        .within(Duration::from_secs(30))
+        .every(Duration::from_millis(200))
         .await;
         let explosion_upstream = newest_per_series(&upstream, 0)
             .keys()
@@ -330,6 +332,7 @@ async fn a_100k_series_explosion_is_refused_by_each_limit_and_the_agent_memory_r
 /// non-zero, naming the process that holds it; the first keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_on_the_same_buffer_exits_non_zero_naming_the_holder() {
+    let _heavy = heavy(Load::Processes).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let pki = dev_pki(root, &[SEED]);
@@ -349,16 +352,19 @@ async fn a_second_agent_on_the_same_buffer_exits_non_zero_naming_the_holder() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
+    let exited = eventually("the second agent to exit", || {
+        std::future::ready(second.try_wait().unwrap())
+    })
+    .within(Duration::from_secs(15))
+    .every(Duration::from_millis(50))
+    .try_wait()
+    .await;
+    let status = match exited {
+        Ok(status) => status,
+        Err(_) => {
             second.kill().unwrap();
             panic!("the second agent is still running after 15 s");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let output = second.wait_with_output().unwrap();
     let text = format!(

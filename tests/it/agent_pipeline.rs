@@ -5,133 +5,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
-use prometheus_client::registry::Registry;
 use slo_gateway::agent::metrics::ScrapeResult;
-use slo_gateway::agent::{Agent, AgentMetrics};
-use slo_gateway::config::{self, AgentConfig};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use slo_gateway::agent::AgentMetrics;
 
-use common::processes::{free_port, prometheus_available, wait_for, Process};
+use common::agent::{AgentSetup, FederateSource};
+use common::processes::{prometheus_available, Process};
 use common::{
-    browser, eventually, https_client, poll_until, start_default, RecordingUpstream, TestPki,
+    browser, eventually, free_port, heavy, https_client, start_default, Load, RecordingUpstream,
+    TestPki,
 };
 
 const SERIES: usize = 200;
-
-/// A `/federate` stub serving `SERIES` Gardener-shaped series.
-async fn spawn_federate() -> SocketAddr {
-    spawn_switchable_federate(Arc::new(AtomicBool::new(true))).await
-}
-
-/// [`spawn_federate`] that answers 503 (a failed scrape: no samples, no stale markers) while
-/// `serving` is false.
-async fn spawn_switchable_federate(serving: Arc<AtomicBool>) -> SocketAddr {
-    let mut body = String::from("# TYPE shoot:availability gauge\n");
-    for i in 0..SERIES {
-        let _ = writeln!(
-            body,
-            "shoot:availability{{kind=\"vpn\",instance=\"\",cluster=\"shoot--garden-project-{}--cluster-{i}\",seed=\"aws-eu1\"}} 1",
-            i % 9
-        );
-    }
-    let body = Arc::new(body);
-    let app = Router::new().route(
-        "/federate",
-        get(move || {
-            let body = body.clone();
-            let serving = serving.load(Ordering::SeqCst);
-            async move {
-                if serving {
-                    (StatusCode::OK, body.as_str().to_owned())
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, String::new())
-                }
-            }
-        }),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-/// A running in-process agent with its admin endpoints (incl. `/status`).
-struct RunningAgent {
-    metrics: AgentMetrics,
-    admin: SocketAddr,
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_agent(
-    pki: &TestPki,
-    dir: &Path,
-    federate: SocketAddr,
-    write_url: &str,
-    protocol: &str,
-) -> RunningAgent {
-    let client = pki.seed_client("aws-eu1");
-    let text = format!(
-        "scrape:\n  interval: 200ms\n  timeout: 200ms\n  targets: [{{url: 'http://{federate}/federate', match: ['{{__name__=~\"shoot:.+\"}}']}}]\n\
-         remote_write:\n  url: {write_url}\n  protocol: {protocol}\n  tls: {{ca_file: {}, cert_file: {}, key_file: {}}}\n\
-         buffer: {{path: {}}}\n",
-        client.ca.display(),
-        client.cert.display(),
-        client.key.display(),
-        dir.join("buffer").display(),
-    );
-    let config: AgentConfig = config::parse(&dir.join("agent.yaml"), &text).unwrap();
-    let mut registry = Registry::default();
-    let agent = Agent::new(config, dir, &mut registry).unwrap();
-    let metrics = agent.metrics();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let token = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(slo_gateway::telemetry::serve_admin_with_routes(
-        listener,
-        Arc::new(registry),
-        agent.readiness(),
-        agent.status_router(),
-        token.clone().cancelled_owned(),
-    ));
-    let done = tokio::spawn(async move {
-        let result = agent
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await;
-        token.cancel();
-        result
-    });
-    RunningAgent {
-        metrics,
-        admin,
-        stop,
-        done,
-    }
-}
-
-impl RunningAgent {
-    async fn stop(self) -> AgentMetrics {
-        let _ = self.stop.send(());
-        self.done.await.unwrap().unwrap();
-        self.metrics
-    }
-}
 
 fn upstream_samples(upstream: &RecordingUpstream) -> usize {
     upstream
@@ -147,12 +36,18 @@ fn upstream_samples(upstream: &RecordingUpstream) -> usize {
 async fn deliver(protocol: &str, samples: usize) -> (AgentMetrics, RecordingUpstream) {
     let (pki, upstream, receiver) = start_default().await;
     let dir = tempfile::tempdir().unwrap();
-    let federate = spawn_federate().await;
-    let agent = start_agent(&pki, dir.path(), federate, &receiver.write_url(), protocol).await;
-    let delivered = eventually(Duration::from_secs(60), || {
+    let federate = FederateSource::start(SERIES).await;
+    let agent = AgentSetup::new()
+        .protocol(protocol)
+        .start(&pki, dir.path(), &federate, &receiver.write_url())
+        .await;
+    let delivered = eventually("the samples upstream", || async {
         upstream_samples(&upstream) >= samples
     })
-    .await;
+    .within(Duration::from_secs(60))
+    .try_wait()
+    .await
+    .is_ok();
     let metrics = agent.stop().await;
     assert!(
         delivered,
@@ -201,14 +96,21 @@ async fn remote_write_2_0_to_our_receiver_delivers_everything_and_1_0_stays_avai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_renders_targets_and_queue_in_chromium() {
+    let _heavy = heavy(Load::Processes).await;
     let (pki, upstream, receiver) = start_default().await;
     let dir = tempfile::tempdir().unwrap();
-    let federate = spawn_federate().await;
-    let agent = start_agent(&pki, dir.path(), federate, &receiver.write_url(), "auto").await;
+    let federate = FederateSource::start(SERIES).await;
+    let agent = AgentSetup::new()
+        .start(&pki, dir.path(), &federate, &receiver.write_url())
+        .await;
     assert!(
-        eventually(Duration::from_secs(60), || upstream_samples(&upstream)
-            >= SERIES)
-        .await,
+        eventually("a scrape upstream", || async {
+            upstream_samples(&upstream) >= SERIES
+        })
+        .within(Duration::from_secs(60))
+        .try_wait()
+        .await
+        .is_ok(),
         "nothing delivered"
     );
     let url = format!("http://{}/status", agent.admin);
@@ -216,10 +118,7 @@ async fn the_status_page_renders_targets_and_queue_in_chromium() {
         .await
         .unwrap();
     agent.stop().await;
-    assert!(
-        dom.contains(&format!("http://{federate}/federate")),
-        "{dom}"
-    );
+    assert!(dom.contains(&federate.url()), "{dom}");
     // The target's row: last result and the series of its last scrape.
     let row = &dom[dom.find("<table id=\"targets\"").unwrap()..];
     let row = &row[..row.find("</table>").unwrap()];
@@ -275,17 +174,18 @@ impl TlsPrometheus {
             client: https_client(&pki.seed_client("query")),
         };
         let ready = format!("{}/-/ready", prometheus.base);
-        wait_for(
-            &format!(
+        eventually(
+            format!(
                 "Prometheus ready at {ready} (log {})",
                 prometheus.process.log.display()
             ),
-            Duration::from_secs(60),
             || async {
                 let resp = prometheus.client.get(&ready).send().await.ok()?;
                 resp.status().is_success().then_some(())
             },
         )
+        .within(Duration::from_secs(60))
+        .every(Duration::from_millis(200))
         .await;
         prometheus
     }
@@ -312,6 +212,7 @@ impl TlsPrometheus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_falls_back_to_1_0_against_a_real_prometheus_2_42_and_every_sample_arrives() {
+    let _heavy = heavy(Load::Processes).await;
     assert!(
         prometheus_available(),
         "the prometheus binary is required (apt-get install prometheus); .ci/run installs it"
@@ -319,24 +220,31 @@ async fn auto_falls_back_to_1_0_against_a_real_prometheus_2_42_and_every_sample_
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = TlsPrometheus::start(&pki, dir.path()).await;
-    let serving = Arc::new(AtomicBool::new(true));
-    let federate = spawn_switchable_federate(serving.clone()).await;
+    let federate = FederateSource::start(SERIES).await;
     let write_url = format!("{}/api/v1/write", prometheus.base);
-    let agent = start_agent(&pki, dir.path(), federate, &write_url, "auto").await;
+    let agent = AgentSetup::new()
+        .start(&pki, dir.path(), &federate, &write_url)
+        .await;
 
     // Some scrapes' worth, then the source fails (no samples, no stale markers) and the queue
     // drains.
-    let scraped_enough = eventually(Duration::from_secs(60), || {
+    let scraped_enough = eventually("ten scrapes", || async {
         agent.metrics.samples_scraped() >= 10 * SERIES as u64
     })
-    .await;
-    serving.store(false, Ordering::SeqCst);
+    .within(Duration::from_secs(60))
+    .try_wait()
+    .await
+    .is_ok();
+    federate.set_serving(false);
     assert!(scraped_enough, "the agent did not scrape");
-    let drained = eventually(Duration::from_secs(60), || {
+    let drained = eventually("failed scrapes and an empty queue", || async {
         let m = &agent.metrics;
         m.scrapes(ScrapeResult::Error) >= 2 && m.queue_records() == 0
     })
-    .await;
+    .within(Duration::from_secs(60))
+    .try_wait()
+    .await
+    .is_ok();
     let scraped = agent.metrics.samples_scraped();
     let metrics = agent.stop().await;
     assert!(
@@ -360,15 +268,15 @@ async fn auto_falls_back_to_1_0_against_a_real_prometheus_2_42_and_every_sample_
     // Every scraped sample is stored, those of the first scrape (sent as 2.0 first) included.
     let query = "sum(count_over_time({__name__=\"shoot:availability\"}[1h]))";
     // A bounded wait: an acknowledged write is queryable at once, but not under every load.
-    let stored = poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(200),
-        || async {
-            let stored = prometheus.query_value(query).await;
-            (stored >= scraped as f64).then_some(stored)
-        },
-    )
-    .await;
+    let stored = eventually("every scraped sample stored", || async {
+        let stored = prometheus.query_value(query).await;
+        (stored >= scraped as f64).then_some(stored)
+    })
+    .within(Duration::from_secs(10))
+    .every(Duration::from_millis(200))
+    .try_wait()
+    .await
+    .ok();
     assert_eq!(
         stored,
         Some(scraped as f64),

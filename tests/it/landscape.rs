@@ -12,9 +12,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slo_gateway::landscape::{AlertState, SeedAccess, Twin, TwinOptions};
+use tokio::time::Instant;
+
+use crate::common::{eventually, heavy, Load};
+
+/// How often the phases look at the SLO Prometheus and Alertmanager.
+const EVERY: Duration = Duration::from_secs(2);
 
 /// The SLO names in the twin's spec.
 fn catalog_slos() -> Vec<String> {
@@ -55,26 +61,10 @@ fn describe(alerts: &[AlertState]) -> String {
         .join("\n")
 }
 
-/// Polls `check` every 2 s until it returns `Ok` or `within` passed; the last `Err` otherwise.
-async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
-        }
-    }
-}
-
 /// Phase 1: a value for every (SLO, shoot).
 async fn every_slo_has_a_value_for_every_shoot(twin: &Twin) -> Result<(), String> {
     let slos = catalog_slos();
-    eventually(Duration::from_secs(240), || async {
+    eventually("phase 1", || async {
         let found = twin
             .slo()
             .query(r#"slo:sli_error:ratio_rate5m"#)
@@ -110,6 +100,9 @@ async fn every_slo_has_a_value_for_every_shoot(twin: &Twin) -> Result<(), String
             ))
         }
     })
+    .within(Duration::from_secs(240))
+    .every(EVERY)
+    .try_wait()
     .await
 }
 
@@ -120,7 +113,7 @@ async fn outages_page_only_their_shoots(twin: &Twin, outaged: &[String]) -> Resu
     }
     let injected = Instant::now();
     let am = twin.alertmanager();
-    let alerts = eventually(Duration::from_secs(240), || async {
+    let alerts = eventually("phase 2", || async {
         let alerts = am.alerts().await.map_err(|e| e.to_string())?;
         let paged: Vec<&String> = outaged
             .iter()
@@ -143,6 +136,9 @@ async fn outages_page_only_their_shoots(twin: &Twin, outaged: &[String]) -> Resu
             ))
         }
     })
+    .within(Duration::from_secs(240))
+    .every(EVERY)
+    .try_wait()
     .await?;
     let others: Vec<&AlertState> = alerts
         .iter()
@@ -200,7 +196,7 @@ async fn silent_seed_inhibits_its_shoot_pages(
 ) -> Result<(), String> {
     twin.stop_agent(seed).map_err(|e| e.to_string())?;
     let am = twin.alertmanager();
-    eventually(Duration::from_secs(180), || async {
+    eventually("phase 3", || async {
         let alerts = am.alerts().await.map_err(|e| e.to_string())?;
         let silent = alerts
             .iter()
@@ -226,11 +222,15 @@ async fn silent_seed_inhibits_its_shoot_pages(
             ))
         }
     })
+    .within(Duration::from_secs(180))
+    .every(EVERY)
+    .try_wait()
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn landscape_twin_acceptance() {
+    let _heavy = heavy(Load::Twin).await;
     let started = Instant::now();
     let mut twin = Twin::start(TwinOptions::new(env!("CARGO_BIN_EXE_slo-gateway")))
         .await

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use slo_gateway::demo::{run, DemoArgs};
 
+use crate::common;
+
 fn demo_args() -> DemoArgs {
     DemoArgs {
         duration: Some(Duration::from_secs(4)),
@@ -95,6 +97,7 @@ fn demo_without_prometheus_says_what_to_install_and_runs_the_pipeline() {
 
 #[test]
 fn demo_on_the_twin_shows_slos_and_pages_the_outaged_shoot() {
+    let _heavy = common::heavy_blocking(common::Load::Twin);
     let (_, stdout) = demo_binary(
         &[
             "--duration",

@@ -1,5 +1,5 @@
 //! Rule generator tests: golden files, PromQL validity, determinism, spec errors, importers,
-//! Perses schema. `UPDATE_GOLDEN=1 cargo test --test rules` rewrites the golden files.
+//! Perses schema. `UPDATE_GOLDEN=1 cargo test --test it rules::` rewrites the golden files.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;

@@ -22,7 +22,7 @@ use slo_gateway::shootrules::kube::{KubeClient, KubeTarget};
 use slo_gateway::shootrules::plan::{DesiredRule, HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 use slo_gateway::shootrules::{reconcile_once, serve, ShootRulesArgs};
 
-mod common;
+use crate::common;
 
 const TOKEN: &str = "test-token";
 
@@ -425,22 +425,15 @@ async fn a_wrong_token_fails_the_pass_with_the_api_servers_message() {
     );
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_controller_loop_reconciles_reports_and_stops() {
     let api = fake_api_server().await;
     add_namespace(&api.cluster, "shoot--dev--a", "shoot");
     let rule_file = api.dir.path().join("prometheusrule.yaml");
     std::fs::write(&rule_file, RULE).unwrap();
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let args = ShootRulesArgs {
         rule_file: rule_file.clone(),
         namespace_selector: "gardener.cloud/role=shoot".into(),
@@ -462,20 +455,20 @@ async fn the_controller_loop_reconciles_reports_and_stops() {
     };
 
     // Ready after the first clean pass; the rule is in place and counted.
-    let ready = common::poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || async {
-            let status = http
-                .get(format!("http://{listen}/readyz"))
-                .send()
-                .await
-                .ok()?
-                .status();
-            status.is_success().then_some(())
-        },
-    )
-    .await;
+    let ready = common::eventually("/readyz", || async {
+        let status = http
+            .get(format!("http://{listen}/readyz"))
+            .send()
+            .await
+            .ok()?
+            .status();
+        status.is_success().then_some(())
+    })
+    .within(Duration::from_secs(10))
+    .every(Duration::from_millis(20))
+    .try_wait()
+    .await
+    .ok();
     assert!(ready.is_some(), "never ready");
     assert_eq!(rule_namespaces(&api.cluster), ["shoot--dev--a"]);
     assert_eq!(
@@ -503,31 +496,36 @@ async fn the_controller_loop_reconciles_reports_and_stops() {
     add_namespace(&api.cluster, "shoot--dev--b", "shoot");
     std::fs::write(&rule_file, RULE.replace("[5m]", "[10m]")).unwrap();
     let changed = DesiredRule::parse(&RULE.replace("[5m]", "[10m]")).unwrap();
-    let rolled_out = common::eventually(Duration::from_secs(10), || {
+    let rolled_out = common::eventually("the edited rule in both namespaces", || {
         let c = api.cluster.lock().unwrap();
-        c.rules.len() == 2
-            && c.rules
-                .values()
-                .all(|r| r["metadata"]["annotations"][HASH_ANNOTATION] == changed.hash.as_str())
+        std::future::ready(
+            c.rules.len() == 2
+                && c.rules.values().all(|r| {
+                    r["metadata"]["annotations"][HASH_ANNOTATION] == changed.hash.as_str()
+                }),
+        )
     })
-    .await;
+    .within(Duration::from_secs(10))
+    .try_wait()
+    .await
+    .is_ok();
     assert!(rolled_out, "{:?}", rule_namespaces(&api.cluster));
 
     // A broken rule file fails the passes (counted) and leaves the rules alone.
     std::fs::write(&rule_file, "kind: ConfigMap\n").unwrap();
-    let failing = common::poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || async {
-            let errors = metric(
-                "slo_gateway_shoot_rules_reconciles_total",
-                &[("result", "error")],
-            )
-            .await?;
-            (errors >= 1.0).then_some(())
-        },
-    )
-    .await;
+    let failing = common::eventually("a failed pass counted", || async {
+        let errors = metric(
+            "slo_gateway_shoot_rules_reconciles_total",
+            &[("result", "error")],
+        )
+        .await?;
+        (errors >= 1.0).then_some(())
+    })
+    .within(Duration::from_secs(10))
+    .every(Duration::from_millis(20))
+    .try_wait()
+    .await
+    .ok();
     assert!(
         failing.is_some(),
         "a broken rule file was not counted as a failed pass"

@@ -18,29 +18,14 @@ pub fn http() -> reqwest::Client {
     slo_gateway::landscape::process::http_client().unwrap()
 }
 
-/// A free port on 127.0.0.1 (bound and released; the window for a race is tiny in tests).
-pub fn free_port() -> u16 {
-    slo_gateway::landscape::process::free_port().unwrap()
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    match super::poll_until(timeout, Duration::from_millis(200), check).await {
-        Some(value) => value,
-        None => panic!("timed out after {timeout:?} waiting for {what}"),
-    }
-}
-
 /// Polls `url` until it answers 2xx, or panics with `what` after `timeout`.
 pub async fn wait_http_ok(what: &str, url: &str, timeout: Duration) {
-    wait_for(what, timeout, || async {
+    super::eventually(what, || async {
         let resp = http().get(url).send().await.ok()?;
         resp.status().is_success().then_some(())
     })
+    .within(timeout)
+    .every(Duration::from_millis(200))
     .await;
 }
 

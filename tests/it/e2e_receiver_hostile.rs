@@ -10,13 +10,15 @@
 //!   little memory, also four at once next to a good push.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::pipeline::{seed_client_files, ReceiverProcess, SEED, SLO_CONFIG};
-use common::processes::{dev_pki, proc_memory, prometheus_available, wait_for, Prometheus};
-use common::{https_client, post_write, series, write_body, RecordingUpstream};
+use common::processes::{dev_pki, proc_memory, prometheus_available, Prometheus};
+use common::{
+    eventually, heavy, https_client, post_write, series, write_body, Load, RecordingUpstream,
+};
 use slo_gateway::remote_write::codec::compress;
 use slo_gateway::remote_write::{Label, Sample, TimeSeries};
 
@@ -71,6 +73,7 @@ async fn push(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_poison_sample_among_20_series_never_blocks_the_others() {
+    let _heavy = heavy(Load::Processes).await;
     assert!(prometheus_available(), "install prometheus (.ci/run does)");
     let dir = tempfile::tempdir().unwrap();
     let pki = dev_pki(dir.path(), &[SEED]);
@@ -163,11 +166,12 @@ async fn one_poison_sample_among_20_series_never_blocks_the_others() {
 
         // The 19 others are stored; the poison is counted.
         let query = format!(r#"count(slo_test{{case="{}",i!="13"}})"#, case.name);
-        wait_for(
+        eventually(
             &format!("19 series of case {} in the SLO Prometheus", case.name),
-            Duration::from_secs(15),
             || async { (slo.query_value(&query).await.ok().flatten() == Some(19.0)).then_some(()) },
         )
+        .within(Duration::from_secs(15))
+        .every(Duration::from_millis(200))
         .await;
         let refused = receiver
             .metric(
@@ -192,9 +196,8 @@ async fn one_poison_sample_among_20_series_never_blocks_the_others() {
     // Every series of every case, the poisoned ones included from their next push (whose
     // samples lie a second ahead: wait until the query time has passed them).
     let all = 20.0 * cases.len() as f64;
-    wait_for(
+    eventually(
         "every series of every case in the SLO Prometheus",
-        Duration::from_secs(15),
         || async {
             (slo.query_value("count(count_over_time(slo_test[1h]))")
                 .await
@@ -204,6 +207,8 @@ async fn one_poison_sample_among_20_series_never_blocks_the_others() {
             .then_some(())
         },
     )
+    .within(Duration::from_secs(15))
+    .every(Duration::from_millis(200))
     .await;
 }
 
@@ -214,6 +219,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decode_amplification_is_refused_with_little_memory() {
+    let _heavy = heavy(Load::Processes).await;
     let dir = tempfile::tempdir().unwrap();
     let pki = dev_pki(dir.path(), &[SEED, "evil"]);
     let upstream = RecordingUpstream::start().await;

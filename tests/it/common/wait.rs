@@ -1,0 +1,233 @@
+//! Waiting, bounded: [`eventually`] (the one polling loop of the tests), the patience multiplier
+//! `SLO_GATEWAY_TEST_PATIENCE`, and [`heavy`], the guard that keeps tests which start real
+//! processes from running more of them at once than the machine takes.
+
+use std::fmt::Display;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+/// The factor every [`eventually`] deadline is multiplied by: `SLO_GATEWAY_TEST_PATIENCE`
+/// (a positive number, e.g. `3` on a slow or crowded machine), 1 when unset.
+///
+/// # Panics
+///
+/// When the variable is set to something that is not a positive number.
+pub fn patience() -> f64 {
+    static PATIENCE: OnceLock<f64> = OnceLock::new();
+    *PATIENCE.get_or_init(|| match std::env::var("SLO_GATEWAY_TEST_PATIENCE") {
+        Err(_) => 1.0,
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(factor) if factor.is_finite() && factor > 0.0 => factor,
+            _ => panic!("SLO_GATEWAY_TEST_PATIENCE={text:?} is not a positive number"),
+        },
+    })
+}
+
+/// `within` multiplied by [`patience`].
+pub fn patient(within: Duration) -> Duration {
+    within.mul_f64(patience())
+}
+
+/// What one attempt of an [`eventually`] check says: done (with a value) or not yet (with an
+/// optional reason, reported when the wait times out).
+pub trait Attempt {
+    /// What the wait returns once the check succeeds.
+    type Value;
+    /// `Ok(value)` when done, `Err(reason)` to try again.
+    fn outcome(self) -> Result<Self::Value, Option<String>>;
+}
+
+impl Attempt for bool {
+    type Value = ();
+    fn outcome(self) -> Result<(), Option<String>> {
+        if self {
+            Ok(())
+        } else {
+            Err(None)
+        }
+    }
+}
+
+impl<T> Attempt for Option<T> {
+    type Value = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: Display> Attempt for Result<T, E> {
+    type Value = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.map_err(|e| Some(e.to_string()))
+    }
+}
+
+/// Polls `check` until it succeeds: `true`, `Some(value)` or `Ok(value)`.
+///
+/// Awaiting the result returns the value or panics after the deadline naming `what` and the
+/// last `Err` of the check; [`Eventually::try_wait`] returns the failure instead. The deadline
+/// ([`Eventually::within`], 10 s unless set) is multiplied by [`patience`]; the check runs
+/// every [`Eventually::every`] (10 ms unless set), each attempt awaited in full and at least
+/// once. Time is tokio's, so a paused clock advances through the waits.
+///
+/// ```ignore
+/// eventually("one request upstream", || async { upstream.received().len() == 1 })
+///     .within(Duration::from_secs(5))
+///     .await;
+/// ```
+pub fn eventually<'a, F, Fut>(what: impl Into<String>, check: F) -> Eventually<'a, F>
+where
+    F: FnMut() -> Fut + 'a,
+    Fut: Future + 'a,
+    Fut::Output: Attempt,
+{
+    Eventually {
+        what: what.into(),
+        check,
+        within: Duration::from_secs(10),
+        every: Duration::from_millis(10),
+        borrows: PhantomData,
+    }
+}
+
+/// A wait built by [`eventually`]; await it, or call [`Eventually::try_wait`].
+#[must_use = "an eventually does nothing until awaited"]
+pub struct Eventually<'a, F> {
+    what: String,
+    check: F,
+    within: Duration,
+    every: Duration,
+    borrows: PhantomData<&'a ()>,
+}
+
+impl<F> std::fmt::Debug for Eventually<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eventually")
+            .field("what", &self.what)
+            .field("within", &self.within)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, F, Fut> Eventually<'a, F>
+where
+    F: FnMut() -> Fut + 'a,
+    Fut: Future + 'a,
+    Fut::Output: Attempt,
+{
+    /// Gives up after `within` (times [`patience`]).
+    pub fn within(mut self, within: Duration) -> Self {
+        self.within = within;
+        self
+    }
+
+    /// Checks every `every`.
+    pub fn every(mut self, every: Duration) -> Self {
+        self.every = every;
+        self
+    }
+
+    /// Polls until the check succeeds (its value) or the deadline passes (a message naming what
+    /// was awaited, the deadline and the check's last reason).
+    pub async fn try_wait(mut self) -> Result<<Fut::Output as Attempt>::Value, String> {
+        let within = patient(self.within);
+        let deadline = Instant::now() + within;
+        loop {
+            let reason = match (self.check)().await.outcome() {
+                Ok(value) => return Ok(value),
+                Err(reason) => reason,
+            };
+            if Instant::now() >= deadline {
+                let mut message = format!("timed out after {within:?} waiting for {}", self.what);
+                if let Some(reason) = reason {
+                    message.push_str(": ");
+                    message.push_str(&reason);
+                }
+                return Err(message);
+            }
+            tokio::time::sleep(self.every).await;
+        }
+    }
+}
+
+impl<'a, F, Fut> IntoFuture for Eventually<'a, F>
+where
+    F: FnMut() -> Fut + 'a,
+    Fut: Future + 'a,
+    Fut::Output: Attempt,
+    <Fut::Output as Attempt>::Value: 'a,
+{
+    type Output = <Fut::Output as Attempt>::Value;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.try_wait().await {
+                Ok(value) => value,
+                Err(message) => panic!("{message}"),
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heavy tests
+// ---------------------------------------------------------------------------------------------
+
+/// How many [`heavy`] tests may run at once: `SLO_GATEWAY_TEST_HEAVY`, 2 when unset (what the
+/// process tests did when each file was its own binary: two tests of one file at a time).
+fn heavy_slots() -> u32 {
+    static SLOTS: OnceLock<u32> = OnceLock::new();
+    *SLOTS.get_or_init(|| match std::env::var("SLO_GATEWAY_TEST_HEAVY") {
+        Err(_) => 2,
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("SLO_GATEWAY_TEST_HEAVY={text:?} is not a positive whole number"),
+        },
+    })
+}
+
+fn heavy_semaphore() -> &'static Semaphore {
+    static HEAVY: OnceLock<Semaphore> = OnceLock::new();
+    HEAVY.get_or_init(|| Semaphore::new(heavy_slots() as usize))
+}
+
+/// How much of the machine a heavy test takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// A few processes (a pipeline, one Prometheus, Chromium): one slot.
+    Processes,
+    /// The landscape twin (a dozen Prometheus and Alertmanager processes): every slot.
+    Twin,
+}
+
+/// Waits for a slot for a test that starts real processes and holds it until dropped: at most
+/// `SLO_GATEWAY_TEST_HEAVY` slots (2 unless set) are taken at once, the twin takes them all.
+/// Light tests do not take slots and run beside. The slots are fair (first come, first
+/// served) and a failing test gives its slot back when it unwinds.
+pub async fn heavy(load: Load) -> SemaphorePermit<'static> {
+    let slots = match load {
+        Load::Processes => 1,
+        Load::Twin => heavy_slots(),
+    };
+    heavy_semaphore()
+        .acquire_many(slots)
+        .await
+        .expect("the heavy-test semaphore is never closed")
+}
+
+/// [`heavy`] for a test without a runtime (a plain `#[test]`).
+pub fn heavy_blocking(load: Load) -> SemaphorePermit<'static> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(heavy(load))
+}
