@@ -5,6 +5,66 @@
 //! ([`BAD_EVENTS`], [`TOTAL_EVENTS`]); every window's error ratio is then
 //! `Σ bad / Σ total` over the window (0, not NaN, when the window saw no events), so the period
 //! SLI and budget are weighted by traffic. Imported Sloth specs keep Sloth's shapes.
+//!
+//! # Rollups: cost independent of the period (issue 16)
+//!
+//! Reading a 28-day window of per-evaluation samples for every shoot costs ~45 ns per sample
+//! and grows with the period; one SLO for 1,000 shoots read 98–280 M samples per evaluation.
+//! So the events are rolled up twice and each window is read from the coarsest level that
+//! keeps it exact enough ([`level`]):
+//!
+//! | level | series (bad, total) | recorded by | every | windows read from it |
+//! | --- | --- | --- | --- | --- |
+//! | events | `slo:sli_events:*` | `slo-gateway-events-<id>` | global interval *I* | w ≤ 30m; the last 5m of 30m < w < 1d |
+//! | 5-minute | `slo:sli_events_5m:*` = Σ events over 5m | `slo-gateway-rollup-5m-<id>` | 5m | body of 30m < w < 1d; the last hour of w ≥ 1d |
+//! | hourly | `slo:sli_events_1h:*` = Σ 5-minute rollups over 1h | `slo-gateway-rollup-1h-<id>` | 1h | body of w ≥ 1d; the period |
+//!
+//! Groups per SLO: events (*I*); `sloth-slo-sli-recordings-<id>` (*I*): 5m, 30m, 1h, 2h, 6h;
+//! the 5-minute group: its rollups, then 1d and 3d, the period SLI re-recorded from the hourly
+//! one (`last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant queries always find
+//! it), `slo:period_burn_rate:ratio` and `slo:period_error_budget_remaining:ratio`; the hourly
+//! group: its rollups and `slo:sli_error_hourly:ratio_rate<P>`; meta (*I*) and alerts (*I*).
+//! Alerts read the windows the 5-minute group records with `last_over_time(…[10m])`, so a late
+//! evaluation of that group cannot flap them. Periods shorter than 1d stay in the fast group
+//! (the twin's 1h period reads 5-minute rollups).
+//!
+//! A window w of level 5-minute is `Σ = (w − 5m)/5m × avg_over_time(5m rollups[w − 5m]) +
+//! sum_over_time(events[5m])`; of level hourly `(w − 1h)/1h × avg_over_time(hourly[w − 1h]) +
+//! 12 × avg_over_time(5m rollups[1h])`; the period `avg_over_time(hourly bad[P − 1m]) /
+//! avg_over_time(hourly total[P − 1m])`. Bodies are averages × slots rather than sums, so a
+//! window means the same whatever the cadence its rollups were recorded at (promtool evaluates
+//! every group at one interval) and whether a range includes its left edge (Prometheus 2 does,
+//! 3 does not). A series younger than a body falls back to its head alone (`or`). Every ratio is
+//! `Σ bad / clamp_min(Σ total, 1e-300)`: 0 without events, and `total` is read once.
+//!
+//! ## Error bounds (real Prometheus, groups at their own phases)
+//!
+//! Let φ be the age of the newest sample of a body's rollup (φ < 5m for the 5-minute level, < 1h
+//! + 5m for the hourly one). A window then weighs its events with mass exactly w: its oldest
+//! (r − φ) are dropped and its newest (r − φ) counted twice, r being the body's rollup size.
+//! - w ≤ 30m: exact, as before.
+//! - 1h, 2h, 6h: at most 5m of mass moved from the oldest to the newest events (8 %, 4 %,
+//!   1.4 % of the window). A constant error ratio is exact; a burst that started inside the
+//!   window weighs at least as much as in the exact window. **Fast-burn pages are never later**:
+//!   a full outage's first bad events are in the 5m window and the 1h window's head at the next
+//!   evaluation of the fast group (≤ 2 × *I* after the shoot tier records it; promtool test
+//!   `tests/rules/promtool/rollups.yaml`: silent one minute before, paging within 5).
+//! - 1d, 3d: at most 1h + 5m moved (4.5 %, 1.5 %), recomputed every 5m: tickets may fire up to
+//!   5m later than with per-evaluation windows.
+//! - The period P (≥ 1d): at its hourly evaluation τ it is Σ bad / Σ total over the events of
+//!   (τ − P − δ, τ − δ], δ < 5m + *I*: the same traffic-weighted ratio over a window shifted by
+//!   at most 5m + *I*; read at t it is the value of the last τ (t − τ < 1h, < 2h if one hourly
+//!   evaluation was missed). With ρ the ratio of peak to mean traffic, `|R' − R| ≤ 2 (t − τ + δ)
+//!   / P × ρ`, i.e. ≤ 0.33 % × ρ for 28 days (≤ 0.03 % × ρ at τ): the period SLI `1 − R` is
+//!   within 1 % (relative) of the exact one for any error pattern while ρ ≤ 3; the error ratio R
+//!   is exact for a steady error ratio, and within 1 % on the benchmark's landscape and the
+//!   promtool test's changing traffic with outages (see BENCHMARKS.md "Rule cost"). The budget
+//!   lags up to an hour: what the fast windows and alerts are for.
+//!
+//! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
+//! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
+//! period and info are per SLO. Samples read per shoot and SLO and minute at *I* = 1m: about
+//! 420 (the Sloth shape read about 140,000, 330 times as many, and grew with the period).
 
 use std::collections::BTreeMap;
 
@@ -112,38 +172,166 @@ fn merged(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The three Sloth groups of one SLO: SLI recordings, meta recordings, alerts.
+/// The groups of one SLO. Counted SLIs: events, SLI windows, the 5-minute and hourly rollups
+/// (with the windows read from them), meta recordings and alerts (see the module doc).
+/// Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta recordings, alerts).
 pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
-    let interval = interval.map(|i| i.to_string());
-    let group = |kind: &str, rules: Vec<Rule>| RuleGroup {
+    let fast = interval.map(|i| i.to_string());
+    let group = |kind: &str, interval: Option<String>, rules: Vec<Rule>| RuleGroup {
         name: format!("sloth-slo-{kind}-{}", slo.id),
-        interval: interval.clone(),
+        interval,
         rules,
     };
-    let sli = match slo.sli {
-        Sli::Counted(_) => counted_sli_rules(slo),
-        Sli::Sloth(_) => sloth_sli_rules(slo),
-    };
-    let mut groups = vec![
-        group("sli-recordings", sli),
-        group("meta-recordings", meta_rules(slo)),
-    ];
+    let mut groups = Vec::new();
+    match slo.sli {
+        Sli::Counted(_) => {
+            let c = counted_rules(slo);
+            groups.push(RuleGroup {
+                name: format!("slo-gateway-events-{}", slo.id),
+                interval: fast.clone(),
+                rules: c.events,
+            });
+            groups.push(group("sli-recordings", fast.clone(), c.fast));
+            let mut meta = meta_rules(slo);
+            if !c.five.is_empty() {
+                let mut rules = c.five;
+                if c.period_hourly {
+                    // The period's burn rate and budget move with the period SLI.
+                    // (meta ends with period burn rate, budget remaining, info.)
+                    let info = meta.pop();
+                    rules.extend(meta.split_off(meta.len() - 2));
+                    meta.extend(info);
+                }
+                groups.push(RuleGroup {
+                    name: format!("slo-gateway-rollup-5m-{}", slo.id),
+                    interval: Some(ROLLUP_5M.to_string()),
+                    rules,
+                });
+            }
+            if !c.hour.is_empty() {
+                groups.push(RuleGroup {
+                    name: format!("slo-gateway-rollup-1h-{}", slo.id),
+                    interval: Some(ROLLUP_1H.to_string()),
+                    rules: c.hour,
+                });
+            }
+            groups.push(group("meta-recordings", fast.clone(), meta));
+        }
+        Sli::Sloth(_) => {
+            groups.push(group("sli-recordings", fast.clone(), sloth_sli_rules(slo)));
+            groups.push(group("meta-recordings", fast.clone(), meta_rules(slo)));
+        }
+    }
     let alerts = alert_rules(slo);
     if !alerts.is_empty() {
-        groups.push(group("alerts", alerts));
+        groups.push(group("alerts", fast, alerts));
     }
     groups
 }
 
-/// Counted SLIs: all and bad events per evaluation, then every window as Σ bad / Σ total.
-fn counted_sli_rules(slo: &Slo) -> Vec<Rule> {
+/// Size and evaluation interval of the first rollup level.
+pub const ROLLUP_5M: PromDuration = PromDuration::from_secs(300);
+/// Size and evaluation interval of the second rollup level.
+pub const ROLLUP_1H: PromDuration = PromDuration::from_secs(3600);
+/// Windows up to this length are read from the per-evaluation events.
+pub const RAW_MAX: PromDuration = PromDuration::from_secs(1800);
+/// Windows from this length on are read from the hourly rollups.
+pub const HOURLY_MIN: PromDuration = PromDuration::from_secs(86400);
+/// Recorded every 5 minutes: bad events of the last 5 minutes.
+pub const BAD_5M: &str = "slo:sli_events_5m:bad";
+/// Recorded every 5 minutes: all events of the last 5 minutes.
+pub const TOTAL_5M: &str = "slo:sli_events_5m:total";
+/// Recorded hourly: bad events of the last hour.
+pub const BAD_1H: &str = "slo:sli_events_1h:bad";
+/// Recorded hourly: all events of the last hour.
+pub const TOTAL_1H: &str = "slo:sli_events_1h:total";
+/// Recorded hourly: the period's error ratio (`<this><period>`); the 5-minute group
+/// re-records it as `slo:sli_error:ratio_rate<period>` so instant queries always find it.
+pub const PERIOD_HOURLY: &str = "slo:sli_error_hourly:ratio_rate";
+/// Denominator floor: a window without events has the ratio 0 / floor = 0, not NaN, and the
+/// denominator is read once.
+const FLOOR: &str = "1e-300";
+
+/// Which level of the hierarchy a window is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `sum_over_time` of the per-evaluation events (windows ≤ 30m).
+    Events,
+    /// 5-minute rollups for the body plus the last 5 minutes of events (30m < w < 1d).
+    FiveMinutes,
+    /// Hourly rollups for the body plus the last hour of 5-minute rollups (w ≥ 1d); the period
+    /// from the hourly rollups alone, hourly.
+    Hourly,
+}
+
+/// The level a window of length `w` is read from.
+pub fn level(w: PromDuration) -> Level {
+    if w <= RAW_MAX {
+        Level::Events
+    } else if w < HOURLY_MIN {
+        Level::FiveMinutes
+    } else {
+        Level::Hourly
+    }
+}
+
+/// `n` without a trailing `.0` for whole numbers.
+fn num(n: f64) -> String {
+    format!("{n}")
+}
+
+/// Σ of the events (`ev`: the per-evaluation series, `r5`/`r1`: its rollups) over the window
+/// `w`, for the window's level. Bodies are `avg_over_time × slots`, not `sum_over_time`, so the
+/// result does not depend on how often the rollups were recorded (promtool evaluates every
+/// group at its one interval) nor on whether a range includes its left edge (Prometheus 2
+/// does, 3 does not). A series younger than the body falls back to the head alone.
+fn window_sum(ev: &str, r5: &str, r1: &str, f: &str, w: PromDuration) -> String {
+    let five = ROLLUP_5M.as_secs();
+    let hour = ROLLUP_1H.as_secs();
+    match level(w) {
+        Level::Events => format!("sum_over_time({ev}{f}[{w}])"),
+        Level::FiveMinutes => {
+            let body = PromDuration::from_secs(w.as_secs() - five);
+            let k = num(body.as_secs() as f64 / five as f64);
+            let head = format!("sum_over_time({ev}{f}[{ROLLUP_5M}])");
+            format!("(\n    {k} * avg_over_time({r5}{f}[{body}])\n    + {head}\n  )\n  or {head}")
+        }
+        Level::Hourly => {
+            let body = PromDuration::from_secs(w.as_secs() - hour);
+            let k = num(body.as_secs() as f64 / hour as f64);
+            let head = format!("{} * avg_over_time({r5}{f}[{ROLLUP_1H}])", hour / five);
+            format!("(\n    {k} * avg_over_time({r1}{f}[{body}])\n    + {head}\n  )\n  or {head}")
+        }
+    }
+}
+
+/// The rules of a counted SLI, by group.
+struct CountedRules {
+    events: Vec<Rule>,
+    fast: Vec<Rule>,
+    five: Vec<Rule>,
+    hour: Vec<Rule>,
+    /// The period is computed hourly and re-recorded in the 5-minute group.
+    period_hourly: bool,
+}
+
+/// Counted SLIs: all and bad events per evaluation, their rollups, then every window as
+/// Σ bad / Σ total.
+fn counted_rules(slo: &Slo) -> CountedRules {
+    let mut out = CountedRules {
+        events: Vec::new(),
+        fast: Vec::new(),
+        five: Vec::new(),
+        hour: Vec::new(),
+        period_hourly: false,
+    };
     let Sli::Counted(sli) = &slo.sli else {
-        return Vec::new();
+        return out;
     };
     let base = merged(&[&id_labels(slo), &slo.labels]);
     let f = id_filter(slo);
     let by = slo.grouping.join(", ");
-    let mut rules = vec![
+    out.events = vec![
         record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
         // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
         record(
@@ -152,19 +340,74 @@ fn counted_sli_rules(slo: &Slo) -> Vec<Rule> {
             base.clone(),
         ),
     ];
-    for w in slo.sli_windows().into_iter().chain([slo.window]) {
+    let windowed = |w: PromDuration| {
         let mut labels = base.clone();
         labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
-        // A window without events burns nothing: 0, not 0/0 = NaN.
-        rules.push(record(
-            sli_metric(w),
-            format!(
-                "(\n  sum_over_time({BAD_EVENTS}{f}[{w}])\n  /\n  (sum_over_time({TOTAL_EVENTS}{f}[{w}]) > 0)\n)\nor\n(0 * sum_over_time({TOTAL_EVENTS}{f}[{w}]))\n"
-            ),
-            labels,
-        ));
+        labels
+    };
+    let ratio = |w: PromDuration| {
+        format!(
+            "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
+            window_sum(BAD_EVENTS, BAD_5M, BAD_1H, &f, w),
+            window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, &f, w)
+        )
+    };
+    let windows: Vec<PromDuration> = slo.sli_windows().into_iter().chain([slo.window]).collect();
+    let levels: Vec<Level> = windows.iter().map(|w| level(*w)).collect();
+    if levels.iter().any(|l| *l != Level::Events) {
+        for (name, ev) in [(BAD_5M, BAD_EVENTS), (TOTAL_5M, TOTAL_EVENTS)] {
+            out.five.push(record(
+                name.to_owned(),
+                format!("sum_over_time({ev}{f}[{ROLLUP_5M}])"),
+                base.clone(),
+            ));
+        }
     }
-    rules
+    if levels.contains(&Level::Hourly) {
+        let slots = ROLLUP_1H.as_secs() / ROLLUP_5M.as_secs();
+        for (name, r5) in [(BAD_1H, BAD_5M), (TOTAL_1H, TOTAL_5M)] {
+            out.hour.push(record(
+                name.to_owned(),
+                format!("{slots} * avg_over_time({r5}{f}[{ROLLUP_1H}])"),
+                base.clone(),
+            ));
+        }
+    }
+    for w in windows {
+        let is_period = w == slo.window;
+        match level(w) {
+            Level::Events | Level::FiveMinutes => {
+                out.fast.push(record(sli_metric(w), ratio(w), windowed(w)));
+            }
+            Level::Hourly if !is_period => {
+                out.five.push(record(sli_metric(w), ratio(w), windowed(w)));
+            }
+            Level::Hourly => {
+                // The hourly group's samples are exactly an hour apart: a range one minute
+                // short of the period holds period/1h of them in Prometheus 2 and 3 alike.
+                let range = PromDuration::from_secs(w.as_secs() - 60);
+                out.hour.push(record(
+                    format!("{PERIOD_HOURLY}{w}"),
+                    format!(
+                        "avg_over_time({BAD_1H}{f}[{range}])\n/\nclamp_min(avg_over_time({TOTAL_1H}{f}[{range}]), {FLOOR})\n"
+                    ),
+                    windowed(w),
+                ));
+                // Re-recorded every 5 minutes so instant queries (dashboards, alerts) always
+                // find it; two hours tolerate one missed hourly evaluation.
+                out.five.push(record(
+                    sli_metric(w),
+                    format!(
+                        "last_over_time({PERIOD_HOURLY}{w}{f}[{}])",
+                        PromDuration::from_secs(2 * ROLLUP_1H.as_secs())
+                    ),
+                    windowed(w),
+                ));
+                out.period_hourly = true;
+            }
+        }
+    }
+    out
 }
 
 /// Imported Sloth SLIs: Sloth's expressions.
@@ -265,6 +508,7 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
     };
     let filter = id_filter(slo);
     let budget = slo.error_budget_ratio();
+    let counted = matches!(slo.sli, Sli::Counted(_));
     [(Severity::Page, &alerting.page), (Severity::Ticket, &alerting.ticket)]
         .into_iter()
         .filter_map(|(severity, meta)| meta.as_ref().map(|m| (severity, m)))
@@ -275,10 +519,16 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 .filter(|w| w.severity == severity)
                 .map(|w| {
                     let factor = w.burn_factor(slo.window);
-                    let cond = |win| {
+                    let cond = |win: PromDuration| {
+                        // Windows recorded by the 5-minute group: the newest sample within
+                        // two of its intervals, so a late evaluation does not flap the alert.
+                        let series = if counted && level(win) == Level::Hourly {
+                            format!("last_over_time({}{filter}[{}])", sli_metric(win), PromDuration::from_secs(2 * ROLLUP_5M.as_secs()))
+                        } else {
+                            format!("{}{filter}", sli_metric(win))
+                        };
                         format!(
-                            "    max({}{filter} > ({factor} * {budget})) without ({WINDOW_LABEL})",
-                            sli_metric(win)
+                            "    max({series} > ({factor} * {budget})) without ({WINDOW_LABEL})"
                         )
                     };
                     format!("(\n{}\n    and\n{}\n)", cond(w.short), cond(w.long))
