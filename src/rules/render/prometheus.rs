@@ -195,7 +195,7 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
             let mut meta = meta_rules(slo);
             if !c.five.is_empty() {
                 let mut rules = c.five;
-                if c.period_hourly {
+                if c.period_in_five {
                     // The period's burn rate and budget move with the period SLI.
                     // (meta ends with period burn rate, budget remaining, info.)
                     let info = meta.pop();
@@ -281,27 +281,52 @@ fn num(n: f64) -> String {
 }
 
 /// Σ of the events (`ev`: the per-evaluation series, `r5`/`r1`: its rollups) over the window
-/// `w`, for the window's level. Bodies are `avg_over_time × slots`, not `sum_over_time`, so the
-/// result does not depend on how often the rollups were recorded (promtool evaluates every
-/// group at its one interval) nor on whether a range includes its left edge (Prometheus 2
-/// does, 3 does not). A series younger than the body falls back to the head alone.
-fn window_sum(ev: &str, r5: &str, r1: &str, f: &str, w: PromDuration) -> String {
+/// `w`, for the window's level; `in_five`: evaluated in the 5-minute group, right after the
+/// 5-minute rollups (so they need no fresher head). Bodies are `avg_over_time × slots`, not
+/// `sum_over_time`, so the result does not depend on how often the rollups were recorded
+/// (promtool evaluates every group at its one interval) nor on whether a range includes its
+/// left edge (Prometheus 2 does, 3 does not).
+fn window_sum(ev: &str, r5: &str, r1: &str, f: &str, w: PromDuration, in_five: bool) -> String {
     let five = ROLLUP_5M.as_secs();
     let hour = ROLLUP_1H.as_secs();
     match level(w) {
         Level::Events => format!("sum_over_time({ev}{f}[{w}])"),
+        Level::FiveMinutes if in_five => {
+            let k = num(w.as_secs() as f64 / five as f64);
+            format!("{k} * avg_over_time({r5}{f}[{w}])")
+        }
         Level::FiveMinutes => {
             let body = PromDuration::from_secs(w.as_secs() - five);
             let k = num(body.as_secs() as f64 / five as f64);
-            let head = format!("sum_over_time({ev}{f}[{ROLLUP_5M}])");
-            format!("(\n    {k} * avg_over_time({r5}{f}[{body}])\n    + {head}\n  )\n  or {head}")
+            format!(
+                "{k} * avg_over_time({r5}{f}[{body}])
+  + sum_over_time({ev}{f}[{ROLLUP_5M}])"
+            )
         }
         Level::Hourly => {
             let body = PromDuration::from_secs(w.as_secs() - hour);
             let k = num(body.as_secs() as f64 / hour as f64);
-            let head = format!("{} * avg_over_time({r5}{f}[{ROLLUP_1H}])", hour / five);
-            format!("(\n    {k} * avg_over_time({r1}{f}[{body}])\n    + {head}\n  )\n  or {head}")
+            format!(
+                "{k} * avg_over_time({r1}{f}[{body}])
+  + {} * avg_over_time({r5}{f}[{ROLLUP_1H}])",
+                hour / five
+            )
         }
+    }
+}
+
+/// Whether window `w` of `slo` is recorded by the 5-minute group rather than at the global
+/// interval: windows of 1d and more, and the 5-minute level's windows no page alert reads.
+pub fn in_five_minute_group(slo: &Slo, w: PromDuration) -> bool {
+    let pages = slo
+        .windows
+        .iter()
+        .filter(|a| a.severity == Severity::Page)
+        .any(|a| a.short == w || a.long == w);
+    match level(w) {
+        Level::Events => false,
+        Level::FiveMinutes => !pages,
+        Level::Hourly => true,
     }
 }
 
@@ -311,8 +336,8 @@ struct CountedRules {
     fast: Vec<Rule>,
     five: Vec<Rule>,
     hour: Vec<Rule>,
-    /// The period is computed hourly and re-recorded in the 5-minute group.
-    period_hourly: bool,
+    /// The period SLI is recorded by the 5-minute group (hourly ones re-recorded there).
+    period_in_five: bool,
 }
 
 /// Counted SLIs: all and bad events per evaluation, their rollups, then every window as
@@ -323,7 +348,7 @@ fn counted_rules(slo: &Slo) -> CountedRules {
         fast: Vec::new(),
         five: Vec::new(),
         hour: Vec::new(),
-        period_hourly: false,
+        period_in_five: false,
     };
     let Sli::Counted(sli) = &slo.sli else {
         return out;
@@ -345,11 +370,11 @@ fn counted_rules(slo: &Slo) -> CountedRules {
         labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
         labels
     };
-    let ratio = |w: PromDuration| {
+    let ratio = |w: PromDuration, in_five: bool| {
         format!(
             "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
-            window_sum(BAD_EVENTS, BAD_5M, BAD_1H, &f, w),
-            window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, &f, w)
+            window_sum(BAD_EVENTS, BAD_5M, BAD_1H, &f, w, in_five),
+            window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, &f, w, in_five)
         )
     };
     let windows: Vec<PromDuration> = slo.sli_windows().into_iter().chain([slo.window]).collect();
@@ -375,36 +400,35 @@ fn counted_rules(slo: &Slo) -> CountedRules {
     }
     for w in windows {
         let is_period = w == slo.window;
-        match level(w) {
-            Level::Events | Level::FiveMinutes => {
-                out.fast.push(record(sli_metric(w), ratio(w), windowed(w)));
-            }
-            Level::Hourly if !is_period => {
-                out.five.push(record(sli_metric(w), ratio(w), windowed(w)));
-            }
-            Level::Hourly => {
-                // The hourly group's samples are exactly an hour apart: a range one minute
-                // short of the period holds period/1h of them in Prometheus 2 and 3 alike.
-                let range = PromDuration::from_secs(w.as_secs() - 60);
-                out.hour.push(record(
-                    format!("{PERIOD_HOURLY}{w}"),
-                    format!(
-                        "avg_over_time({BAD_1H}{f}[{range}])\n/\nclamp_min(avg_over_time({TOTAL_1H}{f}[{range}]), {FLOOR})\n"
-                    ),
-                    windowed(w),
-                ));
-                // Re-recorded every 5 minutes so instant queries (dashboards, alerts) always
-                // find it; two hours tolerate one missed hourly evaluation.
-                out.five.push(record(
-                    sli_metric(w),
-                    format!(
-                        "last_over_time({PERIOD_HOURLY}{w}{f}[{}])",
-                        PromDuration::from_secs(2 * ROLLUP_1H.as_secs())
-                    ),
-                    windowed(w),
-                ));
-                out.period_hourly = true;
-            }
+        if is_period && level(w) == Level::Hourly {
+            // The hourly group's samples are exactly an hour apart: a range one minute short
+            // of the period holds period/1h of them in Prometheus 2 and 3 alike.
+            let range = PromDuration::from_secs(w.as_secs() - 60);
+            out.hour.push(record(
+                format!("{PERIOD_HOURLY}{w}"),
+                format!(
+                    "avg_over_time({BAD_1H}{f}[{range}])\n/\nclamp_min(avg_over_time({TOTAL_1H}{f}[{range}]), {FLOOR})\n"
+                ),
+                windowed(w),
+            ));
+            // Re-recorded every 5 minutes so instant queries (dashboards, alerts) always find
+            // it; two hours tolerate one missed hourly evaluation.
+            out.five.push(record(
+                sli_metric(w),
+                format!(
+                    "last_over_time({PERIOD_HOURLY}{w}{f}[{}])",
+                    PromDuration::from_secs(2 * ROLLUP_1H.as_secs())
+                ),
+                windowed(w),
+            ));
+            out.period_in_five = true;
+        } else if in_five_minute_group(slo, w) {
+            out.five
+                .push(record(sli_metric(w), ratio(w, true), windowed(w)));
+            out.period_in_five |= is_period;
+        } else {
+            out.fast
+                .push(record(sli_metric(w), ratio(w, false), windowed(w)));
         }
     }
     out
@@ -522,7 +546,7 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                     let cond = |win: PromDuration| {
                         // Windows recorded by the 5-minute group: the newest sample within
                         // two of its intervals, so a late evaluation does not flap the alert.
-                        let series = if counted && level(win) == Level::Hourly {
+                        let series = if counted && in_five_minute_group(slo, win) {
                             format!("last_over_time({}{filter}[{}])", sli_metric(win), PromDuration::from_secs(2 * ROLLUP_5M.as_secs()))
                         } else {
                             format!("{}{filter}", sli_metric(win))
