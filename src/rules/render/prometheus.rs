@@ -15,27 +15,31 @@
 //!
 //! | level | series (bad, total) | recorded by | every | windows read from it |
 //! | --- | --- | --- | --- | --- |
-//! | events | `slo:sli_events:*` | `slo-gateway-events-<id>` | global interval *I* | w ≤ 30m; the last 5m of 30m < w < 1d |
-//! | 5-minute | `slo:sli_events_5m:*` = Σ events over 5m | `slo-gateway-rollup-5m-<id>` | 5m | body of 30m < w < 1d; the last hour of w ≥ 1d |
-//! | hourly | `slo:sli_events_1h:*` = Σ 5-minute rollups over 1h | `slo-gateway-rollup-1h-<id>` | 1h | body of w ≥ 1d; the period |
+//! | events | `slo:sli_events:*` | `slo-gateway-events-<id>` | global interval *I* | w ≤ 30m; the last 5m of page windows 30m < w < 1d |
+//! | 5-minute | `slo:sli_events_5m:*` = Σ events over 5m | `slo-gateway-rollup-5m-<id>` | 5m | 30m < w < 1d; the last hour of w ≥ 1d |
+//! | hourly | `slo:sli_events_1h:*` = Σ 5-minute rollups over 1h | `slo-gateway-rollup-1h-<id>` | 1h | the rest of w ≥ 1d; the period |
 //!
-//! Groups per SLO: events (*I*); `sloth-slo-sli-recordings-<id>` (*I*): 5m, 30m, 1h, 2h, 6h;
-//! the 5-minute group: its rollups, then 1d and 3d, the period SLI re-recorded from the hourly
-//! one (`last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant queries always find
-//! it), `slo:period_burn_rate:ratio` and `slo:period_error_budget_remaining:ratio`; the hourly
-//! group: its rollups and `slo:sli_error_hourly:ratio_rate<P>`; meta (*I*) and alerts (*I*).
-//! Alerts read the windows the 5-minute group records with `last_over_time(…[10m])`, so a late
-//! evaluation of that group cannot flap them. Periods shorter than 1d stay in the fast group
-//! (the twin's 1h period reads 5-minute rollups).
+//! Groups per SLO ([`in_five_minute_group`]): events (*I*); `sloth-slo-sli-recordings-<id>`
+//! (*I*): the windows ≤ 30m and those a page alert reads (5m, 30m, 1h, 6h by default); the
+//! 5-minute group: its rollups, then the other windows (2h, 1d, 3d), the period SLI (re-recorded
+//! from the hourly one, `last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant
+//! queries always find it), `slo:period_burn_rate:ratio` and
+//! `slo:period_error_budget_remaining:ratio`; the hourly group: its rollups and
+//! `slo:sli_error_hourly:ratio_rate<P>`; meta (*I*) and alerts (*I*). Alerts read the windows
+//! the 5-minute group records with `last_over_time(…[10m])`, so a late evaluation of that group
+//! cannot flap them. Periods shorter than 1d are read like other windows (the twin's 1h period
+//! from 5-minute rollups).
 //!
-//! A window w of level 5-minute is `Σ = (w − 5m)/5m × avg_over_time(5m rollups[w − 5m]) +
-//! sum_over_time(events[5m])`; of level hourly `(w − 1h)/1h × avg_over_time(hourly[w − 1h]) +
-//! 12 × avg_over_time(5m rollups[1h])`; the period `avg_over_time(hourly bad[P − 1m]) /
-//! avg_over_time(hourly total[P − 1m])`. Bodies are averages × slots rather than sums, so a
-//! window means the same whatever the cadence its rollups were recorded at (promtool evaluates
-//! every group at one interval) and whether a range includes its left edge (Prometheus 2 does,
-//! 3 does not). A series younger than a body falls back to its head alone (`or`). Every ratio is
-//! `Σ bad / clamp_min(Σ total, 1e-300)`: 0 without events, and `total` is read once.
+//! Sums (Σ over a window w): level events `sum_over_time(events[w])`; level 5-minute at *I*
+//! `(w − 5m)/5m × avg_over_time(5m rollups[w − 5m]) + sum_over_time(events[5m])`, in the
+//! 5-minute group (right after its rollups) `w/5m × avg_over_time(5m rollups[w])`; level hourly
+//! `(w − 1h)/1h × avg_over_time(hourly[w − 1h]) + 12 × avg_over_time(5m rollups[1h])`; the
+//! period `avg_over_time(hourly bad[P − 1m]) / avg_over_time(hourly total[P − 1m])`. Bodies are
+//! averages × slots rather than sums, so a window means the same whatever the cadence its
+//! rollups were recorded at (promtool evaluates every group at one interval) and whether a range
+//! includes its left edge (Prometheus 2 does, 3 does not). Every ratio is
+//! `Σ bad / clamp_min(Σ total, 1e-300)`: 0 without events, and `total` is read once. A series
+//! gets its rollup-based windows with its first rollups (≤ 5m, ≤ 1h for w ≥ 1d).
 //!
 //! ## Error bounds (real Prometheus, groups at their own phases)
 //!
@@ -43,14 +47,16 @@
 //! + 5m for the hourly one). A window then weighs its events with mass exactly w: its oldest
 //! (r − φ) are dropped and its newest (r − φ) counted twice, r being the body's rollup size.
 //! - w ≤ 30m: exact, as before.
-//! - 1h, 2h, 6h: at most 5m of mass moved from the oldest to the newest events (8 %, 4 %,
-//!   1.4 % of the window). A constant error ratio is exact; a burst that started inside the
+//! - 1h, 6h (page windows, at *I*): at most 5m of mass moved from the oldest to the newest
+//!   events (8 %, 1.4 % of the window); 2h (5-minute group): a window ending ≤ *I* ago,
+//!   recomputed every 5m. A constant error ratio is exact; a burst that started inside the
 //!   window weighs at least as much as in the exact window. **Fast-burn pages are never later**:
 //!   a full outage's first bad events are in the 5m window and the 1h window's head at the next
 //!   evaluation of the fast group (≤ 2 × *I* after the shoot tier records it; promtool test
 //!   `tests/rules/promtool/rollups.yaml`: silent one minute before, paging within 5).
-//! - 1d, 3d: at most 1h + 5m moved (4.5 %, 1.5 %), recomputed every 5m: tickets may fire up to
-//!   5m later than with per-evaluation windows.
+//! - 1d, 3d: at most 1h moved (4.2 %, 1.4 %), recomputed every 5m: tickets may fire up to
+//!   5m later than with per-evaluation windows (the moved mass makes a rising burn fire earlier;
+//!   promtool `burn-rate.yaml`: the ticket 28 minutes before the exact onset).
 //! - The period P (≥ 1d): at its hourly evaluation τ it is Σ bad / Σ total over the events of
 //!   (τ − P − δ, τ − δ], δ < 5m + *I*: the same traffic-weighted ratio over a window shifted by
 //!   at most 5m + *I*; read at t it is the value of the last τ (t − τ < 1h, < 2h if one hourly
@@ -64,7 +70,8 @@
 //! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
 //! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
 //! period and info are per SLO. Samples read per shoot and SLO and minute at *I* = 1m: about
-//! 420 (the Sloth shape read about 140,000, 330 times as many, and grew with the period).
+//! 370, independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
+//! sample of the period's length per window).
 
 use std::collections::BTreeMap;
 
