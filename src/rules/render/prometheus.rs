@@ -62,15 +62,17 @@
 //!   at most 5m + *I*; read at t it is the value of the last τ (t − τ < 1h, < 2h if one hourly
 //!   evaluation was missed). With ρ the ratio of peak to mean traffic, `|R' − R| ≤ 2 (t − τ + δ)
 //!   / P × ρ`, i.e. ≤ 0.33 % × ρ for 28 days (≤ 0.03 % × ρ at τ): the period SLI `1 − R` is
-//!   within 1 % (relative) of the exact one for any error pattern while ρ ≤ 3; the error ratio R
-//!   is exact for a steady error ratio, and within 1 % on the benchmark's landscape and the
-//!   promtool test's changing traffic with outages (see BENCHMARKS.md "Rule cost"). The budget
-//!   lags up to an hour: what the fast windows and alerts are for.
+//!   within 1 % (relative) of the exact one for any error pattern while ρ ≤ 3 (benchmark:
+//!   ≤ 0.26 %). The error ratio R is exact at the hourly evaluation (up to the shift δ) and for a
+//!   steady error ratio, within 1 % in the promtool test's changing traffic with outages; but a
+//!   shoot's first outage of the period enters R (and the budget) only at the next hourly
+//!   evaluation, so R alone can be up to 100 % off for up to an hour (BENCHMARKS.md "Rule
+//!   cost"): what the fast windows and alerts are for.
 //!
 //! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
 //! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
 //! period and info are per SLO. Samples read per shoot and SLO and minute at *I* = 1m: about
-//! 370, independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
+//! 310 (measured), independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
 //! sample of the period's length per window).
 
 use std::collections::BTreeMap;
