@@ -43,9 +43,11 @@
 //!
 //! ## Error bounds (real Prometheus, groups at their own phases)
 //!
-//! Let φ be the age of the newest sample of a body's rollup (φ < 5m for the 5-minute level, < 1h
-//! + 5m for the hourly one). A window then weighs its events with mass exactly w: its oldest
-//! (r − φ) are dropped and its newest (r − φ) counted twice, r being the body's rollup size.
+//! Let φ be the age of the newest sample of a body's rollup (φ < 5m for the 5-minute level,
+//! under 1h plus 5m for the hourly one). A window then weighs its events with mass exactly w:
+//! its oldest (r − φ) are dropped and its newest (r − φ) counted twice, r being the body's
+//! rollup size.
+//!
 //! - w ≤ 30m: exact, as before.
 //! - 1h, 6h (page windows, at *I*): at most 5m of mass moved from the oldest to the newest
 //!   events (8 %, 1.4 % of the window); 2h (5-minute group): a window ending ≤ *I* ago,
