@@ -27,8 +27,8 @@
 //! `slo:period_error_budget_remaining:ratio`; the hourly group: its rollups and
 //! `slo:sli_error_hourly:ratio_rate<P>`; meta (*I*) and alerts (*I*). Alerts read the windows
 //! the 5-minute group records with `last_over_time(…[10m])`, so a late evaluation of that group
-//! cannot flap them. Periods shorter than 1d are read like other windows (the twin's 1h period
-//! from 5-minute rollups).
+//! cannot flap them. Periods up to 1h (the twin's) are read from the events at *I*; other
+//! periods shorter than 1d like other windows.
 //!
 //! Sums (Σ over a window w): level events `sum_over_time(events[w])`; level 5-minute at *I*
 //! `(w − 5m)/5m × avg_over_time(5m rollups[w − 5m]) + sum_over_time(events[5m])`, in the
@@ -389,7 +389,16 @@ fn counted_rules(slo: &Slo) -> CountedRules {
         )
     };
     let windows: Vec<PromDuration> = slo.sli_windows().into_iter().chain([slo.window]).collect();
-    let levels: Vec<Level> = windows.iter().map(|w| level(*w)).collect();
+    let levels: Vec<Level> = windows
+        .iter()
+        .map(|w| {
+            if *w == slo.window && *w <= ROLLUP_1H {
+                Level::Events
+            } else {
+                level(*w)
+            }
+        })
+        .collect();
     if levels.iter().any(|l| *l != Level::Events) {
         for (name, ev) in [(BAD_5M, BAD_EVENTS), (TOTAL_5M, TOTAL_EVENTS)] {
             out.five.push(record(
@@ -433,6 +442,19 @@ fn counted_rules(slo: &Slo) -> CountedRules {
                 windowed(w),
             ));
             out.period_in_five = true;
+        } else if is_period && w <= ROLLUP_1H {
+            // Short periods (the twin's 1h) from the events, so the budget is there from the
+            // first evaluation on.
+            let sum = |ev: &str| format!("sum_over_time({ev}{f}[{w}])");
+            out.fast.push(record(
+                sli_metric(w),
+                format!(
+                    "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
+                    sum(BAD_EVENTS),
+                    sum(TOTAL_EVENTS)
+                ),
+                windowed(w),
+            ));
         } else if in_five_minute_group(slo, w) {
             out.five
                 .push(record(sli_metric(w), ratio(w, true), windowed(w)));
