@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the SLO rule generator's output with the real tools:
 #   promtool check rules (both tiers), promtool test rules, amtool check-config,
-#   amtool config routes test, and inhibition in a real Alertmanager.
+#   amtool config routes test, inhibition in a real Alertmanager, and the rule-cost benchmark
+#   harness (scripts/rule-cost.sh --check 20x1: backfill, real Prometheus, all three rule shapes).
 # Needs promtool (Prometheus 2.42) and amtool (Alertmanager 0.25) on PATH (Debian packages
 # prometheus and prometheus-alertmanager). Exits non-zero on any failure.
 set -euo pipefail
@@ -140,5 +141,10 @@ if grep 'sloth_severity="page"' <<<"$inhibited" | grep -q 'shoot--p--b'; then
   echo "$inhibited"; fail "the page of a shoot in another seed is inhibited"
 fi
 echo "  inhibited: seed s1's page (by SLOGatewaySeedSilent), shoot--p--b's ticket (by its page)"
+
+echo "== rule-cost benchmark harness on a tiny landscape (20 shoots × 1 day; a check, not timed)"
+SLO_GATEWAY="$CARGO_TARGET_DIR/debug/slo-gateway" RULE_COST_DIR="$tmp/rule-cost" scripts/rule-cost.sh --check 20x1 >"$tmp/rule-cost.log" 2>&1 \
+  || { cat "$tmp/rule-cost.log"; fail "scripts/rule-cost.sh --check 20x1"; }
+grep -E '^(--|SUMMARY)' "$tmp/rule-cost.log" | sed 's/^/  /'
 
 echo "rules-check: OK"

@@ -40,8 +40,8 @@ fn golden(path: &Path, content: &str) {
     );
 }
 
-/// Spec files under tests/rules/specs/; burn-rate, catalog, traffic and twin are inputs of the
-/// promtool unit tests (tests/rules/promtool/).
+/// Spec files under tests/rules/specs/; burn-rate, catalog, rollups, traffic and twin are inputs
+/// of the promtool unit tests (tests/rules/promtool/).
 const CASES: &[&str] = &[
     "catalog",
     "events",
@@ -51,6 +51,7 @@ const CASES: &[&str] = &[
     "shoot_events",
     "traffic",
     "twin",
+    "rollups",
 ];
 
 #[test]

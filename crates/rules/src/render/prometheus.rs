@@ -5,6 +5,77 @@
 //! ([`BAD_EVENTS`], [`TOTAL_EVENTS`]); every window's error ratio is then
 //! `Σ bad / Σ total` over the window (0, not NaN, when the window saw no events), so the period
 //! SLI and budget are weighted by traffic. Imported Sloth specs keep Sloth's shapes.
+//!
+//! # Rollups: cost independent of the period (issue 16)
+//!
+//! Reading a 28-day window of per-evaluation samples for every shoot costs ~45 ns per sample
+//! and grows with the period; one SLO for 1,000 shoots read 98–280 M samples per evaluation.
+//! So the events are rolled up twice and each window is read from the coarsest level that
+//! keeps it exact enough ([`level`]):
+//!
+//! | level | series (bad, total) | recorded by | every | windows read from it |
+//! | --- | --- | --- | --- | --- |
+//! | events | `slo:sli_events:*` | `slo-gateway-events-<id>` | global interval *I* | w ≤ 30m; the last 5m of page windows 30m < w < 1d |
+//! | 5-minute | `slo:sli_events_5m:*` = Σ events over 5m | `slo-gateway-rollup-5m-<id>` | 5m | 30m < w < 1d; the last hour of w ≥ 1d |
+//! | hourly | `slo:sli_events_1h:*` = Σ 5-minute rollups over 1h | `slo-gateway-rollup-1h-<id>` | 1h | the rest of w ≥ 1d; the period |
+//!
+//! Groups per SLO ([`in_five_minute_group`]): events (*I*); `sloth-slo-sli-recordings-<id>`
+//! (*I*): the windows ≤ 30m and those a page alert reads (5m, 30m, 1h, 6h by default); the
+//! 5-minute group: its rollups, then the other windows (2h, 1d, 3d), the period SLI (re-recorded
+//! from the hourly one, `last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant
+//! queries always find it), `slo:period_burn_rate:ratio` and
+//! `slo:period_error_budget_remaining:ratio`; the hourly group: its rollups and
+//! `slo:sli_error_hourly:ratio_rate<P>`; meta (*I*) and alerts (*I*). Alerts read the windows
+//! the 5-minute group records with `last_over_time(…[10m])`, so a late evaluation of that group
+//! cannot flap them. Periods up to 1h (the twin's) are read from the events at *I*; other
+//! periods shorter than 1d like other windows.
+//!
+//! Sums (Σ over a window w): level events `sum_over_time(events[w])`; level 5-minute at *I*
+//! `(w − 5m)/5m × avg_over_time(5m rollups[w − 5m]) + sum_over_time(events[5m])`, in the
+//! 5-minute group (right after its rollups) `w/5m × avg_over_time(5m rollups[w])`; level hourly
+//! `(w − 1h)/1h × avg_over_time(hourly[w − 1h]) + 12 × avg_over_time(5m rollups[1h])`; the
+//! period `avg_over_time(hourly bad[P − 1m]) / avg_over_time(hourly total[P − 1m])`. Bodies are
+//! averages × slots rather than sums, so a window means the same whatever the cadence its
+//! rollups were recorded at (promtool evaluates every group at one interval) and whether a range
+//! includes its left edge (Prometheus 2 does, 3 does not). Every ratio is
+//! `Σ bad / clamp_min(Σ total, 1e-300)`: 0 without events, and `total` is read once. A series
+//! gets its rollup-based windows with its first rollups (≤ 5m, ≤ 1h for w ≥ 1d).
+//!
+//! ## Error bounds (real Prometheus, groups at their own phases)
+//!
+//! Let φ be the age of the newest sample of a body's rollup (φ < 5m for the 5-minute level,
+//! under 1h plus 5m for the hourly one). A window then weighs its events with mass exactly w:
+//! its oldest (r − φ) are dropped and its newest (r − φ) counted twice, r being the body's
+//! rollup size.
+//!
+//! - w ≤ 30m: exact, as before.
+//! - 1h, 6h (page windows, at *I*): at most 5m of mass moved from the oldest to the newest
+//!   events (8 %, 1.4 % of the window); 2h (5-minute group): a window ending ≤ *I* ago,
+//!   recomputed every 5m. A constant error ratio is exact; a burst that started inside the
+//!   window weighs at least as much as in the exact window. **Fast-burn pages are never later**:
+//!   a full outage's first bad events are in the 5m window and the 1h window's head at the next
+//!   evaluation of the fast group (≤ 2 × *I* after the shoot tier records it; promtool test
+//!   `tests/rules/promtool/rollups.yaml`: silent one minute before, paging within 5).
+//! - 1d, 3d: at most 1h moved (4.2 %, 1.4 %), recomputed every 5m: tickets may fire up to
+//!   5m later than with per-evaluation windows (the moved mass makes a rising burn fire earlier;
+//!   promtool `burn-rate.yaml`: the ticket 28 minutes before the exact onset).
+//! - The period P (≥ 1d): at its hourly evaluation τ it is Σ bad / Σ total over the events of
+//!   (τ − P − δ, τ − δ], δ < 5m + *I*: the same traffic-weighted ratio over a window shifted by
+//!   at most 5m + *I*; read at t it is the value of the last τ (t − τ < 1h, < 2h if one hourly
+//!   evaluation was missed). With ρ the ratio of peak to mean traffic, `|R' − R| ≤ 2 (t − τ + δ)
+//!   / P × ρ`, i.e. ≤ 0.33 % × ρ for 28 days (≤ 0.03 % × ρ at τ): the period SLI `1 − R` is
+//!   within 1 % (relative) of the exact one for any error pattern while ρ ≤ 3 (benchmark:
+//!   ≤ 0.26 %). The error ratio R is exact at the hourly evaluation (up to the shift δ) and for a
+//!   steady error ratio, within 1 % in the promtool test's changing traffic with outages; but a
+//!   shoot's first outage of the period enters R (and the budget) only at the next hourly
+//!   evaluation, so R alone can be up to 100 % off for up to an hour (BENCHMARKS.md "Rule
+//!   cost"): what the fast windows and alerts are for.
+//!
+//! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
+//! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
+//! period and info are per SLO. Samples read per shoot and SLO and minute at *I* = 1m: about
+//! 310 (measured), independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
+//! sample of the period's length per window).
 
 use std::collections::BTreeMap;
 
@@ -112,38 +183,191 @@ fn merged(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The three Sloth groups of one SLO: SLI recordings, meta recordings, alerts.
+/// The groups of one SLO. Counted SLIs: events, SLI windows, the 5-minute and hourly rollups
+/// (with the windows read from them), meta recordings and alerts (see the module doc).
+/// Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta recordings, alerts).
 pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
-    let interval = interval.map(|i| i.to_string());
-    let group = |kind: &str, rules: Vec<Rule>| RuleGroup {
+    let fast = interval.map(|i| i.to_string());
+    let group = |kind: &str, interval: Option<String>, rules: Vec<Rule>| RuleGroup {
         name: format!("sloth-slo-{kind}-{}", slo.id),
-        interval: interval.clone(),
+        interval,
         rules,
     };
-    let sli = match slo.sli {
-        Sli::Counted(_) => counted_sli_rules(slo),
-        Sli::Sloth(_) => sloth_sli_rules(slo),
-    };
-    let mut groups = vec![
-        group("sli-recordings", sli),
-        group("meta-recordings", meta_rules(slo)),
-    ];
+    let mut groups = Vec::new();
+    match slo.sli {
+        Sli::Counted(_) => {
+            let c = counted_rules(slo);
+            groups.push(RuleGroup {
+                name: format!("slo-gateway-events-{}", slo.id),
+                interval: fast.clone(),
+                rules: c.events,
+            });
+            groups.push(group("sli-recordings", fast.clone(), c.fast));
+            let mut meta = meta_rules(slo);
+            if !c.five.is_empty() {
+                let mut rules = c.five;
+                if c.period_in_five {
+                    // The period's burn rate and budget move with the period SLI.
+                    // (meta ends with period burn rate, budget remaining, info.)
+                    let info = meta.pop();
+                    rules.extend(meta.split_off(meta.len() - 2));
+                    meta.extend(info);
+                }
+                groups.push(RuleGroup {
+                    name: format!("slo-gateway-rollup-5m-{}", slo.id),
+                    interval: Some(ROLLUP_5M.to_string()),
+                    rules,
+                });
+            }
+            if !c.hour.is_empty() {
+                groups.push(RuleGroup {
+                    name: format!("slo-gateway-rollup-1h-{}", slo.id),
+                    interval: Some(ROLLUP_1H.to_string()),
+                    rules: c.hour,
+                });
+            }
+            groups.push(group("meta-recordings", fast.clone(), meta));
+        }
+        Sli::Sloth(_) => {
+            groups.push(group("sli-recordings", fast.clone(), sloth_sli_rules(slo)));
+            groups.push(group("meta-recordings", fast.clone(), meta_rules(slo)));
+        }
+    }
     let alerts = alert_rules(slo);
     if !alerts.is_empty() {
-        groups.push(group("alerts", alerts));
+        groups.push(group("alerts", fast, alerts));
     }
     groups
 }
 
-/// Counted SLIs: all and bad events per evaluation, then every window as Σ bad / Σ total.
-fn counted_sli_rules(slo: &Slo) -> Vec<Rule> {
+/// Size and evaluation interval of the first rollup level.
+pub const ROLLUP_5M: PromDuration = PromDuration::from_secs(300);
+/// Size and evaluation interval of the second rollup level.
+pub const ROLLUP_1H: PromDuration = PromDuration::from_secs(3600);
+/// Windows up to this length are read from the per-evaluation events.
+pub const RAW_MAX: PromDuration = PromDuration::from_secs(1800);
+/// Windows from this length on are read from the hourly rollups.
+pub const HOURLY_MIN: PromDuration = PromDuration::from_secs(86400);
+/// Recorded every 5 minutes: bad events of the last 5 minutes.
+pub const BAD_5M: &str = "slo:sli_events_5m:bad";
+/// Recorded every 5 minutes: all events of the last 5 minutes.
+pub const TOTAL_5M: &str = "slo:sli_events_5m:total";
+/// Recorded hourly: bad events of the last hour.
+pub const BAD_1H: &str = "slo:sli_events_1h:bad";
+/// Recorded hourly: all events of the last hour.
+pub const TOTAL_1H: &str = "slo:sli_events_1h:total";
+/// Recorded hourly: the period's error ratio (`<this><period>`); the 5-minute group
+/// re-records it as `slo:sli_error:ratio_rate<period>` so instant queries always find it.
+pub const PERIOD_HOURLY: &str = "slo:sli_error_hourly:ratio_rate";
+/// Denominator floor: a window without events has the ratio 0 / floor = 0, not NaN, and the
+/// denominator is read once.
+const FLOOR: &str = "1e-300";
+
+/// Which level of the hierarchy a window is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `sum_over_time` of the per-evaluation events (windows ≤ 30m).
+    Events,
+    /// 5-minute rollups for the body plus the last 5 minutes of events (30m < w < 1d).
+    FiveMinutes,
+    /// Hourly rollups for the body plus the last hour of 5-minute rollups (w ≥ 1d); the period
+    /// from the hourly rollups alone, hourly.
+    Hourly,
+}
+
+/// The level a window of length `w` is read from.
+pub fn level(w: PromDuration) -> Level {
+    if w <= RAW_MAX {
+        Level::Events
+    } else if w < HOURLY_MIN {
+        Level::FiveMinutes
+    } else {
+        Level::Hourly
+    }
+}
+
+/// `n` without a trailing `.0` for whole numbers.
+fn num(n: f64) -> String {
+    format!("{n}")
+}
+
+/// Σ of the events (`ev`: the per-evaluation series, `r5`/`r1`: its rollups) over the window
+/// `w`, for the window's level; `in_five`: evaluated in the 5-minute group, right after the
+/// 5-minute rollups (so they need no fresher head). Bodies are `avg_over_time × slots`, not
+/// `sum_over_time`, so the result does not depend on how often the rollups were recorded
+/// (promtool evaluates every group at its one interval) nor on whether a range includes its
+/// left edge (Prometheus 2 does, 3 does not).
+fn window_sum(ev: &str, r5: &str, r1: &str, f: &str, w: PromDuration, in_five: bool) -> String {
+    let five = ROLLUP_5M.as_secs();
+    let hour = ROLLUP_1H.as_secs();
+    match level(w) {
+        Level::Events => format!("sum_over_time({ev}{f}[{w}])"),
+        Level::FiveMinutes if in_five => {
+            let k = num(w.as_secs() as f64 / five as f64);
+            format!("{k} * avg_over_time({r5}{f}[{w}])")
+        }
+        Level::FiveMinutes => {
+            let body = PromDuration::from_secs(w.as_secs() - five);
+            let k = num(body.as_secs() as f64 / five as f64);
+            format!(
+                "{k} * avg_over_time({r5}{f}[{body}])
+  + sum_over_time({ev}{f}[{ROLLUP_5M}])"
+            )
+        }
+        Level::Hourly => {
+            let body = PromDuration::from_secs(w.as_secs() - hour);
+            let k = num(body.as_secs() as f64 / hour as f64);
+            format!(
+                "{k} * avg_over_time({r1}{f}[{body}])
+  + {} * avg_over_time({r5}{f}[{ROLLUP_1H}])",
+                hour / five
+            )
+        }
+    }
+}
+
+/// Whether window `w` of `slo` is recorded by the 5-minute group rather than at the global
+/// interval: windows of 1d and more, and the 5-minute level's windows no page alert reads.
+pub fn in_five_minute_group(slo: &Slo, w: PromDuration) -> bool {
+    let pages = slo
+        .windows
+        .iter()
+        .filter(|a| a.severity == Severity::Page)
+        .any(|a| a.short == w || a.long == w);
+    match level(w) {
+        Level::Events => false,
+        Level::FiveMinutes => !pages,
+        Level::Hourly => true,
+    }
+}
+
+/// The rules of a counted SLI, by group.
+struct CountedRules {
+    events: Vec<Rule>,
+    fast: Vec<Rule>,
+    five: Vec<Rule>,
+    hour: Vec<Rule>,
+    /// The period SLI is recorded by the 5-minute group (hourly ones re-recorded there).
+    period_in_five: bool,
+}
+
+/// Counted SLIs: all and bad events per evaluation, their rollups, then every window as
+/// Σ bad / Σ total.
+fn counted_rules(slo: &Slo) -> CountedRules {
+    let mut out = CountedRules {
+        events: Vec::new(),
+        fast: Vec::new(),
+        five: Vec::new(),
+        hour: Vec::new(),
+        period_in_five: false,
+    };
     let Sli::Counted(sli) = &slo.sli else {
-        return Vec::new();
+        return out;
     };
     let base = merged(&[&id_labels(slo), &slo.labels]);
     let f = id_filter(slo);
     let by = slo.grouping.join(", ");
-    let mut rules = vec![
+    out.events = vec![
         record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
         // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
         record(
@@ -152,19 +376,95 @@ fn counted_sli_rules(slo: &Slo) -> Vec<Rule> {
             base.clone(),
         ),
     ];
-    for w in slo.sli_windows().into_iter().chain([slo.window]) {
+    let windowed = |w: PromDuration| {
         let mut labels = base.clone();
         labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
-        // A window without events burns nothing: 0, not 0/0 = NaN.
-        rules.push(record(
-            sli_metric(w),
-            format!(
-                "(\n  sum_over_time({BAD_EVENTS}{f}[{w}])\n  /\n  (sum_over_time({TOTAL_EVENTS}{f}[{w}]) > 0)\n)\nor\n(0 * sum_over_time({TOTAL_EVENTS}{f}[{w}]))\n"
-            ),
-            labels,
-        ));
+        labels
+    };
+    let ratio = |w: PromDuration, in_five: bool| {
+        format!(
+            "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
+            window_sum(BAD_EVENTS, BAD_5M, BAD_1H, &f, w, in_five),
+            window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, &f, w, in_five)
+        )
+    };
+    let windows: Vec<PromDuration> = slo.sli_windows().into_iter().chain([slo.window]).collect();
+    let levels: Vec<Level> = windows
+        .iter()
+        .map(|w| {
+            if *w == slo.window && *w <= ROLLUP_1H {
+                Level::Events
+            } else {
+                level(*w)
+            }
+        })
+        .collect();
+    if levels.iter().any(|l| *l != Level::Events) {
+        for (name, ev) in [(BAD_5M, BAD_EVENTS), (TOTAL_5M, TOTAL_EVENTS)] {
+            out.five.push(record(
+                name.to_owned(),
+                format!("sum_over_time({ev}{f}[{ROLLUP_5M}])"),
+                base.clone(),
+            ));
+        }
     }
-    rules
+    if levels.contains(&Level::Hourly) {
+        let slots = ROLLUP_1H.as_secs() / ROLLUP_5M.as_secs();
+        for (name, r5) in [(BAD_1H, BAD_5M), (TOTAL_1H, TOTAL_5M)] {
+            out.hour.push(record(
+                name.to_owned(),
+                format!("{slots} * avg_over_time({r5}{f}[{ROLLUP_1H}])"),
+                base.clone(),
+            ));
+        }
+    }
+    for w in windows {
+        let is_period = w == slo.window;
+        if is_period && level(w) == Level::Hourly {
+            // The hourly group's samples are exactly an hour apart: a range one minute short
+            // of the period holds period/1h of them in Prometheus 2 and 3 alike.
+            let range = PromDuration::from_secs(w.as_secs() - 60);
+            out.hour.push(record(
+                format!("{PERIOD_HOURLY}{w}"),
+                format!(
+                    "avg_over_time({BAD_1H}{f}[{range}])\n/\nclamp_min(avg_over_time({TOTAL_1H}{f}[{range}]), {FLOOR})\n"
+                ),
+                windowed(w),
+            ));
+            // Re-recorded every 5 minutes so instant queries (dashboards, alerts) always find
+            // it; two hours tolerate one missed hourly evaluation.
+            out.five.push(record(
+                sli_metric(w),
+                format!(
+                    "last_over_time({PERIOD_HOURLY}{w}{f}[{}])",
+                    PromDuration::from_secs(2 * ROLLUP_1H.as_secs())
+                ),
+                windowed(w),
+            ));
+            out.period_in_five = true;
+        } else if is_period && w <= ROLLUP_1H {
+            // Short periods (the twin's 1h) from the events, so the budget is there from the
+            // first evaluation on.
+            let sum = |ev: &str| format!("sum_over_time({ev}{f}[{w}])");
+            out.fast.push(record(
+                sli_metric(w),
+                format!(
+                    "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
+                    sum(BAD_EVENTS),
+                    sum(TOTAL_EVENTS)
+                ),
+                windowed(w),
+            ));
+        } else if in_five_minute_group(slo, w) {
+            out.five
+                .push(record(sli_metric(w), ratio(w, true), windowed(w)));
+            out.period_in_five |= is_period;
+        } else {
+            out.fast
+                .push(record(sli_metric(w), ratio(w, false), windowed(w)));
+        }
+    }
+    out
 }
 
 /// Imported Sloth SLIs: Sloth's expressions.
@@ -265,6 +565,7 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
     };
     let filter = id_filter(slo);
     let budget = slo.error_budget_ratio();
+    let counted = matches!(slo.sli, Sli::Counted(_));
     [(Severity::Page, &alerting.page), (Severity::Ticket, &alerting.ticket)]
         .into_iter()
         .filter_map(|(severity, meta)| meta.as_ref().map(|m| (severity, m)))
@@ -275,10 +576,16 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 .filter(|w| w.severity == severity)
                 .map(|w| {
                     let factor = w.burn_factor(slo.window);
-                    let cond = |win| {
+                    let cond = |win: PromDuration| {
+                        // Windows recorded by the 5-minute group: the newest sample within
+                        // two of its intervals, so a late evaluation does not flap the alert.
+                        let series = if counted && in_five_minute_group(slo, win) {
+                            format!("last_over_time({}{filter}[{}])", sli_metric(win), PromDuration::from_secs(2 * ROLLUP_5M.as_secs()))
+                        } else {
+                            format!("{}{filter}", sli_metric(win))
+                        };
                         format!(
-                            "    max({}{filter} > ({factor} * {budget})) without ({WINDOW_LABEL})",
-                            sli_metric(win)
+                            "    max({series} > ({factor} * {budget})) without ({WINDOW_LABEL})"
                         )
                     };
                     format!("(\n{}\n    and\n{}\n)", cond(w.short), cond(w.long))
