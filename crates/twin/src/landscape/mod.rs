@@ -1,6 +1,6 @@
 //! The landscape twin: a small Gardener landscape made of real Prometheus 2.42 and Alertmanager
 //! 0.25 processes, configured the way Gardener configures its own, around simulated shoot
-//! control planes. `slo-gateway demo` runs it; `tests/landscape.rs` proves the SLOs on it.
+//! control planes. `slo-gateway demo` runs it; `tests/it/landscape.rs` proves the SLOs on it.
 //!
 //! ```text
 //!  per shoot: control-plane exporter ─► prometheus-shoot (Gardener's labels and rules
