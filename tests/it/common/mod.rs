@@ -660,10 +660,7 @@ pub async fn closed_port_url() -> String {
 
 /// A free port on 127.0.0.1 (bound and released; the window for a race is tiny in tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
+    slo_gateway::landscape::process::free_port().expect("binding 127.0.0.1:0")
 }
 
 /// Milliseconds since the Unix epoch.

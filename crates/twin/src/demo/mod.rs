@@ -13,7 +13,9 @@ pub mod sink;
 pub mod twin;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -211,7 +213,7 @@ buffer:
     println!("certificates in {}; Ctrl-C to stop", dir.path().display());
 
     let started = Instant::now();
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let deadline = args.duration.map(|d| Instant::now() + d);
     let mut ticker = tokio::time::interval(Duration::from_secs(2));
     let mut previous: Vec<u64> = vec![0; agents.len()];
     let mut last_tick = Instant::now();
@@ -275,7 +277,7 @@ buffer:
     Ok(summary)
 }
 
-pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,

@@ -2,7 +2,9 @@
 //! like a Gardener landscape (see [`crate::landscape`]), with a table per shoot of SLI, budget
 //! left and the alerts Alertmanager holds, refreshed every few seconds.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context;
 
@@ -58,8 +60,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<TwinSummary> {
     }
 
     let started = Instant::now();
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let outage_at = tokio::time::Instant::now() + args.outage_after;
+    let deadline = args.duration.map(|d| Instant::now() + d);
+    let outage_at = Instant::now() + args.outage_after;
     let mut outage_pending = outage.clone();
     let mut ticker = tokio::time::interval(PRINT_EVERY);
     let mut summary = TwinSummary {

@@ -14,7 +14,9 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use exposition::{write_sample, Label, Sample};
 

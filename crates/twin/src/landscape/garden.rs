@@ -10,7 +10,9 @@
 //! which GEP-0041 asks for and Gardener does not have yet: every shoot finishes its `Create`
 //! shortly after the twin starts and a `Reconcile` every reconcile period.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::control_plane::{le_value, sample, ShootId, MINUTE_BUCKETS};
 
