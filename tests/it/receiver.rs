@@ -22,6 +22,7 @@ use slo_gateway::receiver::identity::IdentityError;
 use slo_gateway::receiver::server::ConnectionIdentity;
 use slo_gateway::receiver::{app, WriteState};
 use slo_gateway::remote_write::codec::compress;
+use slo_gateway::remote_write::TimeSeries;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -256,6 +257,216 @@ async fn body_above_the_limit_gets_413_over_tls() {
     let body = up_body();
     let (status, _, text) = post_write(&client, &receiver.write_url(), body).await;
     assert_eq!(status, 204, "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clock skew over mTLS: the agent says when it sent each request (`X-SLO-Gateway-Sent-At`)
+// ---------------------------------------------------------------------------------------------
+
+const SKEW: &str = "slo_gateway_receiver_clock_skew_seconds";
+const SKEWED: &str = "slo_gateway_receiver_skewed_samples_total";
+const TWENTY_MINUTES_MS: i64 = 20 * 60 * 1000;
+
+/// `series` with every timestamp moved by `offset_ms`: what an agent whose clock is off by that
+/// much scrapes.
+fn shifted(mut series: TimeSeries, offset_ms: i64) -> TimeSeries {
+    for sample in &mut series.samples {
+        sample.timestamp += offset_ms;
+    }
+    series
+}
+
+/// Posts an RW 1.0 `body` on `stream` as an agent whose clock is off by `offset_ms` would.
+async fn write_sent_at<S>(stream: &mut S, offset_ms: i64, body: &[u8]) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let sent_at = (now_ms() + offset_ms).to_string();
+    let mut headers = RW1_HEADERS.to_vec();
+    headers.push((
+        slo_gateway::remote_write::headers::SENT_AT,
+        sent_at.as_str(),
+    ));
+    raw_request(stream, "POST", "/api/v1/write", &headers, body)
+        .await
+        .unwrap()
+}
+
+/// The seed's skew gauge and last push, checked against the wall clock around the requests:
+/// the skew lies between `-offset` and `-offset` plus the time the requests took.
+fn assert_skew_and_last_push(metrics: &str, seed: &str, offset_ms: i64, before_ms: i64) {
+    let after_ms = now_ms();
+    let labels = format!(r#"{{seed="{seed}"}}"#);
+    let skew = metric_value(metrics, SKEW, &labels).expect("a skew gauge");
+    let lowest = -offset_ms as f64 / 1000.0;
+    let highest = lowest + (after_ms - before_ms) as f64 / 1000.0;
+    assert!(
+        skew >= lowest && skew <= highest,
+        "{skew} not in [{lowest}, {highest}]"
+    );
+    let last_push = metric_value(metrics, LAST_PUSH, &labels).expect("a last push");
+    assert!(
+        last_push >= before_ms as f64 / 1000.0 && last_push <= after_ms as f64 / 1000.0,
+        "{last_push} not in [{before_ms}, {after_ms}] ms"
+    );
+}
+
+#[tokio::test]
+async fn agent_clock_behind_is_measured_per_seed_and_its_data_stored() {
+    let (pki, upstream, receiver) = start_default().await;
+    let mut stream = tls_connect(receiver.addr, client_config(&pki.seed_client("aws-1")))
+        .await
+        .unwrap();
+    let before = now_ms();
+    // Two requests on one connection: the seed's series are resolved once and counted twice.
+    for _ in 0..2 {
+        let body = write_body(vec![shifted(
+            series(&[("__name__", "up")], 3),
+            -TWENTY_MINUTES_MS,
+        )]);
+        let (status, text) = write_sent_at(&mut stream, -TWENTY_MINUTES_MS, &body).await;
+        assert_eq!(status, 204, "{text}");
+    }
+    // Inside max_sample_age: stored, 20 minutes in the past; only the skew gauge flags it.
+    assert_eq!(upstream.write_requests().len(), 2);
+    let metrics = receiver.metrics_text();
+    assert_skew_and_last_push(&metrics, "aws-1", -TWENTY_MINUTES_MS, before);
+    assert_eq!(
+        metric_value(&metrics, ACCEPTED, r#"{seed="aws-1"}"#),
+        Some(6.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "slo_gateway_receiver_requests_total",
+            r#"{seed="aws-1",code="204"}"#
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(SKEWED), "nothing was refused: {metrics}");
+
+    // A sender without the header (Prometheus itself) leaves no skew figure.
+    let client = https_client(&pki.seed_client("aws-2"));
+    let (status, _, text) = post_write(&client, &receiver.write_url(), up_body()).await;
+    assert_eq!(status, 204, "{text}");
+    let metrics = receiver.metrics_text();
+    assert_eq!(metric_value(&metrics, SKEW, r#"{seed="aws-2"}"#), None);
+    assert!(metric_value(&metrics, LAST_PUSH, r#"{seed="aws-2"}"#).is_some());
+}
+
+#[tokio::test]
+async fn agent_clock_ahead_has_every_sample_refused_counted_and_still_a_last_push() {
+    let (pki, upstream, receiver) = start_default().await;
+    let mut stream = tls_connect(receiver.addr, client_config(&pki.seed_client("aws-1")))
+        .await
+        .unwrap();
+    let before = now_ms();
+    let body = write_body(vec![
+        shifted(series(&[("__name__", "up")], 2), TWENTY_MINUTES_MS),
+        shifted(
+            series(&[("__name__", "shoot:availability")], 3),
+            TWENTY_MINUTES_MS,
+        ),
+    ]);
+    let (status, text) = write_sent_at(&mut stream, TWENTY_MINUTES_MS, &body).await;
+    // Beyond limits.future_grace (10m): nothing stored, never retried.
+    assert_eq!(status, 400, "{text}");
+    assert!(upstream.received().is_empty());
+    let metrics = receiver.metrics_text();
+    // The seed still has a last push for the silent alert, and its skew says why its data is gone.
+    assert_skew_and_last_push(&metrics, "aws-1", TWENTY_MINUTES_MS, before);
+    assert_eq!(
+        metric_value(&metrics, SKEWED, r#"{seed="aws-1",direction="future"}"#),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            REJECTED,
+            r#"{seed="aws-1",reason="too_far_in_future"}"#
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, SKEWED, r#"{seed="aws-1",direction="past"}"#),
+        None
+    );
+    assert_eq!(metric_value(&metrics, ACCEPTED, r#"{seed="aws-1"}"#), None);
+}
+
+#[tokio::test]
+async fn samples_older_than_max_sample_age_count_as_skewed_into_the_past() {
+    let (pki, upstream, receiver) = ReceiverSetup::new()
+        .limits(|l| l.max_sample_age = Duration::from_secs(600))
+        .start()
+        .await;
+    let mut stream = tls_connect(receiver.addr, client_config(&pki.seed_client("aws-1")))
+        .await
+        .unwrap();
+    let before = now_ms();
+    let body = write_body(vec![shifted(
+        series(&[("__name__", "up")], 4),
+        -TWENTY_MINUTES_MS,
+    )]);
+    let (status, text) = write_sent_at(&mut stream, -TWENTY_MINUTES_MS, &body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("limits.max_sample_age"), "{text}");
+    assert!(upstream.received().is_empty());
+    let metrics = receiver.metrics_text();
+    assert_skew_and_last_push(&metrics, "aws-1", -TWENTY_MINUTES_MS, before);
+    assert_eq!(
+        metric_value(&metrics, SKEWED, r#"{seed="aws-1",direction="past"}"#),
+        Some(4.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, REJECTED, r#"{seed="aws-1",reason="too_old"}"#),
+        Some(4.0)
+    );
+}
+
+#[tokio::test]
+async fn oneshot_status_page_shows_each_seeds_clock_skew() {
+    let (_upstream, state, _registry) = WriteSetup::new().start().await;
+    let ahead = (now_ms() + TWENTY_MINUTES_MS).to_string();
+    let mut headers = RW1_HEADERS.to_vec();
+    headers.push((slo_gateway::remote_write::headers::SENT_AT, ahead.as_str()));
+    let body = write_body(vec![shifted(
+        series(&[("__name__", "up")], 1),
+        TWENTY_MINUTES_MS,
+    )]);
+    let (status, text) = oneshot(state.clone(), Some(seed("aws-1")), &headers, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let response = slo_gateway::receiver::status::router(state)
+        .oneshot(Request::get("/status").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let page = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let page = String::from_utf8_lossy(&page);
+    let row = page
+        .lines()
+        .find(|l| l.contains("data-seed=\"aws-1\""))
+        .unwrap_or_else(|| panic!("no row for aws-1 in {page}"));
+    let cell = row
+        .split("<td data-field=\"clock-skew\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</td>").next())
+        .unwrap_or_else(|| panic!("no clock-skew cell in {row}"));
+    // Between 20 minutes and 20 minutes less the request's time, highlighted.
+    assert!(
+        (cell.starts_with("<span class=\"warn\">-20m")
+            || cell.starts_with("<span class=\"warn\">-19m"))
+            && cell.ends_with(" (agent ahead)</span>"),
+        "{cell}"
+    );
+    assert!(
+        !row.contains(">never<"),
+        "the refused push is a push: {row}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -99,7 +99,9 @@ pub(crate) async fn post(
 ) -> Posted {
     let started = Instant::now();
     let bytes = body.len() as u64;
+    // Stamped per attempt, not per batch: a retried or replayed batch still shows the clock.
     let result = common::http_client::post_remote_write(client, url.as_str(), protocol, body)
+        .header(headers::SENT_AT, common::telemetry::now_unix_ms())
         .send()
         .await;
     let mut written_header = false;

@@ -409,18 +409,15 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         if let Some(failure) = agent.queue.append_all(scrape_ts, batches).await {
-            tracing::error!(
-                error = %failure.first,
-                records = failure.records,
-                samples = failure.samples,
-                "queueing requests failed; their samples are lost"
+            agent.metrics.record_drop(
+                DropReason::QueueError,
+                failure.samples,
+                failure.records,
+                &format_args!(
+                    "queueing requests failed; their samples are lost: {}",
+                    failure.first
+                ),
             );
-            agent
-                .metrics
-                .dropped_records(DropReason::QueueError, failure.records);
-            agent
-                .metrics
-                .dropped_samples(DropReason::QueueError, failure.samples);
         }
         report_overrun(agent, round_started.elapsed());
     }

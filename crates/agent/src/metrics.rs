@@ -342,6 +342,20 @@ impl AgentMetrics {
                 .inc_by(n);
         }
     }
+    /// Gives up `samples` in `records` queued requests for `reason` and logs it with `detail`
+    /// (what was given up and why) at error level: a drop loses data for good. Routine drops
+    /// (`not_newer`, `hash_collision`, `too_old`) are counted without a log line instead.
+    pub(crate) fn record_drop(
+        &self,
+        reason: DropReason,
+        samples: u64,
+        records: u64,
+        detail: &dyn std::fmt::Display,
+    ) {
+        tracing::error!(%reason, samples, records, "{detail}");
+        self.dropped_samples(reason, samples);
+        self.dropped_records(reason, records);
+    }
     pub(crate) fn dropped_records(&self, reason: DropReason, n: u64) {
         if n > 0 {
             self.records_dropped
@@ -424,6 +438,27 @@ impl AgentMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_drop_counts_samples_and_records_of_its_reason() {
+        let m = AgentMetrics::register(&mut Registry::default());
+        m.record_drop(DropReason::MaxAge, 300, 2, &"too old");
+        m.record_drop(DropReason::Corrupt, 0, 1, &"unreadable");
+        assert_eq!(
+            (
+                m.samples_dropped(DropReason::MaxAge),
+                m.records_dropped(DropReason::MaxAge)
+            ),
+            (300, 2)
+        );
+        assert_eq!(
+            (
+                m.samples_dropped(DropReason::Corrupt),
+                m.records_dropped(DropReason::Corrupt)
+            ),
+            (0, 1)
+        );
+    }
 
     #[test]
     fn exposes_the_documented_names() {

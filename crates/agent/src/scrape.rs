@@ -126,6 +126,12 @@ impl Scraper {
         }
         scraped.samples = buf.len();
         scraped.duration = started.elapsed();
+        self.report(index, target, &scraped);
+        scraped
+    }
+
+    /// Counts a scrape by result and logs the failed, refused and truncated ones.
+    fn report(&self, index: usize, target: &ScrapeTarget, scraped: &Scraped) {
         self.metrics
             .scrape(scraped.result(), scraped.duration.as_secs_f64());
         self.metrics.scraped(scraped.samples as u64);
@@ -152,7 +158,6 @@ impl Scraper {
             ),
             None => tracing::debug!(target = index, samples = scraped.samples, "scraped"),
         }
-        scraped
     }
 
     async fn fetch(

@@ -108,8 +108,12 @@ pub(crate) async fn dispatch(
             let header = match decode_header(&record.payload) {
                 Ok(header) => header,
                 Err(error) => {
-                    tracing::warn!(%error, id = record.id.0, "dropping unreadable queue record");
-                    metrics.dropped_records(DropReason::Corrupt, 1);
+                    metrics.record_drop(
+                        DropReason::Corrupt,
+                        0,
+                        1,
+                        &format_args!("dropping unreadable queue record {}: {error}", record.id.0),
+                    );
                     queue.ack(record.id).await;
                     continue;
                 }
@@ -316,15 +320,16 @@ async fn send_record(
                 // Some of the merged records may still be fresh: decide one by one.
                 return Sent::Refused;
             }
-            tracing::error!(
-                lane,
-                attempt,
+            shared.metrics.record_drop(
+                DropReason::MaxAge,
                 samples,
-                max_age = ?shared.max_age,
-                "dropping a request older than buffer.max_age that was not delivered"
+                1,
+                &format_args!(
+                    "lane {lane}: dropping a request older than buffer.max_age ({:?}) that was \
+                     not delivered (attempt {attempt})",
+                    shared.max_age
+                ),
             );
-            shared.metrics.dropped_samples(DropReason::MaxAge, samples);
-            shared.metrics.dropped_records(DropReason::MaxAge, 1);
             shared.queue.ack(record.id).await;
             return Sent::Done;
         }
@@ -397,15 +402,16 @@ async fn send_record(
                 return Sent::Refused;
             }
             Decision::Drop { reason } => {
-                tracing::error!(
-                    lane,
-                    ?outcome,
-                    response = detail.as_deref().unwrap_or(""),
+                shared.metrics.record_drop(
+                    reason.reason(),
                     samples,
-                    "remote write refused the request; dropping it"
+                    1,
+                    &format_args!(
+                        "lane {lane}: remote write refused the request ({outcome:?}: {}); \
+                         dropping it",
+                        detail.as_deref().unwrap_or("")
+                    ),
                 );
-                shared.metrics.dropped_samples(reason.reason(), samples);
-                shared.metrics.dropped_records(reason.reason(), 1);
                 shared.queue.ack(record.id).await;
                 return Sent::Done;
             }

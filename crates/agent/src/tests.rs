@@ -120,6 +120,9 @@ async fn write(
         || h("content-type") != "application/x-protobuf"
         || h("x-prometheus-remote-write-version") != "0.1.0"
         || !h("user-agent").starts_with("slo-gateway/")
+        || !h(remote_write::headers::SENT_AT)
+            .parse::<i64>()
+            .is_ok_and(|ms| ms > 0)
     {
         sink.bad_headers.fetch_add(1, Ordering::SeqCst);
     }

@@ -9,6 +9,13 @@
 //! rest is forwarded, and the answer is 400 naming the first refusal (never retried), or 204.
 //! After negotiation every answer carries the Remote Write 2.0 `X-Prometheus-Remote-Write-*-Written`
 //! headers with what the SLO Prometheus stored.
+//!
+//! A decoded push that carried samples counts as the seed's last push whether or not its samples
+//! were stored: a seed whose clock runs ahead has every sample refused, and still must not look
+//! silent. The agent's `X-SLO-Gateway-Sent-At` header gives the seed's clock skew
+//! ([`clock_skew_seconds`]). Each request is counted, and its failure logged, once
+//! ([`SeedHandles::answered`]), on the series its connection resolved once
+//! ([`Connection`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +31,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::forward::Forwarder;
 use super::identity::IdentityError;
 use super::limits::SeedRateLimiter;
-use super::metrics::{ReceiverMetrics, RejectReason, SeedCode, SeedLabel};
+use super::metrics::{ReceiverMetrics, RejectReason, SeedHandles};
 use super::seeds::SeedBook;
-use super::server::ConnectionIdentity;
+use super::server::{Connection, ConnectionIdentity};
 use crate::config::{IdentityConfig, IdentityMode, LimitsConfig};
 use common::telemetry::now_unix_ms;
 use remote_write::codec::{declared_decoded_len, decompress_capped_into};
@@ -252,17 +259,28 @@ impl WriteState {
         }
     }
 
-    /// Counts `count` samples (histograms, exemplars) refused for `seed` with `reason`.
-    fn refuse(&self, seed: &str, reason: RejectReason, count: u64) {
+    /// Counts `count` samples (histograms, exemplars) of `seed` refused with `reason`: in the
+    /// metrics and on the status page.
+    fn refuse(&self, seed: &SeedHandles, reason: RejectReason, count: u64) {
         if count > 0 {
-            self.metrics.reject(seed, reason, count);
-            self.seeds.record_refusal(seed, reason, count);
+            seed.reject(reason, count);
+            self.seeds.record_refusal(seed.seed(), reason, count);
         }
     }
 }
 
-/// The receiver's router. The per-connection [`ConnectionIdentity`] arrives as a request extension,
-/// inserted by the TLS server after the handshake (tests insert it directly).
+/// The receiver's clock minus the agent's send time, seconds (positive: the agent's clock is
+/// behind), from the agent's `X-SLO-Gateway-Sent-At` header (Unix milliseconds). `None` without
+/// the header (another sender) or when it is not a number. Includes the request's time on the
+/// wire, normally milliseconds.
+pub fn clock_skew_seconds(receiver_now_ms: i64, sent_at: Option<&HeaderValue>) -> Option<f64> {
+    let sent_at_ms: i64 = sent_at?.to_str().ok()?.trim().parse().ok()?;
+    Some(receiver_now_ms.saturating_sub(sent_at_ms) as f64 / 1000.0)
+}
+
+/// The receiver's router. The per-connection `Arc<`[`Connection`]`>` arrives as a request
+/// extension, inserted by the TLS server after the handshake; tests may insert a bare
+/// [`ConnectionIdentity`] instead.
 pub fn app(state: Arc<WriteState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write))
@@ -271,38 +289,48 @@ pub fn app(state: Arc<WriteState>) -> Router {
 
 async fn write(
     State(state): State<Arc<WriteState>>,
+    connection: Option<Extension<Arc<Connection>>>,
     identity: Option<Extension<ConnectionIdentity>>,
     request_headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let identity = match identity {
-        Some(Extension(identity)) => identity,
-        None => ConnectionIdentity::refused(IdentityError::NoCertificate),
+    let received_ms = now_unix_ms();
+    let connection = match (connection, identity) {
+        (Some(Extension(connection)), _) => connection,
+        (None, identity) => {
+            let identity = identity.map_or_else(
+                || ConnectionIdentity::refused(IdentityError::NoCertificate),
+                |Extension(identity)| identity,
+            );
+            Arc::new(Connection::new(identity, &state.metrics))
+        }
     };
-    let seed = identity
-        .seed
-        .as_ref()
-        .map(|s| s.0.clone())
-        .unwrap_or_default();
-    let (written, result) = match &identity.seed {
-        Ok(_) => match negotiate(&request_headers) {
-            Ok(protocol) => {
-                let mut written = 0;
-                let result = handle_write(&state, &identity, protocol, body, &mut written).await;
-                (Some(written), result)
+    let handles = &connection.handles;
+    let (written, result) = match &connection.identity.seed {
+        Ok(_) => {
+            if let Some(skew) = clock_skew_seconds(received_ms, request_headers.get(rw::SENT_AT)) {
+                handles.clock_skew(skew);
+                state.seeds.record_clock_skew(handles.seed(), skew);
             }
-            Err(error) => (None, Err(error)),
-        },
+            match negotiate(&request_headers) {
+                Ok(protocol) => {
+                    let mut written = 0;
+                    let result =
+                        handle_write(&state, &connection, protocol, body, &mut written).await;
+                    (Some(written), result)
+                }
+                Err(error) => (None, Err(error)),
+            }
+        }
         Err(error) => (None, Err(ApiError::Forbidden(error.to_string()))),
     };
     let mut response = match result {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            handles.answered(StatusCode::NO_CONTENT, None);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(error) => {
-            if error.status().is_server_error() {
-                tracing::warn!(%seed, %error, "write refused");
-            } else {
-                tracing::info!(%seed, %error, "write refused");
-            }
+            handles.answered(error.status(), Some(&error));
             error.into_response()
         }
     };
@@ -313,14 +341,6 @@ async fn write(
         headers.insert(rw::HISTOGRAMS_WRITTEN, HeaderValue::from(0));
         headers.insert(rw::EXEMPLARS_WRITTEN, HeaderValue::from(0));
     }
-    state
-        .metrics
-        .requests
-        .get_or_create(&SeedCode {
-            seed,
-            code: response.status().as_u16(),
-        })
-        .inc();
     response
 }
 
@@ -468,14 +488,16 @@ fn decode(
 
 async fn handle_write(
     state: &WriteState,
-    identity: &ConnectionIdentity,
+    connection: &Connection,
     protocol: Protocol,
     body: Body,
     written: &mut u64,
 ) -> Result<(), ApiError> {
-    let Ok(seed) = identity.seed.as_ref().map(|s| s.0.as_str()) else {
+    if connection.identity.seed.is_err() {
         return Err(ApiError::Forbidden("no seed identity".into()));
-    };
+    }
+    let handles = &connection.handles;
+    let seed = handles.seed();
     let body = read_body(state, body).await?;
     let declared = declared_decoded_len(&body, state.limits.max_decoded_bytes)?;
     let mut permit = state
@@ -494,19 +516,26 @@ async fn handle_write(
         compressed,
         ..
     } = buffers;
+    if request.received_samples > 0 {
+        // The seed is pushing, whatever becomes of its samples below.
+        handles.pushed(now);
+        state
+            .seeds
+            .record_push(seed, now, connection.identity.cert_not_after_unix_s);
+    }
 
     state
         .rate_limiter
         .check(seed, request.received_samples as usize, Instant::now())
         .map_err(|retry_after| {
-            state.refuse(seed, RejectReason::RateLimited, request.received_samples);
+            state.refuse(handles, RejectReason::RateLimited, request.received_samples);
             ApiError::RateLimited {
                 seed: seed.to_string(),
                 retry_after,
             }
         })?;
     for &(reason, count) in &request.refused.by_reason {
-        state.refuse(seed, RejectReason::Data(reason), count);
+        state.refuse(handles, RejectReason::Data(reason), count);
     }
     let mut first_refusal = request.refused.first.take();
 
@@ -517,17 +546,11 @@ async fn handle_write(
         .collect();
     let (new_refused, active) = state.seeds.admit(seed, &hashes, Instant::now());
     if state.seeds.max_series() > 0 {
-        state
-            .metrics
-            .active_series
-            .get_or_create(&SeedLabel {
-                seed: seed.to_string(),
-            })
-            .set(i64::try_from(active).unwrap_or(i64::MAX));
+        handles.active_series(active);
     }
     if !new_refused.is_empty() {
         let samples = request.remove_series(&new_refused);
-        state.refuse(seed, RejectReason::SeriesLimit, samples);
+        state.refuse(handles, RejectReason::SeriesLimit, samples);
         first_refusal.get_or_insert_with(|| {
             format!(
                 "{} new series refused: seed {seed} is at its limit of {} active series \
@@ -550,34 +573,18 @@ async fn handle_write(
     drop(permit);
     *written = report.stored_samples;
     if report.stored_samples > 0 {
-        let label = SeedLabel {
-            seed: seed.to_string(),
-        };
+        handles.accepted(report.stored_samples);
         state
-            .metrics
-            .samples_accepted
-            .get_or_create(&label)
-            .inc_by(report.stored_samples);
-        state
-            .metrics
-            .last_push_timestamp
-            .get_or_create(&label)
-            .set(now as f64 / 1000.0);
+            .seeds
+            .record_stored(seed, report.stored_samples, Instant::now());
     }
-    state.seeds.record_request(
-        seed,
-        report.stored_samples,
-        now,
-        identity.cert_not_after_unix_s,
-        Instant::now(),
-    );
     if !report.refused.is_empty() {
         let samples: u64 = report
             .refused
             .iter()
             .map(|&i| u64::from(request.series[i].samples))
             .sum();
-        state.refuse(seed, RejectReason::UpstreamRefused, samples);
+        state.refuse(handles, RejectReason::UpstreamRefused, samples);
         first_refusal.get_or_insert_with(|| {
             format!(
                 "the SLO Prometheus refused {} series ({samples} samples), the rest was stored: {}",
@@ -595,11 +602,36 @@ async fn handle_write(
         let unsent = request
             .admitted_samples
             .saturating_sub(report.stored_samples + refused);
-        state.refuse(seed, RejectReason::UpstreamUnavailable, unsent);
+        state.refuse(handles, RejectReason::UpstreamUnavailable, unsent);
         return Err(ApiError::Unavailable(message));
     }
     match first_refusal {
         Some(message) => Err(ApiError::BadData(message)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_skew_is_the_receiver_clock_minus_the_send_time() {
+        let now = 1_700_000_000_000;
+        let header = |v: &str| HeaderValue::from_str(v).unwrap();
+        // The agent's clock 20 minutes behind: its data lands 20 minutes in the past.
+        let behind = header(&(now - 20 * 60_000).to_string());
+        assert_eq!(clock_skew_seconds(now, Some(&behind)), Some(1200.0));
+        // 20 minutes ahead: every sample beyond the future grace is refused.
+        let ahead = header(&(now + 20 * 60_000 + 500).to_string());
+        assert_eq!(clock_skew_seconds(now, Some(&ahead)), Some(-1200.5));
+        assert_eq!(
+            clock_skew_seconds(now, Some(&header(" 1700000000250 "))),
+            Some(-0.25)
+        );
+        // Another sender, or a header that is no number: no figure rather than a wrong one.
+        assert_eq!(clock_skew_seconds(now, None), None);
+        assert_eq!(clock_skew_seconds(now, Some(&header("soon"))), None);
+        assert_eq!(clock_skew_seconds(now, Some(&header("1.7e12"))), None);
     }
 }

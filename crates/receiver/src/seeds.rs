@@ -1,6 +1,6 @@
 //! What the receiver keeps per seed: the active-series set behind `limits.max_series_per_seed`,
 //! and the figures of the `/status` page (last push, samples per second, refusals by reason,
-//! expiry of the last client certificate).
+//! clock skew, expiry of the last client certificate).
 //!
 //! A series is identified by a 64-bit hash of its label bytes as forwarded (identity label
 //! included), keyed per process so that a client cannot aim collisions. Each set holds one
@@ -55,6 +55,7 @@ struct SeedEntry {
     active: ActiveSet,
     last_sweep_s: u64,
     last_push_unix_ms: Option<i64>,
+    clock_skew_ms: Option<i64>,
     cert_not_after_unix_s: Option<i64>,
     accepted: RateWindow,
     refused: BTreeMap<RejectReason, u64>,
@@ -104,8 +105,11 @@ impl RateWindow {
 pub struct SeedStatus {
     /// The seed.
     pub seed: String,
-    /// Unix time of the last push the SLO Prometheus stored, ms.
+    /// Unix time of the last push that carried samples, stored or refused, ms.
     pub last_push_unix_ms: Option<i64>,
+    /// The receiver's clock minus the agent's at the last request that said when it was sent,
+    /// ms (positive: the agent's clock is behind).
+    pub clock_skew_ms: Option<i64>,
     /// Samples stored per second over about the last minute.
     pub samples_per_second: f64,
     /// Active series (0 while the limit is off: nothing is tracked then).
@@ -235,25 +239,27 @@ impl SeedBook {
         }
     }
 
-    /// Records a request of `seed` whose `samples` the SLO Prometheus stored (`stored`), and the
-    /// expiry of the certificate it came with.
-    pub fn record_request(
-        &self,
-        seed: &str,
-        stored_samples: u64,
-        now_unix_ms: i64,
-        cert_not_after_unix_s: Option<i64>,
-        now: Instant,
-    ) {
-        let now_s = self.now_s(now);
+    /// Records a push of `seed` that carried samples, at `now_unix_ms`, and the expiry of the
+    /// certificate it came with.
+    pub fn record_push(&self, seed: &str, now_unix_ms: i64, cert_not_after_unix_s: Option<i64>) {
         self.with_entry(seed, |entry| {
             if cert_not_after_unix_s.is_some() {
                 entry.cert_not_after_unix_s = cert_not_after_unix_s;
             }
-            if stored_samples > 0 {
-                entry.last_push_unix_ms = Some(now_unix_ms);
-                entry.accepted.add(now_s, stored_samples);
-            }
+            entry.last_push_unix_ms = Some(now_unix_ms);
+        });
+    }
+
+    /// Records `samples` of `seed` that the SLO Prometheus stored.
+    pub fn record_stored(&self, seed: &str, samples: u64, now: Instant) {
+        let now_s = self.now_s(now);
+        self.with_entry(seed, |entry| entry.accepted.add(now_s, samples));
+    }
+
+    /// Records the clock skew of the latest request of `seed`, seconds.
+    pub fn record_clock_skew(&self, seed: &str, seconds: f64) {
+        self.with_entry(seed, |entry| {
+            entry.clock_skew_ms = Some((seconds * 1000.0).round() as i64);
         });
     }
 
@@ -281,6 +287,7 @@ impl SeedBook {
                 SeedStatus {
                     seed,
                     last_push_unix_ms: entry.last_push_unix_ms,
+                    clock_skew_ms: entry.clock_skew_ms,
                     samples_per_second: entry.accepted.per_second(now_s),
                     active_series: entry.active.len(),
                     refused: entry.refused.clone(),
@@ -330,17 +337,26 @@ mod tests {
     fn status_reports_rate_refusals_and_certificate() {
         let book = SeedBook::new(10, Duration::from_secs(60));
         let t0 = Instant::now();
-        book.record_request("a", 600, 1_000, Some(2_000_000_000), t0);
-        book.record_request("a", 0, 2_000, None, t0);
+        book.record_push("a", 1_000, Some(2_000_000_000));
+        book.record_stored("a", 600, t0);
+        assert_eq!(
+            book.status(t0)[0].clock_skew_ms,
+            None,
+            "no header, no figure"
+        );
+        book.record_clock_skew("a", 1200.0004);
+        // A later push whose samples were all refused still counts as a push.
+        book.record_push("a", 2_000, None);
         book.record_refusal("a", TOO_OLD, 3);
         book.record_refusal("a", TOO_OLD, 2);
         let row = &book.status(t0)[0];
+        assert_eq!(row.last_push_unix_ms, Some(2_000));
+        assert_eq!(row.clock_skew_ms, Some(1_200_000));
         assert_eq!(
-            row.last_push_unix_ms,
-            Some(1_000),
-            "an empty push is no push"
+            row.cert_not_after_unix_s,
+            Some(2_000_000_000),
+            "a push without a certificate expiry keeps the last one"
         );
-        assert_eq!(row.cert_not_after_unix_s, Some(2_000_000_000));
         assert_eq!(row.refused.get(&TOO_OLD), Some(&5));
         // 600 samples within the current minute: 10 per second.
         assert!((row.samples_per_second - 10.0).abs() < 1e-9, "{row:?}");

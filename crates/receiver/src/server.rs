@@ -1,6 +1,7 @@
 //! The mTLS listener: accepts TCP, does the TLS handshake inside the per-connection task (a stalled
-//! client never blocks accepts), reads the seed identity from the verified client certificate and
-//! serves HTTP/1.1 with that identity attached to every request of the connection.
+//! client never blocks accepts), reads the seed identity from the verified client certificate,
+//! resolves that seed's metric series once ([`Connection`]) and serves HTTP/1.1 with both
+//! attached to every request of the connection.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::identity::{certificate_not_after, identity_from_cert, IdentityError, SeedIdentity};
-use super::metrics::ReceiverMetrics;
+use super::metrics::{ReceiverMetrics, SeedHandles};
 use crate::config::IdentityConfig;
 use crate::metrics::ConnectionFailure;
 
@@ -44,6 +45,27 @@ impl ConnectionIdentity {
         Self {
             seed: Err(error),
             cert_not_after_unix_s: None,
+        }
+    }
+}
+
+/// What every request of one connection shares, attached to each as an `Arc<Connection>`: the
+/// identity, and its seed's metric series resolved once.
+#[derive(Debug)]
+pub struct Connection {
+    /// The identity of the client certificate.
+    pub identity: ConnectionIdentity,
+    /// The seed's metric series ("" when the certificate names none).
+    pub handles: SeedHandles,
+}
+
+impl Connection {
+    /// The connection of `identity`, with its seed's handles in `metrics`.
+    pub fn new(identity: ConnectionIdentity, metrics: &ReceiverMetrics) -> Self {
+        let seed = identity.seed.as_ref().map_or("", |s| s.0.as_str());
+        Self {
+            handles: SeedHandles::new(seed, metrics),
+            identity,
         }
     }
 }
@@ -100,13 +122,11 @@ pub async fn run(
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
-                    metrics.connection_failure(ConnectionFailure::Handshake);
-                    tracing::info!(%peer, %error, "TLS handshake failed");
+                    metrics.connection_failure(ConnectionFailure::Handshake, peer, Some(&error));
                     return;
                 }
                 Err(_) => {
-                    metrics.connection_failure(ConnectionFailure::HandshakeTimeout);
-                    tracing::info!(%peer, "TLS handshake timed out");
+                    metrics.connection_failure(ConnectionFailure::HandshakeTimeout, peer, None);
                     return;
                 }
             };
@@ -122,12 +142,12 @@ pub async fn run(
                 cert_not_after_unix_s: leaf.and_then(|leaf| certificate_not_after(leaf)),
             };
             if let Err(error) = &identity.seed {
-                metrics.connection_failure(ConnectionFailure::Identity);
-                tracing::warn!(%peer, %error, "client certificate names no seed");
+                metrics.connection_failure(ConnectionFailure::Identity, peer, Some(error));
             }
+            let connection = Arc::new(Connection::new(identity, &metrics));
             let service = app.map_request(
                 move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(identity.clone());
+                    request.extensions_mut().insert(connection.clone());
                     request
                 },
             );

@@ -19,6 +19,10 @@ use common::telemetry::html_escape as escape;
 /// Seconds between reloads of the page.
 pub const REFRESH_SECONDS: u32 = 5;
 
+/// Clock skew from which the page highlights it: the SLIs are evaluated per minute, so a minute
+/// of skew already moves a seed's data by one evaluation.
+pub const SKEW_WARNING: Duration = Duration::from_secs(60);
+
 /// The admin routes of the receiver: `/status`.
 pub fn router(state: Arc<WriteState>) -> Router {
     Router::new()
@@ -56,6 +60,31 @@ fn age(earlier: SystemTime, later: SystemTime) -> String {
     humantime::format_duration(Duration::from_secs(seconds)).to_string()
 }
 
+/// A clock skew as `+20m (agent behind)`, highlighted from [`SKEW_WARNING`] on.
+fn skew(skew_ms: Option<i64>) -> String {
+    let Some(ms) = skew_ms else {
+        return "unknown".into();
+    };
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    let text = if magnitude < Duration::from_secs(60) {
+        format!("{:+.1}s", ms as f64 / 1000.0)
+    } else {
+        let sign = if ms < 0 { '-' } else { '+' };
+        let whole = Duration::from_secs(magnitude.as_secs());
+        format!("{sign}{}", humantime::format_duration(whole))
+    };
+    let side = match ms.signum() {
+        1 => " (agent behind)",
+        -1 => " (agent ahead)",
+        _ => "",
+    };
+    if magnitude >= SKEW_WARNING {
+        format!("<span class=\"warn\">{text}{side}</span>")
+    } else {
+        format!("{text}{side}")
+    }
+}
+
 /// The page for `rows` at `now`; `max_series` is the per-seed limit (0: off).
 pub fn render(rows: &[SeedStatus], max_series: usize, now: SystemTime) -> String {
     let mut html = String::with_capacity(2048 + rows.len() * 512);
@@ -85,6 +114,7 @@ pub fn render(rows: &[SeedStatus], max_series: usize, now: SystemTime) -> String
     html.push_str(
         "<table id=\"seeds\"><thead><tr><th>Seed</th><th>Last push (UTC)</th><th>Age</th>\
          <th>Samples/s (last minute)</th><th>Active series / limit</th><th>Refused, by reason</th>\
+         <th>Clock skew (receiver − agent)</th>\
          <th>Client certificate expires (UTC)</th></tr></thead><tbody>\n",
     );
     for row in rows {
@@ -134,8 +164,10 @@ pub fn render(rows: &[SeedStatus], max_series: usize, now: SystemTime) -> String
              <td data-field=\"samples-per-second\" class=\"num\">{rate:.1}</td>\
              <td data-field=\"active-series\" class=\"num\">{active}</td>\
              <td data-field=\"refused\">{refused}</td>\
+             <td data-field=\"clock-skew\">{skew}</td>\
              <td data-field=\"certificate-expiry\">{certificate}</td></tr>",
             rate = row.samples_per_second,
+            skew = skew(row.clock_skew_ms),
         );
     }
     html.push_str("</tbody></table>\n</body></html>\n");
@@ -155,6 +187,7 @@ mod tests {
         let rows = vec![SeedStatus {
             seed: "aws-<1>".into(),
             last_push_unix_ms: Some(1_799_999_990_000),
+            clock_skew_ms: Some(-1_200_400),
             samples_per_second: 12.345,
             active_series: 42,
             refused: BTreeMap::from([
@@ -172,6 +205,10 @@ mod tests {
         assert!(html.contains(">42 / 1000<"));
         assert!(html.contains("series_limit: 7") && html.contains("too_old: 3"));
         assert!(
+            html.contains("<span class=\"warn\">-20m (agent ahead)</span>"),
+            "{html}"
+        );
+        assert!(
             html.contains("<span class=\"warn\">(in 3days)</span>"),
             "{html}"
         );
@@ -180,5 +217,17 @@ mod tests {
         );
         let empty = render(&[], 0, now);
         assert!(empty.contains("No seed has pushed yet"));
+    }
+
+    #[test]
+    fn small_skews_show_tenths_and_are_not_highlighted() {
+        assert_eq!(skew(None), "unknown");
+        assert_eq!(skew(Some(0)), "+0.0s");
+        assert_eq!(skew(Some(1_240)), "+1.2s (agent behind)");
+        assert_eq!(skew(Some(-59_000)), "-59.0s (agent ahead)");
+        assert_eq!(
+            skew(Some(3_725_900)),
+            "<span class=\"warn\">+1h 2m 5s (agent behind)</span>"
+        );
     }
 }

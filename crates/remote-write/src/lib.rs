@@ -60,6 +60,10 @@ pub mod headers {
     pub const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
     /// Response header: exemplars written.
     pub const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+    /// Request header of slo-gateway's own agent: its wall clock when it sent the request, Unix
+    /// milliseconds. The receiver compares it with its own clock to show clock skew per seed;
+    /// other receivers ignore it.
+    pub const SENT_AT: &str = "X-SLO-Gateway-Sent-At";
     /// `User-Agent` of everything slo-gateway sends.
     pub const USER_AGENT: &str = concat!("slo-gateway/", env!("CARGO_PKG_VERSION"));
 
