@@ -296,7 +296,10 @@ struct Running {
 
 fn start(config: AgentConfig, dir: &Path) -> Running {
     let mut registry = Registry::default();
-    let agent = Agent::new(config, dir, &mut registry).unwrap();
+    run_agent(Agent::new(config, dir, &mut registry).unwrap())
+}
+
+fn run_agent(agent: Agent) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let metrics = agent.metrics();
     let readiness = agent.readiness();
@@ -313,9 +316,16 @@ fn start(config: AgentConfig, dir: &Path) -> Running {
 
 impl Running {
     async fn stop(self) -> AgentMetrics {
+        let (metrics, result) = self.finish().await;
+        result.unwrap();
+        metrics
+    }
+
+    /// Stops the agent and returns what `run` returned.
+    async fn finish(self) -> (AgentMetrics, anyhow::Result<()>) {
         let _ = self.stop.send(());
-        self.done.await.unwrap().unwrap();
-        self.metrics
+        let result = self.done.await.unwrap();
+        (self.metrics, result)
     }
 }
 
@@ -917,4 +927,74 @@ async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
     );
     assert_per_series_order(&sink.samples());
     assert_eq!(metrics.samples_dropped(DropReason::Rejected4xx), 0);
+}
+
+/// The case: the receiver down, the buffer's disk full, a graceful shutdown. What the
+/// agent held in memory is written at shutdown (into the queue's reserve) and delivered after the
+/// restart: nothing the receiver did not acknowledge is lost, nothing is counted as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_shutdown_loses_nothing_unacknowledged() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let down = Sink::new(&[], 503);
+    let down_addr = spawn_sink(&s.pki, down.clone()).await;
+    let mut registry = Registry::default();
+    let config = agent_config(&s, fed_addr, down_addr, "");
+    let agent = Agent::new(config, s.dir.path(), &mut registry).unwrap();
+    agent.queue.with(|q| q.set_free_space(Some(0))).await;
+    let agent = run_agent(agent);
+    let m = agent.metrics.clone();
+    wait_for("memory mode and a backlog", || {
+        m.queue_memory_mode() && m.scrapes(ScrapeResult::Success) >= 5
+    })
+    .await;
+    let first = agent.stop().await;
+    let cut = common::telemetry::now_unix_ms();
+    let backlog = queued(&first);
+    assert!(backlog > 0);
+    assert_eq!(first.samples_sent(), 0);
+    for &reason in DropReason::ALL {
+        assert_eq!(first.records_dropped(reason), 0, "{reason}");
+    }
+
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
+    wait_for("the first run's samples", || old(&sink) >= backlog).await;
+    agent.stop().await;
+    assert_eq!(old(&sink), backlog);
+    assert_per_series_order(&sink.samples());
+}
+
+/// When even the reserve cannot take them (the disk fails outright), the records held in memory
+/// are lost: counted by reason, with records and samples, and named in the exit error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_at_shutdown_is_counted_and_named_in_the_exit_error() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let down = Sink::new(&[], 503);
+    let down_addr = spawn_sink(&s.pki, down.clone()).await;
+    let mut registry = Registry::default();
+    let config = agent_config(&s, fed_addr, down_addr, "");
+    let agent = Agent::new(config, s.dir.path(), &mut registry).unwrap();
+    agent.queue.with(|q| q.set_fail_writes(true)).await;
+    let agent = run_agent(agent);
+    let m = agent.metrics.clone();
+    wait_for("memory mode and a backlog", || {
+        m.queue_memory_mode() && m.scrapes(ScrapeResult::Success) >= 3
+    })
+    .await;
+    let (m, result) = agent.finish().await;
+    let error = format!("{:#}", result.unwrap_err());
+    let (records, samples) = (
+        m.records_dropped(DropReason::Unwritten),
+        m.samples_dropped(DropReason::Unwritten),
+    );
+    assert!(records > 0);
+    assert_eq!(samples, queued(&m));
+    assert!(
+        error.contains(&format!("{records} queued records ({samples} samples)")),
+        "{error}"
+    );
 }
