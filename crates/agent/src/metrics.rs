@@ -51,6 +51,11 @@ common::label_values! {
         Refused => "refused",
         /// The request or the body failed.
         Error => "error",
+        /// A redirect to another origin (scheme, host, port): refused, never followed.
+        RedirectRefused => "redirect_refused",
+        /// A body the agent cannot read (an unrequested `Content-Encoding`, binary bytes, or not
+        /// one parsable sample line): a failed scrape, no series goes stale.
+        Unreadable => "unreadable",
     }
 }
 
@@ -187,7 +192,7 @@ impl AgentMetrics {
         );
         r.register(
             p("scrapes"),
-            "Scrapes by result (success, truncated, error)",
+            "Scrapes by result (success, truncated, refused, error, redirect_refused, unreadable)",
             m.scrapes.clone(),
         );
         r.register(
