@@ -9,6 +9,11 @@
 //! rest is forwarded, and the answer is 400 naming the first refusal (never retried), or 204.
 //! After negotiation every answer carries the Remote Write 2.0 `X-Prometheus-Remote-Write-*-Written`
 //! headers with what the SLO Prometheus stored.
+//!
+//! The rate limit answers 429 only to our own agent (told by its `User-Agent`), which retries
+//! 429 by default. Other senders get 503 with the same `Retry-After`: Prometheus drops a batch
+//! answered 429 unless its `queue_config.retry_on_http_429` is set, while every Remote Write
+//! sender retries a 5xx.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -303,7 +308,13 @@ async fn write(
             } else {
                 tracing::info!(%seed, %error, "write refused");
             }
-            error.into_response()
+            let retry_as_503 =
+                matches!(error, ApiError::RateLimited { .. }) && !from_our_agent(&request_headers);
+            let mut response = error.into_response();
+            if retry_as_503 {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            response
         }
     };
     if let Some(samples) = written {
@@ -322,6 +333,17 @@ async fn write(
         })
         .inc();
     response
+}
+
+/// Whether the request comes from slo-gateway's own agent (`User-Agent: slo-gateway/<version>`),
+/// which retries 429; see the module docs for what other senders get.
+fn from_our_agent(request_headers: &HeaderMap) -> bool {
+    let product = rw::USER_AGENT.split('/').next().unwrap_or(rw::USER_AGENT);
+    request_headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|agent| agent.split('/').next())
+        .is_some_and(|name| name == product)
 }
 
 /// The protocol of the request from its headers (RW 2.0 spec: 415 for what is not supported).
