@@ -2,7 +2,9 @@
 //! `file:line:column`.
 //!
 //! Beyond what each role checks at startup, the full CLI derives the selectors of
-//! `match_from_specs` with the rule generator, so a broken SLO spec is reported here too.
+//! `match_from_specs` with the rule generator, so a broken SLO spec is reported here too. Given
+//! an agent and a receiver config together, it warns where their limits disagree
+//! ([`cross_check`]).
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +46,80 @@ pub fn check_file(file: &Path) -> Result<&'static str, ConfigError> {
             message: "neither an agent config (top-level keys scrape, remote_write) nor a receiver config (top-level keys tls, forward)".into(),
         })
     }
+}
+
+/// Validates each of `files` as [`check_file`] does, and, given agent and receiver configs, what
+/// they must agree on. Returns one line per file (`<file>: valid <kind> config`) and the
+/// warnings of [`cross_check`]; the first invalid file is the error.
+pub fn check_files(files: &[PathBuf]) -> Result<(Vec<String>, Vec<String>), ConfigError> {
+    let mut valid = Vec::new();
+    let mut agents = Vec::new();
+    let mut receivers = Vec::new();
+    for file in files {
+        let kind = check_file(file)?;
+        valid.push(format!("{}: valid {kind} config", file.display()));
+        // Valid already: these parse.
+        let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
+            file: file.clone(),
+            error,
+        })?;
+        let parse = |e: serde_yaml_ng::Error| parse_error(file, &e);
+        if kind == "agent" {
+            agents.push((
+                file,
+                serde_yaml_ng::from_str::<AgentConfig>(&text).map_err(parse)?,
+            ));
+        } else {
+            receivers.push((
+                file,
+                serde_yaml_ng::from_str::<ReceiverConfig>(&text).map_err(parse)?,
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    for (agent_file, agent) in &agents {
+        for (receiver_file, receiver) in &receivers {
+            for warning in cross_check(agent, receiver) {
+                warnings.push(format!(
+                    "{} with {}: {warning}",
+                    agent_file.display(),
+                    receiver_file.display()
+                ));
+            }
+        }
+    }
+    Ok((valid, warnings))
+}
+
+/// Where an agent config sends more than the receiver config accepts: the receiver refuses it
+/// (and the agent drops what is refused), so either limit is probably meant to be raised or
+/// lowered. Warnings, not errors: the receiver serves many agents.
+pub fn cross_check(agent: &AgentConfig, receiver: &ReceiverConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let limits = &receiver.limits;
+    let targets = agent.scrape.targets.len().max(1);
+    let agent_series = agent.scrape.max_series.saturating_mul(targets);
+    if limits.max_series_per_seed > 0 && agent_series > limits.max_series_per_seed {
+        warnings.push(format!(
+            "scrape.max_series {} × {targets} target(s) = {agent_series} series is above the \
+             receiver's limits.max_series_per_seed {}: a cardinality spike in between is \
+             forwarded, and the receiver refuses its new series for up to \
+             limits.series_idle_timeout ({}); lower scrape.max_series or raise the receiver's limit",
+            agent.scrape.max_series,
+            limits.max_series_per_seed,
+            humantime::format_duration(limits.series_idle_timeout)
+        ));
+    }
+    let backlog = agent.remote_write.max_samples_per_backlog_request;
+    if backlog > limits.max_series_per_request {
+        warnings.push(format!(
+            "remote_write.max_samples_per_backlog_request {backlog} is above the receiver's \
+             limits.max_series_per_request {}: merged backlog requests can be refused (413) and \
+             are then sent again record by record",
+            limits.max_series_per_request
+        ));
+    }
+    warnings
 }
 
 /// The agent's own checks, then what only the full CLI can check: every `match[]` selector
@@ -112,6 +188,49 @@ mod tests {
     use agent::config::TargetConfig;
 
     use super::*;
+
+    /// By default the agent refuses a spike before the receiver would: the two limits agree.
+    #[test]
+    fn default_limits_of_agent_and_receiver_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "ca.pem",
+            "seed.pem",
+            "seed-key.pem",
+            "server.pem",
+            "server-key.pem",
+        ] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let agent_file = dir.path().join("agent.yaml");
+        let agent = "scrape:\n  targets: [{url: 'http://127.0.0.1:9090/federate', match: [ALERTS]}]\nremote_write:\n  url: https://127.0.0.1:8443/api/v1/write\n  tls: {ca_file: ca.pem, cert_file: seed.pem, key_file: seed-key.pem}\n";
+        std::fs::write(&agent_file, agent).unwrap();
+        let receiver_file = dir.path().join("receiver.yaml");
+        let receiver = "tls: {cert_file: server.pem, key_file: server-key.pem, client_ca_file: ca.pem}\nforward: {url: 'http://127.0.0.1:9090/api/v1/write'}\n";
+        std::fs::write(&receiver_file, receiver).unwrap();
+        let files = [agent_file.clone(), receiver_file.clone()];
+        let (valid, warnings) = check_files(&files).unwrap();
+        assert_eq!(valid.len(), 2);
+        assert_eq!(warnings, Vec::<String>::new());
+        let a: AgentConfig = serde_yaml_ng::from_str(agent).unwrap();
+        let r: ReceiverConfig = serde_yaml_ng::from_str(receiver).unwrap();
+        assert_eq!(a.scrape.max_series, r.limits.max_series_per_seed);
+
+        // The old agent default against the receiver's: a spike would reach the receiver.
+        std::fs::write(
+            &agent_file,
+            agent.replace("scrape:\n", "scrape:\n  max_series: 500000\n"),
+        )
+        .unwrap();
+        let (_, warnings) = check_files(&files).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(
+                "500000 series is above the receiver's limits.max_series_per_seed 100000"
+            ),
+            "{warnings:?}"
+        );
+    }
 
     #[test]
     fn selectors_promtool_refuses_are_refused() {

@@ -41,7 +41,7 @@ pub use twin::{demo, landscape};
 
 /// Config loading, and the agent's and receiver's config types.
 pub mod config {
-    pub use crate::check_config::check_file;
+    pub use crate::check_config::{check_file, check_files, cross_check};
     pub use ::agent::config as agent;
     pub use ::agent::config::AgentConfig;
     pub use ::receiver::config as receiver;

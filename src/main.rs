@@ -45,10 +45,12 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         seeds: Vec<String>,
     },
-    /// Validate an agent or receiver config and print every error with its location.
+    /// Validate agent and receiver configs and print every error with its location; given an
+    /// agent and a receiver config, also warn where their limits disagree.
     CheckConfig {
-        /// Config file (YAML); agent or receiver is told by its keys.
-        file: PathBuf,
+        /// Config files (YAML); agent or receiver is told by their keys.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Generate SLO recording rules, alerts, Alertmanager routing, dashboards and the agent's
     /// match[] selectors from SLO specs (`rules check` validates them).
@@ -98,8 +100,15 @@ fn main() -> ExitCode {
                 )
             })
             .map_err(Into::into),
-        Command::CheckConfig { file } => slo_gateway::config::check_file(&file)
-            .map(|kind| println!("{}: valid {kind} config", file.display()))
+        Command::CheckConfig { files } => slo_gateway::config::check_files(&files)
+            .map(|(valid, warnings)| {
+                for line in valid {
+                    println!("{line}");
+                }
+                for warning in warnings {
+                    eprintln!("warning: {warning}");
+                }
+            })
             .map_err(Into::into),
         Command::Rules(args) => slo_gateway::rules::run_cli(args),
         Command::Demo(args) => {

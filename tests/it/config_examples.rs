@@ -428,6 +428,31 @@ fn cli_check_config_accepts_the_examples() {
     }
 }
 
+/// The shipped examples agree with each other: checked together, no warning.
+#[test]
+fn cli_check_config_cross_checks_the_examples_without_warnings() {
+    let dir = dir_with_pki();
+    let mut args = vec!["check-config".to_string()];
+    for name in ["agent.yaml", "receiver.yaml"] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, read(&format!("config/{name}"))).unwrap();
+        args.push(file.to_str().unwrap().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("valid agent config") && stdout.contains("valid receiver config"),
+        "{stdout}"
+    );
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn cli_check_config_prints_every_error_with_its_location() {
     let dir = tempfile::tempdir().unwrap();

@@ -537,6 +537,15 @@ async fn unreachable_upstream_gets_503() {
 // Rate limit
 // ---------------------------------------------------------------------------------------------
 
+/// A client of `files` that sends our agent's `User-Agent`.
+fn agent_client(files: &slo_gateway::tls::ClientFiles) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*slo_gateway::tls::client_config(files).unwrap()).clone())
+        .user_agent(slo_gateway::remote_write::headers::USER_AGENT)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn rate_limit_is_per_seed_and_answers_429_with_retry_after() {
     let (pki, upstream, receiver) = ReceiverSetup::new()
@@ -546,8 +555,8 @@ async fn rate_limit_is_per_seed_and_answers_429_with_retry_after() {
         })
         .start()
         .await;
-    let aws = https_client(&pki.seed_client("aws-1"));
-    let gcp = https_client(&pki.seed_client("gcp-1"));
+    let aws = agent_client(&pki.seed_client("aws-1"));
+    let gcp = agent_client(&pki.seed_client("gcp-1"));
     let ten = || write_body(vec![series(&[("__name__", "up")], 10)]);
 
     let (status, _, text) = post_write(&aws, &receiver.write_url(), ten()).await;
@@ -572,6 +581,51 @@ async fn rate_limit_is_per_seed_and_answers_429_with_retry_after() {
         ),
         Some(10.0)
     );
+}
+
+/// Senders other than our agent get the rate limit as 503 with the same `Retry-After`:
+/// Prometheus (2.42 and later) drops a batch answered 429 unless `retry_on_http_429` is set,
+/// while it retries every 5xx. Our agent (by its `User-Agent`) still gets 429.
+#[tokio::test]
+async fn rate_limit_answers_foreign_senders_503_so_that_they_retry() {
+    let (pki, upstream, receiver) = ReceiverSetup::new()
+        .limits(|l| {
+            l.samples_per_second_per_seed = 10;
+            l.burst_samples_per_seed = Some(10);
+        })
+        .start()
+        .await;
+    let ten = || write_body(vec![series(&[("__name__", "up")], 10)]);
+    for (user_agent, expected) in [
+        ("Prometheus/2.42.0", 503),
+        ("vmagent", 503),
+        ("", 503),
+        (slo_gateway::remote_write::headers::USER_AGENT, 429),
+    ] {
+        let files = pki.seed_client("aws-1");
+        let mut client = reqwest::Client::builder()
+            .use_preconfigured_tls((*slo_gateway::tls::client_config(&files).unwrap()).clone());
+        if !user_agent.is_empty() {
+            client = client.user_agent(user_agent);
+        }
+        let client = client.build().unwrap();
+        // Fill the bucket, then one over it.
+        let _ = post_write(&client, &receiver.write_url(), ten()).await;
+        let (status, headers, text) = post_write(&client, &receiver.write_url(), ten()).await;
+        assert_eq!(status, expected, "{user_agent:?}: {text}");
+        let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry_after >= 1, "{user_agent:?}");
+        assert!(text.contains("rate limit"), "{user_agent:?}: {text}");
+    }
+    // Counted as rate limited whatever the status: each round's second request at least.
+    let rejected = metric_value(
+        &receiver.metrics_text(),
+        "slo_gateway_receiver_samples_rejected_total",
+        r#"{seed="aws-1",reason="rate_limited"}"#,
+    )
+    .unwrap();
+    assert!(rejected >= 40.0, "{rejected}");
+    assert!(upstream.received().len() <= 4);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -53,7 +53,10 @@ pub struct ScrapeConfig {
     /// whole (counted in `slo_gateway_agent_scrapes_total{result="refused"}` and logged): the
     /// previous state is kept and no stale markers are sent, so a cardinality explosion at the
     /// source neither floods the SLO Prometheus nor the agent's memory (about 1 KiB per
-    /// series). Default 500000.
+    /// series). Default 100000, the receiver's default `limits.max_series_per_seed`: above
+    /// that the receiver would refuse the spike's new series for up to its
+    /// `series_idle_timeout`, so the agent refuses it first. Keep the sum over all targets
+    /// within the receiver's limit.
     #[serde(default = "default_max_series")]
     pub max_series: usize,
     /// PEM CA bundle that verifies `https` targets. Default none: only `http` targets work
@@ -268,7 +271,7 @@ fn default_max_scrape_bytes() -> u64 {
     256 << 20
 }
 fn default_max_series() -> usize {
-    500_000
+    common::DEFAULT_MAX_SERIES_PER_SEED
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
@@ -548,5 +551,9 @@ remote_write:
         assert!(!config.scrape.honor_timestamps);
         assert_eq!(config.scrape.interval, Duration::from_secs(15));
         assert!(config.remote_write.retry.retry_on_429);
+        assert_eq!(
+            config.scrape.max_series,
+            common::DEFAULT_MAX_SERIES_PER_SEED
+        );
     }
 }

@@ -70,8 +70,18 @@ use series::{ScrapeBuf, SeriesState};
 use status::StatusBoard;
 use yaml_config::resolve;
 
-/// Upper bound of the in-memory fallback while the disk refuses writes (ENOSPC).
-const MEMORY_FALLBACK_BYTES: u64 = 64 << 20;
+/// Most disk space the queue holds back (file `reserve` in `buffer.path`) so that the records
+/// it keeps in memory while the disk is full are written at shutdown instead of lost.
+const MAX_RESERVE_BYTES: u64 = 64 << 20;
+
+/// The queue's reserve and memory fallback for `buffer.max_bytes`: the reserve a sixteenth of it
+/// (at most [`MAX_RESERVE_BYTES`]), the memory fallback a sixteenth smaller than the reserve, so
+/// that everything held in memory fits the reserve with its segment headers and partly used file
+/// system blocks.
+fn reserve_and_fallback(max_bytes: u64) -> (u64, u64) {
+    let reserve = (max_bytes / 16).min(MAX_RESERVE_BYTES);
+    (reserve, reserve - reserve / 16)
+}
 
 /// A configured agent, ready to [`run`](Agent::run).
 #[derive(Debug)]
@@ -155,12 +165,14 @@ impl Agent {
         .context("building the scrape HTTP client")?;
 
         let buffer = &config.buffer;
+        let (reserve_bytes, memory_fallback_bytes) = reserve_and_fallback(buffer.max_bytes);
         let options = QueueOptions {
             max_bytes: buffer.max_bytes,
             max_age: buffer.max_age,
             segment_bytes: (buffer.max_bytes / 4).clamp(64 << 10, 8 << 20),
             fsync: buffer.fsync,
-            memory_fallback_bytes: MEMORY_FALLBACK_BYTES,
+            memory_fallback_bytes,
+            reserve_bytes,
         };
         std::fs::create_dir_all(&buffer_path)
             .with_context(|| format!("creating buffer.path {}", buffer_path.display()))?;
@@ -276,12 +288,56 @@ impl Agent {
         // After the lanes' last acks: publish the final queue figures.
         let drops = housekeeping.await.unwrap_or_default();
         queue_handle::housekeeping(&queue, &self.metrics, drops).await;
-        queue
-            .with(|q| q.flush())
-            .await
-            .context("flushing the queue at shutdown")?;
-        tracing::info!("agent stopped; unsent records stay queued");
-        Ok(())
+        let (flushed, unwritten, queued) = queue
+            .with(|q| {
+                let flushed = q.flush();
+                let unwritten = if flushed.is_err() {
+                    q.unwritten()
+                } else {
+                    Vec::new()
+                };
+                (flushed, unwritten, q.len_records())
+            })
+            .await;
+        match flushed {
+            Ok(()) => {
+                tracing::info!(
+                    records = queued,
+                    "agent stopped; unsent records stay queued"
+                );
+                Ok(())
+            }
+            // Written already: at worst some acknowledged records are sent again.
+            Err(error) if unwritten.is_empty() => {
+                Err(error).context("flushing the queue at shutdown (records are on disk)")
+            }
+            Err(error) => Err(self.count_unwritten(&unwritten, &error)),
+        }
+    }
+
+    /// Counts and logs the records that were only in memory at shutdown and could not be
+    /// written even with the reserve released; returns the error to exit with.
+    fn count_unwritten(
+        &self,
+        unwritten: &[bytes::Bytes],
+        error: &queue::QueueError,
+    ) -> anyhow::Error {
+        let records = unwritten.len() as u64;
+        let samples: u64 = unwritten
+            .iter()
+            .map(|payload| batch::decode_header(payload).map_or(0, |h| u64::from(h.samples)))
+            .sum();
+        self.metrics.dropped_records(DropReason::Unwritten, records);
+        self.metrics.dropped_samples(DropReason::Unwritten, samples);
+        tracing::error!(
+            records,
+            samples,
+            %error,
+            "agent stopped; queued records held in memory (the disk is full or failing) could not be written and are lost"
+        );
+        anyhow::anyhow!(
+            "{records} queued records ({samples} samples) held in memory could not be written at shutdown and are lost: {error}"
+        )
     }
 }
 

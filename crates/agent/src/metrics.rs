@@ -30,6 +30,9 @@ common::label_values! {
         Missing => "missing",
         /// The queue refused the write (disk and memory fallback full).
         QueueError => "queue_error",
+        /// Held in memory (the disk full or failing) when the agent stopped, and not writable
+        /// even into the queue's reserve.
+        Unwritten => "unwritten_at_shutdown",
         /// Not newer than the last sample sent for its series.
         NotNewer => "not_newer",
         /// Two series with one hash in one scrape.
@@ -48,6 +51,11 @@ common::label_values! {
         Refused => "refused",
         /// The request or the body failed.
         Error => "error",
+        /// A redirect to another origin (scheme, host, port): refused, never followed.
+        RedirectRefused => "redirect_refused",
+        /// A body the agent cannot read (an unrequested `Content-Encoding`, binary bytes, or not
+        /// one parsable sample line): a failed scrape, no series goes stale.
+        Unreadable => "unreadable",
     }
 }
 
@@ -164,7 +172,7 @@ impl AgentMetrics {
         );
         r.register(
             p("queue_records_dropped"),
-            "Queued requests given up, by reason (max_bytes, max_age, corrupt, missing, rejected_4xx, ...)",
+            "Queued requests given up, by reason (max_bytes, max_age, corrupt, missing, rejected_4xx, unwritten_at_shutdown, ...)",
             m.records_dropped.clone(),
         );
         r.register(
@@ -184,7 +192,7 @@ impl AgentMetrics {
         );
         r.register(
             p("scrapes"),
-            "Scrapes by result (success, truncated, error)",
+            "Scrapes by result (success, truncated, refused, error, redirect_refused, unreadable)",
             m.scrapes.clone(),
         );
         r.register(

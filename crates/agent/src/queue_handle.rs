@@ -144,6 +144,9 @@ pub(crate) async fn housekeeping(
     let (expired, records, bytes, oldest, memory, drops) = queue
         .with(move |q| {
             let expired = q.expire(now);
+            if let Err(error) = q.refill_reserve() {
+                tracing::debug!(%error, "the queue's disk reserve is still short");
+            }
             (
                 expired,
                 q.len_records(),

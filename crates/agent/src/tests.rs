@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bytes::Bytes;
@@ -32,13 +33,37 @@ struct Federate {
     queries: Mutex<Vec<String>>,
     /// Answer with this status and no body instead (0: serve `body`).
     fail: AtomicUsize,
+    /// Answer `/federate` with this status, headers and bytes instead (redirects, bodies the
+    /// agent cannot read).
+    raw: Mutex<Option<Raw>>,
 }
 
-async fn federate(State(f): State<Arc<Federate>>, RawQuery(q): RawQuery) -> (StatusCode, String) {
+/// A scripted answer of the `/federate` stub.
+type Raw = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+async fn federate(State(f): State<Arc<Federate>>, RawQuery(q): RawQuery) -> Response {
     f.queries.lock().unwrap().push(q.unwrap_or_default());
+    if let Some((code, headers, body)) = f.raw.lock().unwrap().clone() {
+        let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
+        for (name, value) in headers {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_str(&value).unwrap());
+        }
+        return response;
+    }
+    served(&f)
+}
+
+/// `/prefix/federate`: the body, always (the target of a same-origin redirect).
+async fn federate_moved(State(f): State<Arc<Federate>>) -> Response {
+    served(&f)
+}
+
+fn served(f: &Federate) -> Response {
     match u16::try_from(f.fail.load(Ordering::SeqCst)).unwrap() {
-        0 => (StatusCode::OK, f.body.lock().unwrap().clone()),
-        code => (StatusCode::from_u16(code).unwrap(), String::new()),
+        0 => (StatusCode::OK, f.body.lock().unwrap().clone()).into_response(),
+        code => StatusCode::from_u16(code).unwrap().into_response(),
     }
 }
 
@@ -47,6 +72,7 @@ async fn spawn_federate(body: &str) -> (SocketAddr, Arc<Federate>) {
     *state.body.lock().unwrap() = body.to_string();
     let app = Router::new()
         .route("/federate", get(federate))
+        .route("/prefix/federate", get(federate_moved))
         .with_state(state.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -299,7 +325,10 @@ struct Running {
 
 fn start(config: AgentConfig, dir: &Path) -> Running {
     let mut registry = Registry::default();
-    let agent = Agent::new(config, dir, &mut registry).unwrap();
+    run_agent(Agent::new(config, dir, &mut registry).unwrap())
+}
+
+fn run_agent(agent: Agent) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let metrics = agent.metrics();
     let readiness = agent.readiness();
@@ -316,9 +345,16 @@ fn start(config: AgentConfig, dir: &Path) -> Running {
 
 impl Running {
     async fn stop(self) -> AgentMetrics {
+        let (metrics, result) = self.finish().await;
+        result.unwrap();
+        metrics
+    }
+
+    /// Stops the agent and returns what `run` returned.
+    async fn finish(self) -> (AgentMetrics, anyhow::Result<()>) {
         let _ = self.stop.send(());
-        self.done.await.unwrap().unwrap();
-        self.metrics
+        let result = self.done.await.unwrap();
+        (self.metrics, result)
     }
 }
 
@@ -367,8 +403,13 @@ async fn scrape_to_mtls_sink_with_labels_and_stale_markers() {
     let (fed_addr, fed) = spawn_federate(BODY).await;
     let sink = Sink::new(&[], 204);
     let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    // Not ready while every scrape fails (asserting before the first scrape would race it).
+    fed.fail.store(503, Ordering::SeqCst);
     let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("a failed scrape", || m.scrapes(ScrapeResult::Error) >= 1).await;
     assert!(!agent.readiness.get());
+    fed.fail.store(0, Ordering::SeqCst);
     wait_for("first samples", || sink.count() >= 3).await;
     assert!(agent.readiness.get());
     // `up` vanishes.
@@ -920,4 +961,167 @@ async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
     );
     assert_per_series_order(&sink.samples());
     assert_eq!(metrics.samples_dropped(DropReason::Rejected4xx), 0);
+}
+
+/// The issue's case: the receiver down, the buffer's disk full, a graceful shutdown. What the
+/// agent held in memory is written at shutdown (into the queue's reserve) and delivered after the
+/// restart: nothing the receiver did not acknowledge is lost, nothing is counted as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_shutdown_loses_nothing_unacknowledged() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let down = Sink::new(&[], 503);
+    let down_addr = spawn_sink(&s.pki, down.clone()).await;
+    let mut registry = Registry::default();
+    let config = agent_config(&s, fed_addr, down_addr, "");
+    let agent = Agent::new(config, s.dir.path(), &mut registry).unwrap();
+    agent.queue.with(|q| q.set_free_space(Some(0))).await;
+    let agent = run_agent(agent);
+    let m = agent.metrics.clone();
+    wait_for("memory mode and a backlog", || {
+        m.queue_memory_mode() && m.scrapes(ScrapeResult::Success) >= 5
+    })
+    .await;
+    let first = agent.stop().await;
+    let cut = common::telemetry::now_unix_ms();
+    let backlog = queued(&first);
+    assert!(backlog > 0);
+    assert_eq!(first.samples_sent(), 0);
+    for &reason in DropReason::ALL {
+        assert_eq!(first.records_dropped(reason), 0, "{reason}");
+    }
+
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
+    wait_for("the first run's samples", || old(&sink) >= backlog).await;
+    agent.stop().await;
+    assert_eq!(old(&sink), backlog);
+    assert_per_series_order(&sink.samples());
+}
+
+/// When even the reserve cannot take them (the disk fails outright), the records held in memory
+/// are lost: counted by reason, with records and samples, and named in the exit error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_at_shutdown_is_counted_and_named_in_the_exit_error() {
+    let s = setup();
+    let (fed_addr, _fed) = spawn_federate(BODY).await;
+    let down = Sink::new(&[], 503);
+    let down_addr = spawn_sink(&s.pki, down.clone()).await;
+    let mut registry = Registry::default();
+    let config = agent_config(&s, fed_addr, down_addr, "");
+    let agent = Agent::new(config, s.dir.path(), &mut registry).unwrap();
+    agent.queue.with(|q| q.set_fail_writes(true)).await;
+    let agent = run_agent(agent);
+    let m = agent.metrics.clone();
+    wait_for("memory mode and a backlog", || {
+        m.queue_memory_mode() && m.scrapes(ScrapeResult::Success) >= 3
+    })
+    .await;
+    let (m, result) = agent.finish().await;
+    let error = format!("{:#}", result.unwrap_err());
+    let (records, samples) = (
+        m.records_dropped(DropReason::Unwritten),
+        m.samples_dropped(DropReason::Unwritten),
+    );
+    assert!(records > 0);
+    assert_eq!(samples, queued(&m));
+    assert!(
+        error.contains(&format!("{records} queued records ({samples} samples)")),
+        "{error}"
+    );
+}
+
+/// A body the agent cannot read is a failed scrape, counted as `unreadable`: no series goes
+/// stale because of it (before, an unrequested gzip body parsed as a body without series and
+/// every series got a stale marker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_body_is_a_failed_scrape_and_nothing_goes_stale() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("first samples", || sink.count() >= 3).await;
+    // Bytes of a gzip stream (header, then deflate data).
+    let mut gzip = vec![0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03];
+    gzip.extend((0..400u32).map(|i| (i * 7 + 3) as u8));
+    let cases: [Raw; 4] = [
+        (200, vec![("content-encoding", "gzip".into())], gzip.clone()),
+        (200, vec![("content-encoding", "br".into())], BODY.into()),
+        (200, vec![], gzip),
+        (
+            200,
+            vec![("content-type", "text/html".into())],
+            b"<html>\n<body>upstream error</body>\n</html>\n".to_vec(),
+        ),
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let before = m.scrapes(ScrapeResult::Unreadable);
+        *fed.raw.lock().unwrap() = Some(case);
+        wait_for(&format!("unreadable scrapes of case {i}"), || {
+            m.scrapes(ScrapeResult::Unreadable) >= before + 2
+        })
+        .await;
+        assert_eq!(m.stale_markers(), 0, "case {i}");
+    }
+    *fed.raw.lock().unwrap() = None;
+    let before = m.scrapes(ScrapeResult::Success);
+    wait_for("readable again", || {
+        m.scrapes(ScrapeResult::Success) >= before + 2
+    })
+    .await;
+    let metrics = agent.stop().await;
+    assert_eq!(metrics.stale_markers(), 0);
+    assert_eq!(metrics.series_active(), 3);
+    assert!(sink.samples().iter().all(|g| !g.1.is_nan()));
+    assert_per_series_order(&sink.samples());
+}
+
+/// A redirect to another origin is refused and counted, never followed (its series would be
+/// stored under this seed); a redirect on the same origin (a route prefix) is followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_is_refused_and_counted() {
+    let s = setup();
+    let (fed_addr, fed) = spawn_federate(BODY).await;
+    let (foreign_addr, foreign) =
+        spawn_federate("shoot:availability{kind=\"foreign\",cluster=\"x\"} 1\n").await;
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
+    let m = agent.metrics.clone();
+    wait_for("first samples", || sink.count() >= 3).await;
+    for location in [
+        format!("http://{foreign_addr}/federate"),
+        format!("http://localhost:{}/federate", fed_addr.port()),
+        format!("https://{fed_addr}/prefix/federate"),
+    ] {
+        let before = m.scrapes(ScrapeResult::RedirectRefused);
+        *fed.raw.lock().unwrap() = Some((302, vec![("location", location.clone())], Vec::new()));
+        wait_for(&format!("refused redirects to {location}"), || {
+            m.scrapes(ScrapeResult::RedirectRefused) >= before + 2
+        })
+        .await;
+    }
+    assert!(foreign.queries.lock().unwrap().is_empty(), "followed");
+    // Same origin: followed.
+    *fed.raw.lock().unwrap() = Some((
+        301,
+        vec![("location", "/prefix/federate".into())],
+        Vec::new(),
+    ));
+    let before = m.scrapes(ScrapeResult::Success);
+    wait_for("scrapes through the same-origin redirect", || {
+        m.scrapes(ScrapeResult::Success) >= before + 2
+    })
+    .await;
+    let metrics = agent.stop().await;
+    assert!(sink
+        .samples()
+        .iter()
+        .all(|g| !g.0.contains(&("kind".into(), "foreign".into()))));
+    assert_eq!(metrics.stale_markers(), 0);
+    assert_eq!(metrics.series_active(), 3);
 }

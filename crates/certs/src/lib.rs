@@ -3,8 +3,15 @@
 //!
 //! Gardener's seed client certificates carry Subject O = `gardener.cloud:system:seeds` and
 //! CN = `gardener.cloud:system:seed:<seed-name>`.
+//!
+//! Every CA gets a name of its own (the given name plus a suffix from the time and a counter) and
+//! every certificate subject and authority key identifiers. A bundle with an old and a new CA (a
+//! CA rotation's overlap) then verifies: OpenSSL finds the issuer by name and key identifier,
+//! and with two CAs of one name and no key identifiers it may try the wrong one and fail.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
@@ -72,11 +79,14 @@ pub struct CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// A new self-signed CA named `common_name`.
+    /// A new self-signed CA named `common_name` plus a unique suffix (see the module docs).
     pub fn new(common_name: &str) -> Result<Self, CertError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = dn(common_name, &[]);
+        params.distinguished_name = dn(&format!("{common_name} {}", unique_suffix()), &[]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // The subject key identifier comes with `IsCa::Ca`; self-signed, the authority's is the
+        // same key.
+        params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
@@ -138,6 +148,10 @@ impl CertificateAuthority {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
+        // A subject key identifier (with basic constraints CA:false) and the CA's as the
+        // authority key identifier: what picks the right CA of a bundle with two.
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         Ok(Issued {
@@ -153,6 +167,20 @@ impl std::fmt::Debug for CertificateAuthority {
         f.debug_struct("CertificateAuthority")
             .finish_non_exhaustive()
     }
+}
+
+/// `<unix seconds>-<hex>`: the time and, mixed into the hex, its nanoseconds, the process id and
+/// a counter, so that two CAs made in one process or by two processes at once differ too.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mix = u64::from(now.subsec_nanos())
+        ^ (u64::from(std::process::id()) << 32)
+        ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    format!("{}-{mix:016x}", now.as_secs())
 }
 
 fn dn(common_name: &str, organizations: &[&str]) -> DistinguishedName {
@@ -208,4 +236,108 @@ pub fn write_dev_pki(out: &Path, seeds: &[String]) -> Result<DevPki, CertError> 
         pki.seeds.push((seed.clone(), cert, key));
     }
     Ok(pki)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::pem::parse_x509_pem;
+
+    /// The DER of a PEM certificate.
+    fn der(pem: &str) -> Vec<u8> {
+        parse_x509_pem(pem.as_bytes()).unwrap().1.contents
+    }
+
+    /// Subject, issuer, subject key identifier and authority key identifier of `pem`.
+    fn names_and_ids(pem: &str) -> (String, String, Option<Vec<u8>>, Option<Vec<u8>>) {
+        let der = der(pem);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let mut ski = None;
+        let mut aki = None;
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(id) => {
+                    aki = id.key_identifier.as_ref().map(|k| k.0.to_vec());
+                }
+                _ => {}
+            }
+        }
+        (
+            cert.subject().to_string(),
+            cert.issuer().to_string(),
+            ski,
+            aki,
+        )
+    }
+
+    #[test]
+    fn every_ca_has_its_own_name_and_every_certificate_key_identifiers() {
+        let old = CertificateAuthority::new("slo-gateway dev CA").unwrap();
+        let new = CertificateAuthority::new("slo-gateway dev CA").unwrap();
+        let (old_name, old_issuer, old_ski, old_aki) = names_and_ids(&old.cert_pem());
+        let (new_name, _, new_ski, _) = names_and_ids(&new.cert_pem());
+        assert_ne!(old_name, new_name);
+        assert!(old_name.starts_with("CN=slo-gateway dev CA "), "{old_name}");
+        assert_eq!(old_issuer, old_name, "self-signed");
+        let old_ski = old_ski.expect("CA subject key identifier");
+        assert_ne!(Some(old_ski.clone()), new_ski);
+        assert_eq!(
+            old_aki,
+            Some(old_ski.clone()),
+            "self-signed: AKI is its own SKI"
+        );
+
+        for leaf in [
+            old.issue_seed("aws-eu1").unwrap(),
+            old.issue_server(&["localhost", "127.0.0.1"]).unwrap(),
+        ] {
+            let (_, issuer, ski, aki) = names_and_ids(&leaf.cert_pem);
+            assert_eq!(issuer, old_name);
+            assert!(ski.is_some(), "leaf subject key identifier");
+            assert_eq!(aki, Some(old_ski.clone()), "leaf AKI is its CA's SKI");
+        }
+    }
+
+    /// What the outsider's OpenSSL client did: a bundle of the old and the new CA verifies a
+    /// certificate of either. Needs the `openssl` CLI (`.ci/run` installs it); fails without it.
+    #[test]
+    fn openssl_verifies_leaves_of_either_ca_against_an_old_and_new_bundle() {
+        let dir = std::env::temp_dir().join(format!("slo-gateway-certs-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = CertificateAuthority::new("slo-gateway dev CA").unwrap();
+        let new = CertificateAuthority::new("slo-gateway dev CA").unwrap();
+        let bundle = dir.join("bundle.pem");
+        std::fs::write(&bundle, old.cert_pem() + &new.cert_pem()).unwrap();
+        for (which, ca) in [("old", &old), ("new", &new)] {
+            for (kind, leaf, purpose) in [
+                ("seed", ca.issue_seed("aws-eu1").unwrap(), "sslclient"),
+                (
+                    "server",
+                    ca.issue_server(&["localhost"]).unwrap(),
+                    "sslserver",
+                ),
+            ] {
+                let file = dir.join(format!("{which}-{kind}.pem"));
+                std::fs::write(&file, &leaf.cert_pem).unwrap();
+                let out = std::process::Command::new("openssl")
+                    .arg("verify")
+                    .arg("-purpose")
+                    .arg(purpose)
+                    .arg("-CAfile")
+                    .arg(&bundle)
+                    .arg(&file)
+                    .output()
+                    .expect("the openssl CLI (apt-get install openssl)");
+                assert!(
+                    out.status.success(),
+                    "{which} {kind}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -11,3 +11,10 @@
 pub mod http_client;
 pub mod telemetry;
 pub mod tls;
+
+/// Most series of one seed by default, on both sides: the agent's `scrape.max_series` (per
+/// target) and the receiver's `limits.max_series_per_seed` (per seed and replica). One number, so
+/// that by default a cardinality spike is refused whole by the agent (its old state kept, no
+/// stale markers) rather than forwarded for the receiver to refuse its new series one by one for
+/// up to `series_idle_timeout`.
+pub const DEFAULT_MAX_SERIES_PER_SEED: usize = 100_000;

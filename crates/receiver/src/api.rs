@@ -16,6 +16,11 @@
 //! ([`clock_skew_seconds`]). Each request is counted, and its failure logged, once
 //! ([`SeedHandles::answered`]), on the series its connection resolved once
 //! ([`Connection`]).
+//!
+//! The rate limit answers 429 only to our own agent (told by its `User-Agent`), which retries
+//! 429 by default. Other senders get 503 with the same `Retry-After`: Prometheus drops a batch
+//! answered 429 unless its `queue_config.retry_on_http_429` is set, while every Remote Write
+//! sender retries a 5xx.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -330,8 +335,17 @@ async fn write(
             StatusCode::NO_CONTENT.into_response()
         }
         Err(error) => {
-            handles.answered(error.status(), Some(&error));
-            error.into_response()
+            let retry_as_503 =
+                matches!(error, ApiError::RateLimited { .. }) && !from_our_agent(&request_headers);
+            let status = if retry_as_503 {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                error.status()
+            };
+            handles.answered(status, Some(&error));
+            let mut response = error.into_response();
+            *response.status_mut() = status;
+            response
         }
     };
     if let Some(samples) = written {
@@ -342,6 +356,17 @@ async fn write(
         headers.insert(rw::EXEMPLARS_WRITTEN, HeaderValue::from(0));
     }
     response
+}
+
+/// Whether the request comes from slo-gateway's own agent (`User-Agent: slo-gateway/<version>`),
+/// which retries 429; see the module docs for what other senders get.
+fn from_our_agent(request_headers: &HeaderMap) -> bool {
+    let product = rw::USER_AGENT.split('/').next().unwrap_or(rw::USER_AGENT);
+    request_headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|agent| agent.split('/').next())
+        .is_some_and(|name| name == product)
 }
 
 /// The protocol of the request from its headers (RW 2.0 spec: 415 for what is not supported).

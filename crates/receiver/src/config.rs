@@ -274,7 +274,8 @@ fn default_max_sample_age() -> Duration {
     Duration::from_secs(2 * 3600)
 }
 fn default_max_series_per_seed() -> usize {
-    100_000
+    // The agent's default `scrape.max_series` too: it refuses a larger spike before sending it.
+    common::DEFAULT_MAX_SERIES_PER_SEED
 }
 fn default_series_idle_timeout() -> Duration {
     Duration::from_secs(3600)

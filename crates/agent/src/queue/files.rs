@@ -10,6 +10,9 @@ impl DiskQueue {
         };
         self.disk_bytes -= seg.len;
         self.wm_force = true;
+        if let Some(free) = &mut self.free_space {
+            *free += seg.len;
+        }
         drop(seg.reader);
         match fs::remove_file(&seg.path) {
             Ok(()) => Ok(()),
@@ -61,14 +64,24 @@ impl DiskQueue {
         }
     }
 
-    /// Writes `buf` to `f`, or with the test hook, half of it followed by ENOSPC.
-    pub(super) fn write_bytes(fail: bool, f: &mut File, buf: &[u8]) -> io::Result<()> {
-        if fail {
+    /// Writes `buf` to `f`. With the test hooks: half of it followed by ENOSPC when `fail`, or
+    /// when `free` (simulated free space) is smaller than `buf`; otherwise `free` shrinks by it.
+    pub(super) fn write_bytes(
+        fail: bool,
+        free: &mut Option<u64>,
+        f: &mut File,
+        buf: &[u8],
+    ) -> io::Result<()> {
+        let len = buf.len() as u64;
+        if fail || free.is_some_and(|free| free < len) {
             f.write_all(&buf[..buf.len() / 2])?;
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 "injected write failure",
             ));
+        }
+        if let Some(free) = free {
+            *free -= len;
         }
         f.write_all(buf)
     }
@@ -139,13 +152,14 @@ impl DiskQueue {
             .create(true)
             .truncate(true)
             .open(&path)?;
-        let res = Self::write_bytes(self.fail_writes, &mut f, buf).and_then(|()| {
-            if self.opts.fsync {
-                f.sync_data()?;
-                sync_dir(&self.dir)?;
-            }
-            Ok(())
-        });
+        let res =
+            Self::write_bytes(self.fail_writes, &mut self.free_space, &mut f, buf).and_then(|()| {
+                if self.opts.fsync {
+                    f.sync_data()?;
+                    sync_dir(&self.dir)?;
+                }
+                Ok(())
+            });
         if let Err(e) = res {
             drop(f);
             if let Err(e) = fs::remove_file(&path) {
@@ -194,9 +208,13 @@ impl DiskQueue {
             return Err(io::Error::other("no active segment"));
         };
         let offset = seg.len;
-        let res =
-            Self::write_bytes(fail, f, buf)
-                .and_then(|()| if fsync { f.sync_data() } else { Ok(()) });
+        let res = Self::write_bytes(fail, &mut self.free_space, f, buf).and_then(|()| {
+            if fsync {
+                f.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = res {
             // Cut the partial record off so the segment stays valid; append no more to it
             // either way, since its file position is unknown now.

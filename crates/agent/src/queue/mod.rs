@@ -14,6 +14,8 @@
 //! - `acked`: the ack watermark (see below), replaced atomically via `acked.tmp` + rename.
 //! - `lock`: held with an exclusive `flock` while a queue is open, and holding its pid: a second
 //!   queue (a second agent) on the same directory fails with [`QueueError::Locked`] naming it.
+//! - `reserve`: [`QueueOptions::reserve_bytes`] of disk space held back for a shutdown on a
+//!   full disk (see below).
 //!
 //! Other files are ignored.
 //!
@@ -108,6 +110,12 @@
 //! otherwise the segment is closed and its torn tail is counted on the next open. Records in
 //! memory are lost on a crash.
 //!
+//! A graceful shutdown loses none of them as long as they fit the reserve: [`DiskQueue::flush`]
+//! deletes the `reserve` file when the disk cannot take them otherwise, and writes them into the
+//! space it frees. The reserve is filled again at the next open (or, while the disk is still
+//! full then, by [`DiskQueue::refill_reserve`] once it takes writes). What still cannot be
+//! written is listed by [`DiskQueue::unwritten`], for the caller to count.
+//!
 //! All calls are synchronous `std::fs` I/O, each short (one record write, one read per run of
 //! records); call them from a blocking task.
 //!
@@ -120,6 +128,9 @@
 //! <!-- Absolute paths: an outer doc comment on `mod queue` would change the link scope. -->
 //! [`DiskQueue::expire`]: crate::queue::DiskQueue::expire
 //! [`DiskQueue::flush`]: crate::queue::DiskQueue::flush
+//! [`DiskQueue::refill_reserve`]: crate::queue::DiskQueue::refill_reserve
+//! [`DiskQueue::unwritten`]: crate::queue::DiskQueue::unwritten
+//! [`QueueOptions::reserve_bytes`]: crate::queue::QueueOptions::reserve_bytes
 //! [`DiskQueue::memory_fallback_active`]: crate::queue::DiskQueue::memory_fallback_active
 //! [`DiskQueue::open`]: crate::queue::DiskQueue::open
 //! [`DiskQueue::take`]: crate::queue::DiskQueue::take
@@ -154,6 +165,7 @@ mod memory;
 mod open;
 mod options;
 mod ranges;
+mod reserve;
 #[cfg(test)]
 mod tests;
 
@@ -164,6 +176,7 @@ use format::{
 };
 use lock::{lock_dir, DirLock};
 use ranges::IdRanges;
+use reserve::reserve_on_disk;
 
 use index::{Loc, Meta, Segment, State};
 use memory::MemRecord;
@@ -300,6 +313,11 @@ pub struct DiskQueue {
     scratch: Vec<u8>,
     /// Test hook: every write fails (after writing half of its bytes).
     fail_writes: bool,
+    /// Test hook: simulated free disk space; a write larger fails like `fail_writes`, deleting a
+    /// segment or the reserve adds to it. `None`: the real disk decides.
+    free_space: Option<u64>,
+    /// Bytes held in the reserve file (see `reserve`).
+    reserve_len: u64,
     /// Highest id written to disk: the chain link (`skipped`) of the next record.
     last_written: u64,
     /// Done id ranges above the watermark as last persisted.
@@ -577,13 +595,20 @@ impl DiskQueue {
         self.write_failed || !self.memory.is_empty()
     }
 
-    /// Makes the current state durable now: retries buffered records, fdatasyncs the active
-    /// segment and persists the ack watermark. Call on graceful shutdown. Fails while buffered
-    /// records still cannot be written.
+    /// Makes the current state durable now: writes buffered records (deleting the reserve
+    /// first when the disk cannot take them otherwise), fdatasyncs the active segment and
+    /// persists the ack watermark. Call on graceful shutdown. Fails while buffered records still
+    /// cannot be written; [`DiskQueue::unwritten`] then lists them.
     pub fn flush(&mut self) -> Result<(), QueueError> {
         if !self.memory.is_empty() {
+            let mut res = self.flush_memory();
+            // Only now: while the agent runs, space may come back, and the reserve is the one
+            // guarantee for the records still held in memory when it stops.
+            if res.is_err() && self.release_reserve() {
+                res = self.flush_memory();
+            }
             let path = self.dir.clone();
-            self.flush_memory().map_err(|e| io_err(&path, e))?;
+            res.map_err(|e| io_err(&path, e))?;
             self.write_failed = false;
         }
         if let (Some(w), Some(seg)) = (&self.writer, self.segments.back()) {
@@ -593,11 +618,27 @@ impl DiskQueue {
         self.maybe_persist_watermark()
     }
 
+    /// Payloads of the records held only in memory and not yet acknowledged or dropped: what is
+    /// lost if the process ends now (after a failed [`DiskQueue::flush`]).
+    pub fn unwritten(&self) -> Vec<Bytes> {
+        self.memory
+            .iter()
+            .filter(|m| m.state != State::Done)
+            .map(|m| m.payload.clone())
+            .collect()
+    }
+
     // ---- internals ----
 
     /// Test hook: make every disk write fail with ENOSPC after writing half its bytes.
     #[cfg(test)]
-    fn set_fail_writes(&mut self, fail: bool) {
+    pub(crate) fn set_fail_writes(&mut self, fail: bool) {
         self.fail_writes = fail;
+    }
+
+    /// Test hook: simulate a disk with `free` bytes left (`None`: the real disk).
+    #[cfg(test)]
+    pub(crate) fn set_free_space(&mut self, free: Option<u64>) {
+        self.free_space = free;
     }
 }

@@ -291,6 +291,8 @@ impl DiskQueue {
             wm_force: false,
             scratch: Vec::new(),
             fail_writes: false,
+            free_space: None,
+            reserve_len: reserve_on_disk(dir),
             last_written: last_on_disk,
             persisted_done: mark.done,
             done_extra: IdRanges::from_ranges(
@@ -321,6 +323,17 @@ impl DiskQueue {
             if let Err(e) = q.maybe_persist_watermark() {
                 tracing::warn!(error = %e, "cannot persist ack watermark");
             }
+        }
+        // Before any record can need it: a shutdown on a full disk writes the memory fallback
+        // into this space.
+        if let Err(e) = q.grow_reserve(u64::MAX) {
+            tracing::warn!(
+                dir = %q.dir.display(),
+                error = %e,
+                held = q.reserve_len,
+                wanted = q.opts.reserve_bytes,
+                "cannot fill the queue's disk reserve; topping it up later"
+            );
         }
         report.replayable_records = q.live_records;
         report.replayable_bytes = q.live_bytes;

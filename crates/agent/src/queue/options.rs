@@ -14,8 +14,14 @@ pub struct QueueOptions {
     pub segment_bytes: u64,
     /// `fdatasync` every append (and the directory on segment creation) when true.
     pub fsync: bool,
-    /// Bound of the in-memory buffer used while disk writes fail.
+    /// Bound of the in-memory buffer used while disk writes fail. Keep it a little below
+    /// `reserve_bytes` (segment headers and file system blocks take some room), so that a
+    /// graceful shutdown on a full disk can write all of it.
     pub memory_fallback_bytes: u64,
+    /// Disk space held back in the file `reserve` for the records in the memory fallback at a
+    /// graceful shutdown on a full disk (see [`DiskQueue::flush`]); not counted in `max_bytes`.
+    /// 0: none.
+    pub reserve_bytes: u64,
 }
 
 impl Default for QueueOptions {
@@ -26,6 +32,7 @@ impl Default for QueueOptions {
             segment_bytes: 8 << 20,
             fsync: false,
             memory_fallback_bytes: 64 << 20,
+            reserve_bytes: 0,
         }
     }
 }

@@ -14,6 +14,7 @@ fn small_opts() -> QueueOptions {
         segment_bytes: 1024,
         fsync: false,
         memory_fallback_bytes: 1 << 20,
+        reserve_bytes: 0,
     }
 }
 
@@ -412,6 +413,122 @@ fn memory_fallback_is_bounded_and_counts_evictions() {
     drop(q);
     let (mut q, _) = open(dir.path(), small_opts());
     assert_eq!(ids_of(&q.take(10).unwrap()), vec![3, 4, 5]);
+}
+
+/// The case: receiver down, disk full, graceful shutdown. Everything held in memory
+/// (pending, in flight, requeued) reaches the disk through the reserve and is replayed.
+#[test]
+fn a_full_disk_at_shutdown_writes_the_memory_fallback_into_the_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = QueueOptions {
+        memory_fallback_bytes: 30 << 10,
+        reserve_bytes: 32 << 10,
+        ..small_opts()
+    };
+    let (mut q, _) = open(dir.path(), opts.clone());
+    assert_eq!(q.reserve_len(), 32 << 10);
+    q.append(0, &payload(0, 100)).unwrap();
+    q.set_free_space(Some(0));
+    let mut ids = vec![1];
+    for i in 1..=200u64 {
+        ids.push(q.append(i as i64, &payload(i, 100)).unwrap().0);
+    }
+    assert!(q.memory_fallback_active());
+    assert_eq!(
+        q.drops(),
+        DropCounts::default(),
+        "all of it fits the fallback"
+    );
+    let taken = q.take(7).unwrap();
+    q.requeue(&[taken[3].id, taken[5].id]);
+    // Without the reserve this is where the records were lost.
+    q.flush().unwrap();
+    assert!(q.unwritten().is_empty());
+    assert_eq!(q.reserve_len(), 0, "spent");
+    assert!(!dir.path().join("reserve").exists());
+    // Once the disk takes writes again, the reserve is topped up.
+    q.set_free_space(None);
+    q.refill_reserve().unwrap();
+    assert_eq!(q.reserve_len(), 32 << 10);
+    drop(q);
+    let (mut q, rep) = open(dir.path(), opts);
+    assert_eq!(rep.replayable_records, 201);
+    assert_eq!(rep.corrupt_records + rep.missing_records, 0);
+    let got = q.take(1000).unwrap();
+    assert_eq!(ids_of(&got), ids);
+    assert!(got
+        .iter()
+        .zip(0u64..)
+        .all(|(r, i)| r.payload[..] == payload(i, 100)[..]));
+}
+
+/// What does not fit the reserve is not silently gone: the failed flush leaves it listed by
+/// `unwritten`, and what did fit is on disk.
+#[test]
+fn records_beyond_the_reserve_are_listed_as_unwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = QueueOptions {
+        memory_fallback_bytes: 64 << 10,
+        reserve_bytes: 4 << 10,
+        ..small_opts()
+    };
+    let (mut q, _) = open(dir.path(), opts.clone());
+    q.set_free_space(Some(0));
+    for i in 0..100u64 {
+        q.append(i as i64, &payload(i, 100)).unwrap();
+    }
+    assert!(q.flush().is_err());
+    let unwritten = q.unwritten();
+    assert!(
+        !unwritten.is_empty() && unwritten.len() < 100,
+        "{}",
+        unwritten.len()
+    );
+    // The last ones, in order.
+    let first_lost = 100 - unwritten.len() as u64;
+    assert_eq!(unwritten[0][..], payload(first_lost, 100)[..]);
+    drop(q);
+    let (mut q, rep) = open(dir.path(), opts);
+    assert_eq!(rep.replayable_records + unwritten.len() as u64, 100);
+    assert_eq!(
+        ids_of(&q.take(1000).unwrap()),
+        (1..=first_lost).collect::<Vec<_>>()
+    );
+}
+
+/// The reserve holds real blocks of incompressible bytes: a sparse file of the right length
+/// (as `set_len` makes) would free nothing when deleted.
+#[test]
+fn the_reserve_is_allocated_and_incompressible() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = QueueOptions {
+        reserve_bytes: 256 << 10,
+        ..small_opts()
+    };
+    let path = dir.path().join("reserve");
+    fs::File::create(&path).unwrap().set_len(256 << 10).unwrap();
+    assert_eq!(
+        reserve_on_disk(dir.path()),
+        0,
+        "a sparse file counts as nothing"
+    );
+    let (q, _) = open(dir.path(), opts.clone());
+    assert_eq!(q.reserve_len(), 256 << 10);
+    assert_eq!(reserve_on_disk(dir.path()), 256 << 10);
+    let bytes = fs::read(&path).unwrap();
+    let zeros = bytes.iter().filter(|&&b| b == 0).count();
+    assert!(zeros < bytes.len() / 100, "{zeros} zero bytes");
+    drop(q);
+    // A lowered option shrinks it at the next open.
+    let (q, _) = open(
+        dir.path(),
+        QueueOptions {
+            reserve_bytes: 64 << 10,
+            ..opts
+        },
+    );
+    assert_eq!(q.reserve_len(), 64 << 10);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 64 << 10);
 }
 
 #[test]
@@ -842,6 +959,7 @@ proptest! {
             segment_bytes,
             fsync: false,
             memory_fallback_bytes: 1 << 20,
+            reserve_bytes: 0,
         });
     }
 
