@@ -19,6 +19,7 @@ mod e2e_durability;
 mod e2e_pipeline;
 mod e2e_receiver_hostile;
 mod e2e_status_page;
+mod interop;
 mod landscape;
 mod receiver;
 mod rules;

@@ -6,8 +6,8 @@
 //! - [`client_config`], [`client_config_without_cert`], [`https_client`], [`tls_connect`],
 //!   [`raw_request`]: the client side of mTLS, with reqwest or a raw tokio-rustls stream.
 //! - [`ReceiverSetup`] (PKI, upstream, receiver), [`receiver_config`], [`start_receiver`],
-//!   [`RunningReceiver`]: a `Receiver` on 127.0.0.1:0; [`WriteSetup`]: `receiver::app()`'s state
-//!   for `oneshot` tests.
+//!   [`start_receiver_at`] (a restart on the same address), [`RunningReceiver`]: a `Receiver`
+//!   on 127.0.0.1:0; [`WriteSetup`]: `receiver::app()`'s state for `oneshot` tests.
 //! - [`agent`]: [`agent::AgentSetup`] (the agent in process) and [`agent::FederateSource`] (a
 //!   `/federate` stub); the agent, federate source and SLO Prometheus as processes:
 //!   [`pipeline::Pipeline`] with [`pipeline::Options`].
@@ -342,9 +342,19 @@ pub struct RunningReceiver {
 /// Builds a [`Receiver`] from `config` (relative paths against `base_dir`), binds 127.0.0.1:0
 /// and runs it until [`RunningReceiver::shutdown`] or the end of the test's runtime.
 pub async fn start_receiver(config: &ReceiverConfig, base_dir: &Path) -> RunningReceiver {
+    start_receiver_at(config, base_dir, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// [`start_receiver`] on `addr`: with the address of a receiver that was shut down, a restart
+/// that its clients reach again without being told.
+pub async fn start_receiver_at(
+    config: &ReceiverConfig,
+    base_dir: &Path,
+    addr: SocketAddr,
+) -> RunningReceiver {
     let mut registry = Registry::default();
     let receiver = Receiver::new(config, base_dir, &mut registry).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(receiver.run(listener, async move {
