@@ -9,6 +9,7 @@
 //! [`types`] (severities, alert windows, tiers, SLI shapes) is used by everything else;
 //! [`spec`] is the format ([`spec::load`], [`spec::check`], [`spec::diagnostics`]);
 //! [`catalog`] the GEP's initial SLOs; [`sources`] what can reach the SLO Prometheus;
+//! [`state`] the shoot and seed state every per-shoot SLO reads (unknown is not down);
 //! [`model`] resolves specs; [`render`] writes the files; [`sloth`] and [`openslo`] import.
 //!
 //! # Spec (`slo-gateway/v1`, see `config/slos.yaml` for a commented example)
@@ -81,6 +82,7 @@ pub mod render;
 pub mod sloth;
 pub mod sources;
 pub mod spec;
+pub mod state;
 pub mod types;
 
 pub use cli::{run_cli, RulesArgs};

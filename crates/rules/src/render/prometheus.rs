@@ -83,7 +83,7 @@ use serde::Serialize;
 
 use crate::duration::PromDuration;
 use crate::model::{Slo, BAD_EVENTS, TOTAL_EVENTS};
-use crate::spec::{SeedSilentSpec, SeedUnreachableSpec};
+use crate::spec::{SeedClockSkewSpec, SeedSilentSpec, SeedUnreachableSpec};
 use crate::types::{Severity, Sli};
 
 /// Label Sloth puts the SLO id into.
@@ -104,6 +104,12 @@ pub const LAST_PUSH: &str = "slo:seed_last_push:timestamp_seconds";
 pub const SEED_SILENT_ALERT: &str = "SLOGatewaySeedSilent";
 /// Alert: the SLO Prometheus cannot federate a reachable seed.
 pub const SEED_UNREACHABLE_ALERT: &str = "SLOGatewaySeedUnreachable";
+/// Alert: a pushing seed's clock differs from the receiver's.
+pub const SEED_CLOCK_SKEW_ALERT: &str = "SLOGatewaySeedClockSkew";
+/// The receivers' per-seed clock skew gauge (receiver clock minus the agent's send time).
+pub const SKEW_METRIC: &str = "slo_gateway_receiver_clock_skew_seconds";
+/// The receivers' per-seed count of samples with skewed timestamps (`direction` past/future).
+pub const SKEWED_SAMPLES_METRIC: &str = "slo_gateway_receiver_skewed_samples_total";
 
 /// One Prometheus rule group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,9 +189,30 @@ fn merged(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The groups of one SLO. Counted SLIs: events, SLI windows, the 5-minute and hourly rollups
-/// (with the windows read from them), meta recordings and alerts (see the module doc).
-/// Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta recordings, alerts).
+/// Name of the group recording the shared state and every counted SLO's events.
+pub const EVENTS_GROUP: &str = "slo-gateway-events";
+
+/// The events group: the shared state ([`crate::state`]) first, then per counted SLO its bad
+/// and all events, so that each SLO's events read the state of the same evaluation. None
+/// without counted SLOs.
+pub fn events_group(
+    slos: &[Slo],
+    state: Vec<Rule>,
+    interval: Option<PromDuration>,
+) -> Option<RuleGroup> {
+    let mut rules = state;
+    rules.extend(slos.iter().flat_map(event_rules));
+    (!rules.is_empty()).then(|| RuleGroup {
+        name: EVENTS_GROUP.to_owned(),
+        interval: interval.map(|i| i.to_string()),
+        rules,
+    })
+}
+
+/// The groups of one SLO besides its events (in [`events_group`]). Counted SLIs: SLI windows,
+/// the 5-minute and hourly rollups (with the windows read from them), meta recordings and
+/// alerts (see the module doc). Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta
+/// recordings, alerts).
 pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
     let fast = interval.map(|i| i.to_string());
     let group = |kind: &str, interval: Option<String>, rules: Vec<Rule>| RuleGroup {
@@ -197,11 +224,6 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
     match slo.sli {
         Sli::Counted(_) => {
             let c = counted_rules(slo);
-            groups.push(RuleGroup {
-                name: format!("slo-gateway-events-{}", slo.id),
-                interval: fast.clone(),
-                rules: c.events,
-            });
             groups.push(group("sli-recordings", fast.clone(), c.fast));
             let mut meta = meta_rules(slo);
             if !c.five.is_empty() {
@@ -341,9 +363,8 @@ pub fn in_five_minute_group(slo: &Slo, w: PromDuration) -> bool {
     }
 }
 
-/// The rules of a counted SLI, by group.
+/// The rules of a counted SLI, by group (its events are in [`events_group`]).
 struct CountedRules {
-    events: Vec<Rule>,
     fast: Vec<Rule>,
     five: Vec<Rule>,
     hour: Vec<Rule>,
@@ -355,27 +376,16 @@ struct CountedRules {
 /// Σ bad / Σ total.
 fn counted_rules(slo: &Slo) -> CountedRules {
     let mut out = CountedRules {
-        events: Vec::new(),
         fast: Vec::new(),
         five: Vec::new(),
         hour: Vec::new(),
         period_in_five: false,
     };
-    let Sli::Counted(sli) = &slo.sli else {
+    if !matches!(slo.sli, Sli::Counted(_)) {
         return out;
-    };
+    }
     let base = merged(&[&id_labels(slo), &slo.labels]);
     let f = id_filter(slo);
-    let by = slo.grouping.join(", ");
-    out.events = vec![
-        record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
-        // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
-        record(
-            BAD_EVENTS.to_owned(),
-            format!("({})\nor on ({by})\n(0 * {TOTAL_EVENTS}{f})\n", sli.bad),
-            base.clone(),
-        ),
-    ];
     let windowed = |w: PromDuration| {
         let mut labels = base.clone();
         labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
@@ -465,6 +475,25 @@ fn counted_rules(slo: &Slo) -> CountedRules {
         }
     }
     out
+}
+
+/// A counted SLO's bad and all events per evaluation and group; none for Sloth SLIs.
+fn event_rules(slo: &Slo) -> Vec<Rule> {
+    let Sli::Counted(sli) = &slo.sli else {
+        return Vec::new();
+    };
+    let base = merged(&[&id_labels(slo), &slo.labels]);
+    let f = id_filter(slo);
+    let by = slo.grouping.join(", ");
+    vec![
+        record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
+        // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
+        record(
+            BAD_EVENTS.to_owned(),
+            format!("({})\nor on ({by})\n(0 * {TOTAL_EVENTS}{f})\n", sli.bad),
+            base,
+        ),
+    ]
 }
 
 /// Imported Sloth SLIs: Sloth's expressions.
@@ -559,6 +588,13 @@ fn meta_rules(slo: &Slo) -> Vec<Rule> {
     ]
 }
 
+/// `min_outage` as the error ratio of a long window `long`: (outage − 1s) / long in seconds,
+/// one second short so that exactly that much outage fires despite float noise in the sums.
+pub fn outage_floor(min_outage: Option<PromDuration>, long: PromDuration) -> Option<(u64, u64)> {
+    let outage = min_outage?.as_secs().checked_sub(1)?;
+    Some((outage, long.as_secs()))
+}
+
 fn alert_rules(slo: &Slo) -> Vec<Rule> {
     let Some(alerting) = &slo.alerting else {
         return Vec::new();
@@ -576,6 +612,12 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 .filter(|w| w.severity == severity)
                 .map(|w| {
                     let factor = w.burn_factor(slo.window);
+                    let threshold = match outage_floor(meta.min_outage, w.long) {
+                        Some((outage, long)) if outage as f64 / long as f64 > factor * budget => {
+                            format!("({outage} / {long})")
+                        }
+                        _ => format!("({factor} * {budget})"),
+                    };
                     let cond = |win: PromDuration| {
                         // Windows recorded by the 5-minute group: the newest sample within
                         // two of its intervals, so a late evaluation does not flap the alert.
@@ -585,7 +627,7 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                             format!("{}{filter}", sli_metric(win))
                         };
                         format!(
-                            "    max({series} > ({factor} * {budget})) without ({WINDOW_LABEL})"
+                            "    max({series} > {threshold}) without ({WINDOW_LABEL})"
                         )
                     };
                     format!("(\n{}\n    and\n{}\n)", cond(w.short), cond(w.long))
@@ -625,12 +667,15 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
 }
 
 /// The seed alerts: `SLOGatewaySeedSilent` for seeds that push through the receiver,
-/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates. Both carry `seed`; the
-/// Alertmanager config lets them inhibit the SLO alerts of their seed, so one seed outage is
-/// one page. `keep_firing_for` keeps that inhibition until the outage's burn alerts cleared.
+/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates, both carrying `seed`:
+/// the Alertmanager config lets them inhibit the SLO alerts of their seed, and `keep_firing_for`
+/// keeps that inhibition until the outage's burn alerts cleared (their shoots' minutes are
+/// unknown meanwhile, so those rarely fire at all). And `SLOGatewaySeedClockSkew` (a ticket,
+/// inhibiting nothing) for pushing seeds whose agent's clock is off.
 pub fn seed_group(
     silent: &SeedSilentSpec,
     unreachable: &SeedUnreachableSpec,
+    skew: &SeedClockSkewSpec,
     default_keep_firing: Option<PromDuration>,
     interval: Option<PromDuration>,
 ) -> Option<RuleGroup> {
@@ -672,7 +717,7 @@ pub fn seed_group(
             None,
             silent.keep_firing_for,
             format!("Seed {{{{$labels.seed}}}} has not pushed SLO series for more than {}.", silent.threshold),
-            "SLIs of this seed's shoots get no data (API server availability counts them as down): check the seed's slo-gateway agent and its network path to the receiver. The seed's SLO alerts are inhibited meanwhile.",
+            "This seed's shoots deliver no data: their minutes are unknown and left out of their SLIs. Check the seed's slo-gateway agent and its network path to the receiver. The seed's SLO alerts are inhibited meanwhile.",
         ));
     }
     if unreachable.enabled && !unreachable.jobs.is_empty() {
@@ -689,8 +734,31 @@ pub fn seed_group(
             Some(unreachable.threshold),
             unreachable.keep_firing_for,
             format!("The SLO Prometheus cannot federate seed {{{{$labels.seed}}}}'s prometheus-aggregate for {}.", unreachable.threshold),
-            "SLIs of this seed's shoots get no data (API server availability counts them as down): the seed or the network path to it is down. The seed's SLO alerts are inhibited meanwhile.",
+            "This seed's shoots deliver no data: their minutes are unknown and left out of their SLIs. The seed or the network path to it is down. The seed's SLO alerts are inhibited meanwhile.",
         ));
+    }
+    if skew.enabled {
+        rules.push(Rule {
+            keep_firing_for: None,
+            ..alert(
+                SEED_CLOCK_SKEW_ALERT,
+                // The skew in either direction, or samples refused as from the future (an agent
+                // far ahead); samples from the past can also be a backlog, so they alone do not
+                // fire it.
+                format!(
+                    "max by (seed) (abs({SKEW_METRIC})) > {}\nor\nsum by (seed) (increase({SKEWED_SAMPLES_METRIC}{{direction=\"future\"}}[5m])) > 0",
+                    skew.threshold.as_secs()
+                ),
+                skew.severity,
+                Some(skew.for_),
+                None,
+                format!(
+                    "The clock of seed {{{{$labels.seed}}}}'s slo-gateway agent is more than {} off the receiver's.",
+                    skew.threshold
+                ),
+                "The agent stamps samples with its own clock: behind, its data lands in the past and instant queries miss it (its shoots' minutes are then filled from Gardener's health check); ahead, the receiver refuses it. Fix the seed's time synchronisation (NTP).",
+            )
+        });
     }
     (!rules.is_empty()).then(|| RuleGroup {
         name: "slo-gateway-seeds".to_owned(),
