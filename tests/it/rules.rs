@@ -40,7 +40,7 @@ fn golden(path: &Path, content: &str) {
     );
 }
 
-/// Spec files under tests/rules/specs/; burn-rate, catalog, rollups, traffic and twin are inputs
+/// Spec files under tests/rules/specs/; burn-rate, catalog, lifecycle, rollups, traffic and twin are inputs
 /// of the promtool unit tests (tests/rules/promtool/).
 const CASES: &[&str] = &[
     "catalog",
@@ -52,6 +52,7 @@ const CASES: &[&str] = &[
     "traffic",
     "twin",
     "rollups",
+    "lifecycle",
 ];
 
 #[test]

@@ -255,7 +255,7 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
             groups.push(group("meta-recordings", fast.clone(), meta_rules(slo)));
         }
     }
-    let alerts = alert_rules(slo);
+    let alerts = alert_rules(slo, interval.unwrap_or(DEFAULT_INTERVAL));
     if !alerts.is_empty() {
         groups.push(group("alerts", fast, alerts));
     }
@@ -588,14 +588,40 @@ fn meta_rules(slo: &Slo) -> Vec<Rule> {
     ]
 }
 
-/// `min_outage` as the error ratio of a long window `long`: (outage − 1s) / long in seconds,
-/// one second short so that exactly that much outage fires despite float noise in the sums.
-pub fn outage_floor(min_outage: Option<PromDuration>, long: PromDuration) -> Option<(u64, u64)> {
+/// The evaluation interval thresholds assume when the runtime tier sets none (the chart's).
+pub const DEFAULT_INTERVAL: PromDuration = PromDuration::from_secs(60);
+
+/// `min_outage` as the error ratio of a window `window` evaluated every `interval`:
+/// (outage − 1s) / (window + interval). A window holds window/interval + 1 evaluations in
+/// Prometheus 2 (its left edge included) and window/interval in Prometheus 3, so outage/interval
+/// bad evaluations (and not one fewer) exceed it in both; the second spared absorbs float noise.
+pub fn outage_floor(
+    min_outage: Option<PromDuration>,
+    window: PromDuration,
+    interval: PromDuration,
+) -> Option<(u64, u64)> {
     let outage = min_outage?.as_secs().checked_sub(1)?;
-    Some((outage, long.as_secs()))
+    Some((outage, window.as_secs() + interval.as_secs()))
 }
 
-fn alert_rules(slo: &Slo) -> Vec<Rule> {
+/// The error ratio above which window `window` of a pair with burn-rate `factor` fires, as
+/// PromQL and as a number: `factor × budget`, or the `min_outage` floor where that is higher.
+pub fn window_threshold(
+    factor: f64,
+    budget: f64,
+    min_outage: Option<PromDuration>,
+    window: PromDuration,
+    interval: PromDuration,
+) -> (String, f64) {
+    match outage_floor(min_outage, window, interval) {
+        Some((outage, w)) if outage as f64 / w as f64 > factor * budget => {
+            (format!("({outage} / {w})"), outage as f64 / w as f64)
+        }
+        _ => (format!("({factor} * {budget})"), factor * budget),
+    }
+}
+
+fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
     let Some(alerting) = &slo.alerting else {
         return Vec::new();
     };
@@ -612,13 +638,9 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 .filter(|w| w.severity == severity)
                 .map(|w| {
                     let factor = w.burn_factor(slo.window);
-                    let threshold = match outage_floor(meta.min_outage, w.long) {
-                        Some((outage, long)) if outage as f64 / long as f64 > factor * budget => {
-                            format!("({outage} / {long})")
-                        }
-                        _ => format!("({factor} * {budget})"),
-                    };
                     let cond = |win: PromDuration| {
+                        let (threshold, _) =
+                            window_threshold(factor, budget, meta.min_outage, win, interval);
                         // Windows recorded by the 5-minute group: the newest sample within
                         // two of its intervals, so a late evaluation does not flap the alert.
                         let series = if counted && in_five_minute_group(slo, win) {

@@ -14,7 +14,7 @@ use crate::catalog::{self, Groupable};
 use crate::duration::PromDuration;
 use crate::model::{self, Slo};
 use crate::promql;
-use crate::render::prometheus::outage_floor;
+use crate::render::prometheus::{window_threshold, DEFAULT_INTERVAL};
 use crate::sources;
 use crate::types::{default_windows, Severity, Sli, SLOTH_VERSION};
 
@@ -153,7 +153,7 @@ fn never_firing(spec: &Spec) -> Vec<Finding> {
         .runtime_tier
         .as_ref()
         .and_then(|t| t.interval)
-        .unwrap_or(PromDuration::from_secs(60));
+        .unwrap_or(DEFAULT_INTERVAL);
     for (i, slo) in spec.slos.iter().enumerate() {
         if !slo.alerting.enabled {
             continue;
@@ -168,15 +168,14 @@ fn never_firing(spec: &Spec) -> Vec<Finding> {
                 Severity::Page => &slo.alerting.page,
                 Severity::Ticket => &slo.alerting.ticket,
             };
-            let floor =
-                outage_floor(meta.min_outage, w.long).map_or(0.0, |(o, l)| o as f64 / l as f64);
-            let threshold = (factor * budget).max(floor);
-            let one_bad = interval.as_secs() as f64 / w.long.as_secs() as f64;
+            let threshold =
+                |win| window_threshold(factor, budget, meta.min_outage, win, interval).1;
+            let one_bad = |win: PromDuration| interval.as_secs() as f64 / win.as_secs() as f64;
             if once_per_evaluation
                 && meta.enabled
                 && w.severity == Severity::Page
-                && threshold < one_bad
-                && threshold < 1.0
+                && threshold(w.long) < one_bad(w.long)
+                && threshold(w.short) < one_bad(w.short)
             {
                 out.push((
                     format!("slos[{i}].alerting.page"),
@@ -185,23 +184,25 @@ fn never_firing(spec: &Spec) -> Vec<Finding> {
                         "the page alert on {}/{} fires on a single bad evaluation: its threshold {} is below one {interval} evaluation of the {} window; set `min_outage` (e.g. 3m) to page on sustained outages only",
                         w.long,
                         w.short,
-                        round(threshold),
+                        round(threshold(w.long)),
                         w.long
                     ),
                 ));
             }
-            if threshold >= 1.0 {
+            let never = [w.long, w.short]
+                .into_iter()
+                .find(|win| threshold(*win) >= 1.0);
+            if let Some(win) = never {
                 out.push((
                     format!("slos[{i}].objective"),
                     Level::Warning,
-                    if floor > factor * budget {
+                    if factor * budget < 1.0 {
                         format!(
-                            "the {} alert on {}/{} can never fire: min_outage {} fills its {} window",
+                            "the {} alert on {}/{} can never fire: min_outage {} fills its {win} window",
                             w.severity.as_str(),
                             w.long,
                             w.short,
                             meta.min_outage.map(|d| d.to_string()).unwrap_or_default(),
-                            w.long
                         )
                     } else {
                         format!(
@@ -211,7 +212,7 @@ fn never_firing(spec: &Spec) -> Vec<Finding> {
                             w.short,
                             round(factor),
                             round(budget),
-                            round(threshold)
+                            round(factor * budget)
                         )
                     },
                 ));

@@ -286,10 +286,10 @@ pub struct AlertSeveritySpec {
     pub labels: BTreeMap<String, String>,
     /// Extra annotations. Default: none.
     pub annotations: BTreeMap<String, String>,
-    /// Full outage a window pair of this severity must hold before it fires: each long
-    /// window's threshold is raised to at least this share of it (and the short window's with
-    /// it), so an SLI counted once a minute needs that many bad minutes rather than one.
-    /// Default: none (the burn-rate thresholds alone).
+    /// Full outage each window of a pair of this severity must hold before it fires: both
+    /// windows' thresholds are raised to at least this share of their length, so an SLI counted
+    /// once a minute needs that many bad minutes within the short window (read exactly from the
+    /// events) rather than one. Default: none (the burn-rate thresholds alone).
     pub min_outage: Option<PromDuration>,
 }
 
