@@ -267,7 +267,7 @@ fn matcher_text(m: &Matcher) -> String {
 pub fn minimise_selectors(selectors: BTreeSet<String>) -> Vec<String> {
     let parts: Vec<(String, BTreeSet<String>)> = selectors.iter().map(|s| split(s)).collect();
     selectors
-        .iter()
+        .into_iter()
         .zip(&parts)
         .filter(|(_, (name, m))| {
             name.is_empty()
@@ -275,7 +275,7 @@ pub fn minimise_selectors(selectors: BTreeSet<String>) -> Vec<String> {
                     .iter()
                     .any(|(n, o)| n == name && o.len() < m.len() && o.is_subset(m))
         })
-        .map(|(s, _)| s.clone())
+        .map(|(s, _)| s)
         .collect()
 }
 

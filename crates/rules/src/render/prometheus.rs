@@ -6,7 +6,7 @@
 //! `Σ bad / Σ total` over the window (0, not NaN, when the window saw no events), so the period
 //! SLI and budget are weighted by traffic. Imported Sloth specs keep Sloth's shapes.
 //!
-//! # Rollups: cost independent of the period (issue 16)
+//! # Rollups: cost independent of the period
 //!
 //! Reading a 28-day window of per-evaluation samples for every shoot costs ~45 ns per sample
 //! and grows with the period; one SLO for 1,000 shoots read 98–280 M samples per evaluation.
@@ -15,11 +15,13 @@
 //!
 //! | level | series (bad, total) | recorded by | every | windows read from it |
 //! | --- | --- | --- | --- | --- |
-//! | events | `slo:sli_events:*` | `slo-gateway-events-<id>` | global interval *I* | w ≤ 30m; the last 5m of page windows 30m < w < 1d |
+//! | events | `slo:sli_events:*` | `slo-gateway-events` (all SLOs, after the shared state) | global interval *I* | w ≤ 30m; the last 5m of page windows 30m < w < 1d |
 //! | 5-minute | `slo:sli_events_5m:*` = Σ events over 5m | `slo-gateway-rollup-5m-<id>` | 5m | 30m < w < 1d; the last hour of w ≥ 1d |
 //! | hourly | `slo:sli_events_1h:*` = Σ 5-minute rollups over 1h | `slo-gateway-rollup-1h-<id>` | 1h | the rest of w ≥ 1d; the period |
 //!
-//! Groups per SLO ([`in_five_minute_group`]): events (*I*); `sloth-slo-sli-recordings-<id>`
+//! Groups ([`in_five_minute_group`]): one events group for all SLOs, the shared state
+//! ([`crate::state`]) first so every SLO's events read the state of the same evaluation (*I*);
+//! per SLO `sloth-slo-sli-recordings-<id>`
 //! (*I*): the windows ≤ 30m and those a page alert reads (5m, 30m, 1h, 6h by default); the
 //! 5-minute group: its rollups, then the other windows (2h, 1d, 3d), the period SLI (re-recorded
 //! from the hourly one, `last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant
@@ -73,7 +75,15 @@
 //!
 //! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
 //! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
-//! period and info are per SLO. Samples read per shoot and SLO and minute at *I* = 1m: about
+//! period and info are per SLO; the shared state adds about 2 per shoot for all SLOs together.
+//!
+//! # Pages of once-a-minute SLIs
+//!
+//! `min_outage` raises both windows' thresholds of a pair to (outage − 1s) / (window + *I*): a
+//! window holds window/*I* + 1 evaluations in Prometheus 2 and window/*I* in Prometheus 3, so
+//! outage/*I* bad evaluations exceed it in both and one fewer in neither. The short windows are
+//! read exactly from the events, so a page needs that many bad evaluations within its short
+//! window. Samples read per shoot and SLO and minute at *I* = 1m: about
 //! 310 (measured), independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
 //! sample of the period's length per window).
 
