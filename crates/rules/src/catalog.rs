@@ -102,7 +102,7 @@ const CATALOG: &[CatalogEntry] = &[
         name: "apiserver-availability",
         gep: "kube-apiserver general availability",
         meaning: "the shoot's kube-apiserver answers at least one of the seed-side and shoot-side probes (missing probes count as down); minutes without shoot-tier data from Gardener's `APIServerAvailable`; planned-down shoots and silent seeds left out (see Life cycle)",
-        source: "`probe_success{job=~\"blackbox-apiserver|blackbox-exporter-k8s-service-check\"}` (shoot Prometheus); `garden_shoot_condition`, `garden_shoot_info`, `garden_shoot_hibernated`, `garden_shoot_operation_states`",
+        source: "`probe_success{job=~\"blackbox-apiserver|blackbox-exporter-k8s-service-check\"}` (shoot Prometheus); `garden_shoot_condition`, `garden_shoot_hibernated`, `garden_shoot_operation_states` (prometheus-garden)",
         tier: Tier::Shoot,
         requires: None,
         groupable: Groupable::PerShoot,

@@ -547,9 +547,9 @@ impl Twin {
             dir,
         };
         // A landscape in steady state, as a long-running SLO Prometheus sees it: the runtime
-        // rules start once every shoot's inputs arrive through both paths. Evaluated earlier,
-        // the garden's shoot list (one hop) would meet shoots without data yet, which
-        // apiserver-availability counts as down: a page for every shoot at start.
+        // rules start once every shoot's inputs arrive through both paths (earlier, shoots
+        // without data yet would be filled from the garden and their events would start at
+        // different times).
         let inputs = metric_names(&aggregate_match);
         twin.wait_for_every_shoot(&inputs, Duration::from_secs(120))
             .await?;
