@@ -104,6 +104,7 @@ route sre-tickets "${slo[@]}" sloth_severity=ticket severity=ticket
 route sre-pager "${slo[@]}" sloth_severity=page severity=pageteam
 route sre-pager alertname=SLOGatewaySeedSilent seed=aws-eu1 severity=page
 route sre-pager alertname=SLOGatewaySeedUnreachable seed=aws-eu2 severity=page
+route sre-tickets alertname=SLOGatewaySeedClockSkew seed=aws-eu2 severity=ticket
 route sre-default alertname=Unrelated
 
 echo "== inhibition in a real Alertmanager (golden/twin: group_wait 5s)"

@@ -39,14 +39,17 @@ def dump(path, groups):
 
 def shapes(new_path, out):
     groups = load(new_path)["groups"]
-    slo = [g for g in groups if g["name"].startswith("slo-gateway-events-")]
-    assert slo, "no counted SLO in " + new_path
-    events = slo[0]
-    sid = events["name"][len("slo-gateway-events-"):]
-    labels = events["rules"][0]["labels"]
+    # One events group: the shared shoot/seed state first, then every counted SLO's events.
+    shared = next((g for g in groups if g["name"] == "slo-gateway-events"), None)
+    assert shared, "no counted SLO in " + new_path
+    first = next(r for r in shared["rules"] if "sloth_id" in r.get("labels", {}))
+    labels = first["labels"]
+    sid = labels["sloth_id"]
     f = '{sloth_id="%s", sloth_service="%s", sloth_slo="%s"}' % (
         labels["sloth_id"], labels["sloth_service"], labels["sloth_slo"])
-    mine = [g for g in groups if g["name"].endswith(sid)]
+    events = dict(shared, rules=[r for r in shared["rules"]
+                                 if r.get("labels", {}).get("sloth_id", sid) == sid])
+    mine = [events] + [g for g in groups if g["name"].endswith(sid)]
     dump(f"{out}/new.yaml", mine)
     meta = next(g for g in mine if g["name"].startswith("sloth-slo-meta-recordings-"))
     alerts = [g for g in mine if g["name"].startswith("sloth-slo-alerts-")]

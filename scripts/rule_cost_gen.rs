@@ -73,6 +73,10 @@ fn main() -> std::io::Result<()> {
             writeln!(w, "shoot:slo_apiserver_availability:total{{{c}}} 1")?;
             let g = format!(r#"name="{n}",project="{p}",seed="{seed}""#);
             writeln!(w, "garden_shoot_info{{{g},purpose=\"production\"}} 0")?;
+            writeln!(
+                w,
+                "garden_shoot_condition{{{g},condition=\"APIServerAvailable\",purpose=\"production\",operation=\"Reconcile\"}} 1"
+            )?;
             writeln!(w, "garden_shoot_hibernated{{{g}}} 0")?;
             writeln!(
                 w,

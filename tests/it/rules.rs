@@ -40,7 +40,7 @@ fn golden(path: &Path, content: &str) {
     );
 }
 
-/// Spec files under tests/rules/specs/; burn-rate, catalog, rollups, traffic and twin are inputs
+/// Spec files under tests/rules/specs/; burn-rate, catalog, lifecycle, rollups, traffic and twin are inputs
 /// of the promtool unit tests (tests/rules/promtool/).
 const CASES: &[&str] = &[
     "catalog",
@@ -52,6 +52,7 @@ const CASES: &[&str] = &[
     "traffic",
     "twin",
     "rollups",
+    "lifecycle",
 ];
 
 #[test]
@@ -169,6 +170,8 @@ fn config_example_is_valid_and_uses_every_kind() {
         "local_metrics:",
         "seed_silent:",
         "seed_unreachable:",
+        "seed_clock_skew:",
+        "min_outage:",
         "shoot_tier:",
         "runtime_tier:",
         "dashboards:",
@@ -252,8 +255,8 @@ fn unknown_catalog_name_is_rejected() {
     assert_eq!(
         msg,
         "slos[0].sli.catalog: unknown catalog SLI \"nope\"; known: apiserver-availability, \
-         apiserver-latency, apiserver-errors, machine-creation-latency, node-availability, \
-         shoot-availability, shoot-creation-latency, shoot-reconcile-latency"
+         apiserver-latency, apiserver-errors, machine-creation-latency, \
+         machine-creation-latency-histogram, node-availability, shoot-availability, shoot-creation-latency, shoot-reconcile-latency"
     );
 }
 
@@ -337,6 +340,8 @@ fn agent_match_from_spec_files() {
             "shoot:slo_apiserver_latency:total",
             "shoot:slo_custom_gardener_shoots_apiserver_read_errors:bad",
             "shoot:slo_custom_gardener_shoots_apiserver_read_errors:total",
+            "shoot:slo_machine_creation_latency:bad",
+            "shoot:slo_machine_creation_latency:total",
             "shoot:slo_node_availability:bad",
             "shoot:slo_node_availability:total",
         ]
@@ -345,11 +350,13 @@ fn agent_match_from_spec_files() {
     assert_eq!(
         garden["match"],
         serde_json::json!([
+            r#"garden_shoot_condition{condition="APIServerAvailable"}"#,
             r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
             "garden_shoot_hibernated",
-            "garden_shoot_info",
             r#"garden_shoot_operation_states{operation="Create"}"#,
             r#"garden_shoot_operation_states{operation="Delete"}"#,
+            r#"garden_shoot_operation_states{operation="Migrate"}"#,
+            r#"garden_shoot_operation_states{operation="Restore"}"#,
         ])
     );
 }
@@ -377,6 +384,7 @@ fn agent_match_covers_the_catalog() {
         "apiserver_errors",
         "apiserver_latency",
         "machine_creation_latency",
+        "machine_creation_latency_histogram",
         "node_availability",
     ]
     .iter()
@@ -386,15 +394,17 @@ fn agent_match_covers_the_catalog() {
     assert_eq!(
         slo_gateway::rules::garden_match_selectors(&specs),
         vec![
+            r#"garden_shoot_condition{condition="APIServerAvailable"}"#,
             r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#,
             "garden_shoot_hibernated",
-            "garden_shoot_info",
             r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Create"}"#,
             r#"garden_shoot_operation_duration_minutes_bucket{le="+Inf",operation="Reconcile"}"#,
             r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Create"}"#,
             r#"garden_shoot_operation_duration_minutes_bucket{le=~"30|30.0",operation="Reconcile"}"#,
             r#"garden_shoot_operation_states{operation="Create"}"#,
             r#"garden_shoot_operation_states{operation="Delete"}"#,
+            r#"garden_shoot_operation_states{operation="Migrate"}"#,
+            r#"garden_shoot_operation_states{operation="Restore"}"#,
         ]
     );
 }
@@ -704,8 +714,9 @@ fn openslo_ratio_metric_imports_into_the_shoot_tier() {
         ))
     );
     let exprs = rule_exprs(&files);
-    let runtime_total =
-        canon("sum by (cluster, seed) (shoot:slo_custom_shoot_api_api_errors:total)");
+    let runtime_total = canon(
+        "sum by (cluster, seed) (shoot:slo_custom_shoot_api_api_errors:total unless on (cluster) slo:shoot_lifecycle:excluded unless on (seed) (slo:seed:reporting == 0))",
+    );
     assert!(
         exprs.iter().any(|e| canon(e) == runtime_total),
         "{exprs:#?}"

@@ -19,17 +19,28 @@
 //! - **API server availability** reads `probe_success` of Gardener's two probes (`blackbox-apiserver`,
 //!   from the seed; `blackbox-exporter-k8s-service-check`, from inside the shoot) directly, as
 //!   the GEP's query does, rather than the `shoot:availability` recording rules; sampled every
-//!   rule evaluation instead of the GEP's 5m subquery. "Missing data is failure" holds per shoot:
-//!   inside the shoot Prometheus (`or vector(0)`) and in the SLO Prometheus, where every shoot of
-//!   `garden_shoot_info` without data counts as down. Hibernated shoots, shoots whose creation has
-//!   not succeeded yet and shoots being deleted (`garden_shoot_operation_states`) are excluded:
-//!   their API server is down on purpose, and a shoot in creation would otherwise page.
-//! - **Machine creation latency** uses the histogram the GEP asks for
-//!   (`mcm_machine_creation_duration_minutes_bucket`, bucket `le="20"`) instead of the GEP's
-//!   phase subquery; a machine that never finishes is therefore not counted.
+//!   rule evaluation instead of the GEP's 5m subquery. "Missing data is failure" holds inside
+//!   the shoot Prometheus (`or vector(0)`: it runs, but no probe answers). A shoot with no
+//!   shoot-tier data at all is not down but unknown: its minutes come from Gardener's own
+//!   `APIServerAvailable` condition while its seed delivers, and are left out while its seed is
+//!   silent or the garden says the API server is not meant to serve (hibernated, being created
+//!   or deleted, migrating); see [`crate::state`].
+//! - **Machine creation latency** uses the phase series MCM exports today
+//!   (`mcm_machine_current_status_phase`) like the GEP's query, judged per machine and minute:
+//!   every evaluation looks at the machines that were Pending (0) or CrashLoopBackOff (−2) 20
+//!   minutes earlier and counts each good when it has been Running (1) since, bad otherwise.
+//!   A machine created in 3 minutes is 3 good events, one stuck for good is bad every minute
+//!   from its 20th on, one that took 25 minutes is 20 good and 5 bad; a machine deleted before
+//!   it ran counts as not created. The GEP's instant ratio would count every machine still in
+//!   a normal creation as bad. MCM exports other phases (InPlaceUpdating, …) as 0 too: a machine
+//!   in such a phase is judged like one in creation. The histogram the GEP asks for
+//!   (`mcm_machine_creation_duration_minutes_bucket`, bucket `le="20"`) is the opt-in
+//!   `machine-creation-latency-histogram`.
 //! - **Node availability** follows the GEP's query and additionally leaves out terminating
 //!   machines (phase −4), as the GEP's text says. It assumes MCM's current phase values
 //!   (Running = 1, Terminating = −4) and `mcm_machine_info{node_name}`.
+//! - **Shoot availability** leaves out Unknown (−1) conditions (gardener-controller-manager sets
+//!   them when gardenlet stops reporting: nobody checked) where the GEP counts them as bad.
 //! - **Shoot creation/reconcile latency** need `garden_shoot_operation_duration_minutes_bucket`
 //!   (with `operation`, `le` and `seed` labels, a bucket at 30) and can only be grouped by
 //!   `seed`: an operation is no per-shoot event stream.
@@ -37,6 +48,7 @@
 //!   5xx answers are not counted (a custom `shoot_events` SLI can, see `config/slos.yaml`).
 
 use super::duration::PromDuration;
+use super::state;
 use super::types::{CountedSli, ShootRule, Tier};
 
 /// What an entry needs to build its SLI.
@@ -89,8 +101,8 @@ const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         name: "apiserver-availability",
         gep: "kube-apiserver general availability",
-        meaning: "the shoot's kube-apiserver answers at least one of the seed-side and shoot-side probes; a shoot without data counts as down; hibernated shoots and shoots being created or deleted excluded",
-        source: "`probe_success{job=~\"blackbox-apiserver|blackbox-exporter-k8s-service-check\"}` (shoot Prometheus); `garden_shoot_info`, `garden_shoot_hibernated`, `garden_shoot_operation_states`",
+        meaning: "the shoot's kube-apiserver answers at least one of the seed-side and shoot-side probes (missing probes count as down); minutes without shoot-tier data from Gardener's `APIServerAvailable`; planned-down shoots and silent seeds left out (see Life cycle)",
+        source: "`probe_success{job=~\"blackbox-apiserver|blackbox-exporter-k8s-service-check\"}` (shoot Prometheus); `garden_shoot_condition`, `garden_shoot_hibernated`, `garden_shoot_operation_states` (prometheus-garden)",
         tier: Tier::Shoot,
         requires: None,
         groupable: Groupable::PerShoot,
@@ -119,12 +131,22 @@ const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         name: "machine-creation-latency",
         gep: "Machine creation latency",
-        meaning: "machines created (Pending → Running) within 20 min",
+        meaning: "machines in creation (Pending or CrashLoopBackOff) that are Running 20 min later, per machine and minute in creation",
+        source: "`mcm_machine_current_status_phase` (shoot Prometheus)",
+        tier: Tier::Shoot,
+        requires: None,
+        groupable: Groupable::PerShoot,
+        build: machine_creation_latency,
+    },
+    CatalogEntry {
+        name: "machine-creation-latency-histogram",
+        gep: "Machine creation latency",
+        meaning: "machines created (Pending → Running) within 20 min, from the histogram the GEP asks MCM for",
         source: "`mcm_machine_creation_duration_minutes_bucket` (shoot Prometheus; not in MCM yet)",
         tier: Tier::Shoot,
         requires: Some("mcm_machine_creation_duration_minutes_bucket"),
         groupable: Groupable::PerShoot,
-        build: machine_creation_latency,
+        build: machine_creation_latency_histogram,
     },
     CatalogEntry {
         name: "node-availability",
@@ -139,7 +161,7 @@ const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         name: "shoot-availability",
         gep: "Shoot general availability",
-        meaning: "conditions APIServerAvailable, ControlPlaneHealthy, EveryNodeReady, SystemComponentsHealthy healthy or progressing (≥ 1); hibernated shoots and shoots being created or deleted excluded",
+        meaning: "conditions APIServerAvailable, ControlPlaneHealthy, EveryNodeReady, SystemComponentsHealthy healthy or progressing (≥ 1); Unknown conditions, planned-down shoots and silent seeds left out",
         source: "`garden_shoot_condition`, `garden_shoot_hibernated`, `garden_shoot_operation_states` (prometheus-garden)",
         tier: Tier::Runtime,
         requires: None,
@@ -218,10 +240,25 @@ pub fn shoot_series(entry: &str, suffix: &str) -> String {
     format!("shoot:slo_{}:{suffix}", super::types::snake(entry))
 }
 
+/// A shoot-tier series as the SLO Prometheus counts it: planned-down shoots and minutes of
+/// silent seeds left out (see [`crate::state`]).
+pub fn counted_shoot_series(series: &str) -> String {
+    format!(
+        "{series} {} {}",
+        state::unless_excluded(),
+        state::unless_silent_seed()
+    )
+}
+
 /// bad/total recorded in the shoot tier, summed per group in the runtime tier.
 fn shoot_tier_sli(entry: &str, ctx: &Context<'_>, bad: String, total: String) -> CountedSli {
     let by = ctx.grouping.join(", ");
-    let sum = |suffix: &str| format!("sum by ({by}) ({})", shoot_series(entry, suffix));
+    let sum = |suffix: &str| {
+        format!(
+            "sum by ({by}) (\n  {}\n)",
+            counted_shoot_series(&shoot_series(entry, suffix))
+        )
+    };
     CountedSli {
         bad: sum("bad"),
         total: sum("total"),
@@ -238,54 +275,18 @@ fn shoot_tier_sli(entry: &str, ctx: &Context<'_>, bad: String, total: String) ->
     }
 }
 
-/// The grouping labels plus `cluster` and `seed`: one series per shoot.
-fn per_shoot(grouping: &[String]) -> Vec<String> {
-    let mut labels = grouping.to_vec();
-    for l in ["cluster", "seed"] {
-        if !labels.iter().any(|g| g == l) {
-            labels.push(l.to_owned());
-        }
-    }
-    labels
-}
-
-/// A garden series (`project`, `name`, optionally `technical_id`) with the `cluster` label the
-/// shoot's own series carry: `technical_id` (the control-plane namespace) when the exporter
-/// sets it, else `shoot--<project>--<name>`.
-pub fn with_cluster(series: &str) -> String {
-    format!(
-        "label_replace(label_replace(label_join({series}, \"cluster\", \"--\", \"project\", \"name\"), \
-         \"cluster\", \"shoot--$1\", \"cluster\", \"(.+)\"), \"cluster\", \"$1\", \"technical_id\", \"(.+)\")"
-    )
-}
-
-/// Shoots whose API server is not meant to serve, by `cluster`: hibernated, still being created
-/// (last operation `Create` not succeeded: gardener-metrics-exporter's
-/// `garden_shoot_operation_states` is 2–6 for processing … failed, 1 for succeeded, 0 when another
-/// operation came later) or being deleted. Without this every shoot creation would page: the
-/// garden lists the shoot minutes before its control plane reports anything.
-fn not_serving() -> String {
-    format!(
-        "(\n  {}\n  or on (cluster)\n  {}\n)",
-        with_cluster("garden_shoot_hibernated == 1"),
-        with_cluster(
-            r#"garden_shoot_operation_states{operation="Create"} > 1 or garden_shoot_operation_states{operation="Delete"} > 0"#
-        )
-    )
-}
-
 fn apiserver_availability(ctx: &Context<'_>) -> CountedSli {
     const NAME: &str = "apiserver-availability";
     let by = ctx.grouping.join(", ");
-    let shoot = per_shoot(ctx.grouping).join(", ");
-    // Per shoot: what the shoot tier recorded, else (no data at all) 1 bad of 1; hibernated
-    // shoots left out; then summed per group.
-    let with_missing = |suffix: &str| {
+    // Per shoot and evaluation one event: measured by the shoot tier (averaged over the
+    // aggregate's replicas), else filled from Gardener's health check; neither for planned-down
+    // shoots and silent seeds (unknown, left out).
+    let per_shoot = |suffix: &str, fill: &str| {
         format!(
-            "sum by ({by}) (\n  (\n    sum by ({shoot}) ({})\n    or on (cluster, seed)\n    group by ({shoot}) ({})\n  )\n  unless on (cluster)\n  {}\n)",
+            "sum by ({by}) (\n  (\n    avg by (cluster, seed) ({})\n    {}\n    {}\n  )\n  or on (cluster)\n  ({fill})\n)",
             shoot_series(NAME, suffix),
-            with_cluster("garden_shoot_info"),
-            not_serving()
+            state::unless_excluded(),
+            state::unless_silent_seed(),
         )
     };
     let mut sli = shoot_tier_sli(
@@ -294,8 +295,8 @@ fn apiserver_availability(ctx: &Context<'_>) -> CountedSli {
         r#"1 - (max(probe_success{job=~"blackbox-apiserver|blackbox-exporter-k8s-service-check"}) or vector(0))"#.to_owned(),
         "vector(1)".to_owned(),
     );
-    sli.bad = with_missing("bad");
-    sli.total = with_missing("total");
+    sli.bad = per_shoot("bad", &format!("1 - {}", state::GARDEN_AVAILABLE));
+    sli.total = per_shoot("total", &format!("0 * {} + 1", state::GARDEN_AVAILABLE));
     sli
 }
 
@@ -336,7 +337,26 @@ fn apiserver_errors(ctx: &Context<'_>) -> CountedSli {
     )
 }
 
+/// How long a machine may take from Pending to Running (GEP-0041).
+pub const MACHINE_CREATION_DEADLINE: &str = "20m";
+
 fn machine_creation_latency(ctx: &Context<'_>) -> CountedSli {
+    // Every evaluation judges the machines that were in creation (Pending 0 or
+    // CrashLoopBackOff −2) one deadline ago: good when Running since, bad otherwise.
+    let d = MACHINE_CREATION_DEADLINE;
+    let judged =
+        format!("(max by (name) (mcm_machine_current_status_phase offset {d}) <= 0 >= -2 != -1)");
+    shoot_tier_sli(
+        "machine-creation-latency",
+        ctx,
+        format!(
+            "count(\n  {judged}\n  unless on (name)\n  (max by (name) (max_over_time(mcm_machine_current_status_phase[{d}])) == 1)\n) or vector(0)"
+        ),
+        format!("count(\n  {judged}\n) or vector(0)"),
+    )
+}
+
+fn machine_creation_latency_histogram(ctx: &Context<'_>) -> CountedSli {
     let bucket = |le: &str| {
         rate(
             ctx,
@@ -345,7 +365,7 @@ fn machine_creation_latency(ctx: &Context<'_>) -> CountedSli {
     };
     let total = bucket(r#"="+Inf""#);
     shoot_tier_sli(
-        "machine-creation-latency",
+        "machine-creation-latency-histogram",
         ctx,
         format!("{total}\n-\n{}", bucket(r#"=~"20|20.0""#)),
         total,
@@ -370,15 +390,17 @@ fn node_availability(ctx: &Context<'_>) -> CountedSli {
 
 fn shoot_availability(ctx: &Context<'_>) -> CountedSli {
     let by = ctx.grouping.join(", ");
+    // Unknown (−1) conditions are left out with planned-down shoots and silent seeds.
     let conditions = format!(
-        "(\n  {}\n  unless on (cluster)\n  {}\n)",
-        with_cluster(
-            r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"}"#
+        "(\n  {}\n  {}\n  {}\n)",
+        state::with_cluster(
+            r#"garden_shoot_condition{condition=~"APIServerAvailable|ControlPlaneHealthy|EveryNodeReady|SystemComponentsHealthy"} >= 0"#
         ),
-        not_serving()
+        state::unless_excluded(),
+        state::unless_silent_seed()
     );
     CountedSli {
-        // Unknown (−1) and false (0) are bad; true (1) and progressing (2) are good.
+        // False (0) is bad; True (1) and Progressing (2) are good.
         bad: format!("sum by ({by}) ({conditions} < bool 1)"),
         total: format!("count by ({by}) {conditions}"),
         shoot_rules: Vec::new(),

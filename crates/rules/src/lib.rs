@@ -9,6 +9,7 @@
 //! [`types`] (severities, alert windows, tiers, SLI shapes) is used by everything else;
 //! [`spec`] is the format ([`spec::load`], [`spec::check`], [`spec::diagnostics`]);
 //! [`catalog`] the GEP's initial SLOs; [`sources`] what can reach the SLO Prometheus;
+//! [`state`] the shoot and seed state every per-shoot SLO reads (unknown is not down);
 //! [`model`] resolves specs; [`render`] writes the files; [`sloth`] and [`openslo`] import.
 //!
 //! # Spec (`slo-gateway/v1`, see `config/slos.yaml` for a commented example)
@@ -25,8 +26,8 @@
 //! - `raw`: `error_ratio_query` with `{{.window}}` (SLO Prometheus; averaged over time);
 //! - `bool_gauge`: an instant 0/1 expression (1 = good), one series per thing.
 //!
-//! Output-wide sections (`alertmanager`, `seed_silent`, `seed_unreachable`, `shoot_tier`,
-//! `runtime_tier`, `dashboards`) may be set in one of the files given together. See [`spec`] for
+//! Output-wide sections (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_clock_skew`,
+//! `shoot_tier`, `runtime_tier`, `dashboards`) may be set in one of the files given together. See [`spec`] for
 //! every field. Checks beyond syntax: shoot-tier queries must not use labels a shoot
 //! Prometheus only adds on the way out (`cluster`, …, `seed`); every series a runtime rule
 //! reads must reach the SLO Prometheus ([`sources`]), else `rules check` names rule and
@@ -58,8 +59,11 @@
 //!   unless turned off, `severity` (`page`/`ticket`) for routing. Plus the seed group:
 //!   `slo:seed_last_push:timestamp_seconds`, `SLOGatewaySeedSilent` (from the receivers'
 //!   `slo_gateway_receiver_last_push_timestamp_seconds`, remembered over `seed_silent.lookback`
-//!   so a receiver restart does not hide a silent seed) and `SLOGatewaySeedUnreachable` (the
-//!   SLO Prometheus' federation `up` per `seed`).
+//!   so a receiver restart does not hide a silent seed), `SLOGatewaySeedUnreachable` (the
+//!   SLO Prometheus' federation `up` per `seed`) and `SLOGatewaySeedClockSkew` (the receivers'
+//!   `slo_gateway_receiver_clock_skew_seconds` and `…_skewed_samples_total`). The first group,
+//!   `slo-gateway-events`, records the shared shoot and seed state ([`state`]) and then every
+//!   counted SLO's events.
 //! - `shoot/prometheus-rules.yaml` and `shoot/prometheusrule.yaml` (every shoot's Prometheus;
 //!   default `shoot-slo-gateway-slis` with `prometheus: shoot`, no namespace).
 //! - `alertmanager.yaml`: page/ticket receivers, notifications grouped by `seed`; a page
@@ -81,6 +85,7 @@ pub mod render;
 pub mod sloth;
 pub mod sources;
 pub mod spec;
+pub mod state;
 pub mod types;
 
 pub use cli::{run_cli, RulesArgs};

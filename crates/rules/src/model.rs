@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::catalog;
 use super::duration::PromDuration;
 use super::promql;
+use super::sources;
 use super::spec::{AlertSeveritySpec, Globals, SliSpec, Spec};
+use super::state;
 use super::types::{
     camel, default_windows, snake, AlertWindow, CountedSli, ShootRule, Sli, SlothSli, SLOTH_VERSION,
 };
@@ -90,17 +92,26 @@ pub fn resolve(spec: &Spec, range: PromDuration) -> Vec<Slo> {
                 SliSpec::Raw(r) if sloth => Sli::Sloth(SlothSli::Raw {
                     error_ratio_query: r.error_ratio_query.clone(),
                 }),
-                SliSpec::Events(e) => Sli::Counted(CountedSli {
-                    bad: expand(&e.error_query, &grouping),
-                    total: expand(&e.total_query, &grouping),
-                    shoot_rules: Vec::new(),
-                }),
+                SliSpec::Events(e) => Sli::Counted(runtime_state(
+                    CountedSli {
+                        bad: expand(&e.error_query, &grouping),
+                        total: expand(&e.total_query, &grouping),
+                        shoot_rules: Vec::new(),
+                    },
+                    &grouping,
+                )),
                 SliSpec::ShootEvents(e) => {
                     let series = |suffix: &str| custom_shoot_series(&spec.service, &s.name, suffix);
                     let total = expand(&e.total_query, &[]);
+                    let sum = |suffix: &str| {
+                        format!(
+                            "sum by ({by}) (\n  {}\n)",
+                            catalog::counted_shoot_series(&series(suffix))
+                        )
+                    };
                     Sli::Counted(CountedSli {
-                        bad: format!("sum by ({by}) ({})", series("bad")),
-                        total: format!("sum by ({by}) ({})", series("total")),
+                        bad: sum("bad"),
+                        total: sum("total"),
                         shoot_rules: vec![
                             ShootRule {
                                 record: series("bad"),
@@ -120,20 +131,26 @@ pub fn resolve(spec: &Spec, range: PromDuration) -> Vec<Slo> {
                 SliSpec::Raw(r) => {
                     // One event per evaluation, as bad as the ratio (NaN ratios are dropped).
                     let ratio = format!("({}) >= 0", expand(&r.error_ratio_query, &grouping));
-                    Sli::Counted(CountedSli {
-                        total: format!("count by ({by}) ({ratio})"),
-                        bad: ratio,
-                        shoot_rules: Vec::new(),
-                    })
+                    Sli::Counted(runtime_state(
+                        CountedSli {
+                            total: format!("count by ({by}) ({ratio})"),
+                            bad: ratio,
+                            shoot_rules: Vec::new(),
+                        },
+                        &grouping,
+                    ))
                 }
                 SliSpec::BoolGauge(b) => {
                     // One event per thing and evaluation, bad when the gauge is 0.
                     let expr = expand(&b.expr, &grouping);
-                    Sli::Counted(CountedSli {
-                        bad: format!("sum by ({by}) (1 - ({expr}))"),
-                        total: format!("count by ({by}) ({expr})"),
-                        shoot_rules: Vec::new(),
-                    })
+                    Sli::Counted(runtime_state(
+                        CountedSli {
+                            bad: format!("sum by ({by}) (1 - ({expr}))"),
+                            total: format!("count by ({by}) ({expr})"),
+                            shoot_rules: Vec::new(),
+                        },
+                        &grouping,
+                    ))
                 }
                 // Validation rejects unknown names; an unchecked spec gets an SLI that promtool
                 // rejects rather than a panic.
@@ -182,6 +199,34 @@ pub fn resolve(spec: &Spec, range: PromDuration) -> Vec<Slo> {
             }
         })
         .collect()
+}
+
+/// A runtime SLI (our `events`, `raw`, `bool_gauge`) with the shared state applied where its
+/// groups allow: grouped by `cluster`, planned-down shoots are left out; grouped by `seed` and
+/// reading series that come through prometheus-aggregate, minutes of silent seeds too (see
+/// [`crate::state`]). Other SLIs (the receivers' own metrics, garden aggregates) stay as written.
+fn runtime_state(mut sli: CountedSli, grouping: &[String]) -> CountedSli {
+    let has = |l: &str| grouping.iter().any(|g| g == l);
+    let via_aggregate = [&sli.bad, &sli.total].iter().any(|q| {
+        promql::parse(q).is_ok_and(|e| {
+            promql::selectors(&e)
+                .iter()
+                .any(|s| s.metric.as_deref().is_some_and(sources::aggregate_carries))
+        })
+    });
+    let mut tail = String::new();
+    if has("cluster") {
+        tail.push_str(&format!("\n{}", state::unless_excluded()));
+    }
+    if has("seed") && via_aggregate {
+        tail.push_str(&format!("\n{}", state::unless_silent_seed()));
+    }
+    if !tail.is_empty() {
+        for q in [&mut sli.bad, &mut sli.total] {
+            *q = format!("(\n  {q}\n){tail}");
+        }
+    }
+    sli
 }
 
 /// `shoot:slo_custom_<service>_<slo>:<suffix>`, where a `shoot_events` SLI is recorded.

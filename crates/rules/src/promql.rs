@@ -262,21 +262,47 @@ fn matcher_text(m: &Matcher) -> String {
     format!("{}{}\"{value}\"", m.name, m.op)
 }
 
-/// Drops selectors made redundant by a bare selector of the same metric: federating `x`
-/// already carries every `x{…}`.
+/// Drops selectors made redundant by another of the same metric whose matchers are a subset of
+/// theirs: federating `x` already carries every `x{…}`, `x{a="1"}` every `x{a="1",b="2"}`.
 pub fn minimise_selectors(selectors: BTreeSet<String>) -> Vec<String> {
-    let bare: BTreeSet<String> = selectors
-        .iter()
-        .filter(|s| !s.contains('{'))
-        .cloned()
-        .collect();
+    let parts: Vec<(String, BTreeSet<String>)> = selectors.iter().map(|s| split(s)).collect();
     selectors
         .into_iter()
-        .filter(|s| match s.split_once('{') {
-            Some((name, _)) => name.is_empty() || !bare.contains(name),
-            None => true,
+        .zip(&parts)
+        .filter(|(_, (name, m))| {
+            name.is_empty()
+                || !parts
+                    .iter()
+                    .any(|(n, o)| n == name && o.len() < m.len() && o.is_subset(m))
         })
+        .map(|(s, _)| s)
         .collect()
+}
+
+/// A canonical selector's metric name and matchers (commas inside quoted values kept).
+fn split(selector: &str) -> (String, BTreeSet<String>) {
+    let Some((name, inner)) = selector.split_once('{') else {
+        return (selector.to_owned(), BTreeSet::new());
+    };
+    let inner = inner.strip_suffix('}').unwrap_or(inner);
+    let (mut out, mut cur, mut quoted, mut escaped) =
+        (BTreeSet::new(), String::new(), false, false);
+    for c in inner.chars() {
+        match c {
+            ',' if !quoted => {
+                out.insert(std::mem::take(&mut cur));
+                continue;
+            }
+            '"' if !escaped => quoted = !quoted,
+            _ => {}
+        }
+        escaped = c == '\\' && !escaped;
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.insert(cur);
+    }
+    (name.to_owned(), out)
 }
 
 #[cfg(test)]
@@ -315,6 +341,19 @@ mod tests {
             vec!["a", r#"a{b=~"x|y",z="1"}"#, "b"]
         );
         assert_eq!(minimise_selectors(out), vec!["a", "b"]);
+        let narrower: BTreeSet<String> = [
+            r#"c{x="1"}"#,
+            r#"c{x="1",y="a,b"}"#,
+            r#"c{y="a,b"}"#,
+            r#"d{x="1",y="2"}"#,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        assert_eq!(
+            minimise_selectors(narrower),
+            vec![r#"c{x="1"}"#, r#"c{y="a,b"}"#, r#"d{x="1",y="2"}"#]
+        );
     }
 
     #[test]

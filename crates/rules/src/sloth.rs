@@ -73,6 +73,7 @@ impl From<SlothAlertMeta> for AlertSeveritySpec {
             enabled: !m.disable,
             labels: m.labels,
             annotations: m.annotations,
+            min_outage: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! `Σ bad / Σ total` over the window (0, not NaN, when the window saw no events), so the period
 //! SLI and budget are weighted by traffic. Imported Sloth specs keep Sloth's shapes.
 //!
-//! # Rollups: cost independent of the period (issue 16)
+//! # Rollups: cost independent of the period
 //!
 //! Reading a 28-day window of per-evaluation samples for every shoot costs ~45 ns per sample
 //! and grows with the period; one SLO for 1,000 shoots read 98–280 M samples per evaluation.
@@ -15,11 +15,13 @@
 //!
 //! | level | series (bad, total) | recorded by | every | windows read from it |
 //! | --- | --- | --- | --- | --- |
-//! | events | `slo:sli_events:*` | `slo-gateway-events-<id>` | global interval *I* | w ≤ 30m; the last 5m of page windows 30m < w < 1d |
+//! | events | `slo:sli_events:*` | `slo-gateway-events` (all SLOs, after the shared state) | global interval *I* | w ≤ 30m; the last 5m of page windows 30m < w < 1d |
 //! | 5-minute | `slo:sli_events_5m:*` = Σ events over 5m | `slo-gateway-rollup-5m-<id>` | 5m | 30m < w < 1d; the last hour of w ≥ 1d |
 //! | hourly | `slo:sli_events_1h:*` = Σ 5-minute rollups over 1h | `slo-gateway-rollup-1h-<id>` | 1h | the rest of w ≥ 1d; the period |
 //!
-//! Groups per SLO ([`in_five_minute_group`]): events (*I*); `sloth-slo-sli-recordings-<id>`
+//! Groups ([`in_five_minute_group`]): one events group for all SLOs, the shared state
+//! ([`crate::state`]) first so every SLO's events read the state of the same evaluation (*I*);
+//! per SLO `sloth-slo-sli-recordings-<id>`
 //! (*I*): the windows ≤ 30m and those a page alert reads (5m, 30m, 1h, 6h by default); the
 //! 5-minute group: its rollups, then the other windows (2h, 1d, 3d), the period SLI (re-recorded
 //! from the hourly one, `last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant
@@ -73,7 +75,15 @@
 //!
 //! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
 //! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
-//! period and info are per SLO. Samples read per shoot and SLO and minute at *I* = 1m: about
+//! period and info are per SLO; the shared state adds about 2 per shoot for all SLOs together.
+//!
+//! # Pages of once-a-minute SLIs
+//!
+//! `min_outage` raises both windows' thresholds of a pair to (outage − 1s) / (window + *I*): a
+//! window holds window/*I* + 1 evaluations in Prometheus 2 and window/*I* in Prometheus 3, so
+//! outage/*I* bad evaluations exceed it in both and one fewer in neither. The short windows are
+//! read exactly from the events, so a page needs that many bad evaluations within its short
+//! window. Samples read per shoot and SLO and minute at *I* = 1m: about
 //! 310 (measured), independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
 //! sample of the period's length per window).
 
@@ -83,7 +93,7 @@ use serde::Serialize;
 
 use crate::duration::PromDuration;
 use crate::model::{Slo, BAD_EVENTS, TOTAL_EVENTS};
-use crate::spec::{SeedSilentSpec, SeedUnreachableSpec};
+use crate::spec::{SeedClockSkewSpec, SeedSilentSpec, SeedUnreachableSpec};
 use crate::types::{Severity, Sli};
 
 /// Label Sloth puts the SLO id into.
@@ -104,6 +114,12 @@ pub const LAST_PUSH: &str = "slo:seed_last_push:timestamp_seconds";
 pub const SEED_SILENT_ALERT: &str = "SLOGatewaySeedSilent";
 /// Alert: the SLO Prometheus cannot federate a reachable seed.
 pub const SEED_UNREACHABLE_ALERT: &str = "SLOGatewaySeedUnreachable";
+/// Alert: a pushing seed's clock differs from the receiver's.
+pub const SEED_CLOCK_SKEW_ALERT: &str = "SLOGatewaySeedClockSkew";
+/// The receivers' per-seed clock skew gauge (receiver clock minus the agent's send time).
+pub const SKEW_METRIC: &str = "slo_gateway_receiver_clock_skew_seconds";
+/// The receivers' per-seed count of samples with skewed timestamps (`direction` past/future).
+pub const SKEWED_SAMPLES_METRIC: &str = "slo_gateway_receiver_skewed_samples_total";
 
 /// One Prometheus rule group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,9 +199,30 @@ fn merged(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The groups of one SLO. Counted SLIs: events, SLI windows, the 5-minute and hourly rollups
-/// (with the windows read from them), meta recordings and alerts (see the module doc).
-/// Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta recordings, alerts).
+/// Name of the group recording the shared state and every counted SLO's events.
+pub const EVENTS_GROUP: &str = "slo-gateway-events";
+
+/// The events group: the shared state ([`crate::state`]) first, then per counted SLO its bad
+/// and all events, so that each SLO's events read the state of the same evaluation. None
+/// without counted SLOs.
+pub fn events_group(
+    slos: &[Slo],
+    state: Vec<Rule>,
+    interval: Option<PromDuration>,
+) -> Option<RuleGroup> {
+    let mut rules = state;
+    rules.extend(slos.iter().flat_map(event_rules));
+    (!rules.is_empty()).then(|| RuleGroup {
+        name: EVENTS_GROUP.to_owned(),
+        interval: interval.map(|i| i.to_string()),
+        rules,
+    })
+}
+
+/// The groups of one SLO besides its events (in [`events_group`]). Counted SLIs: SLI windows,
+/// the 5-minute and hourly rollups (with the windows read from them), meta recordings and
+/// alerts (see the module doc). Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta
+/// recordings, alerts).
 pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
     let fast = interval.map(|i| i.to_string());
     let group = |kind: &str, interval: Option<String>, rules: Vec<Rule>| RuleGroup {
@@ -197,11 +234,6 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
     match slo.sli {
         Sli::Counted(_) => {
             let c = counted_rules(slo);
-            groups.push(RuleGroup {
-                name: format!("slo-gateway-events-{}", slo.id),
-                interval: fast.clone(),
-                rules: c.events,
-            });
             groups.push(group("sli-recordings", fast.clone(), c.fast));
             let mut meta = meta_rules(slo);
             if !c.five.is_empty() {
@@ -233,7 +265,7 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
             groups.push(group("meta-recordings", fast.clone(), meta_rules(slo)));
         }
     }
-    let alerts = alert_rules(slo);
+    let alerts = alert_rules(slo, interval.unwrap_or(DEFAULT_INTERVAL));
     if !alerts.is_empty() {
         groups.push(group("alerts", fast, alerts));
     }
@@ -341,9 +373,8 @@ pub fn in_five_minute_group(slo: &Slo, w: PromDuration) -> bool {
     }
 }
 
-/// The rules of a counted SLI, by group.
+/// The rules of a counted SLI, by group (its events are in [`events_group`]).
 struct CountedRules {
-    events: Vec<Rule>,
     fast: Vec<Rule>,
     five: Vec<Rule>,
     hour: Vec<Rule>,
@@ -355,27 +386,16 @@ struct CountedRules {
 /// Σ bad / Σ total.
 fn counted_rules(slo: &Slo) -> CountedRules {
     let mut out = CountedRules {
-        events: Vec::new(),
         fast: Vec::new(),
         five: Vec::new(),
         hour: Vec::new(),
         period_in_five: false,
     };
-    let Sli::Counted(sli) = &slo.sli else {
+    if !matches!(slo.sli, Sli::Counted(_)) {
         return out;
-    };
+    }
     let base = merged(&[&id_labels(slo), &slo.labels]);
     let f = id_filter(slo);
-    let by = slo.grouping.join(", ");
-    out.events = vec![
-        record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
-        // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
-        record(
-            BAD_EVENTS.to_owned(),
-            format!("({})\nor on ({by})\n(0 * {TOTAL_EVENTS}{f})\n", sli.bad),
-            base.clone(),
-        ),
-    ];
     let windowed = |w: PromDuration| {
         let mut labels = base.clone();
         labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
@@ -465,6 +485,25 @@ fn counted_rules(slo: &Slo) -> CountedRules {
         }
     }
     out
+}
+
+/// A counted SLO's bad and all events per evaluation and group; none for Sloth SLIs.
+fn event_rules(slo: &Slo) -> Vec<Rule> {
+    let Sli::Counted(sli) = &slo.sli else {
+        return Vec::new();
+    };
+    let base = merged(&[&id_labels(slo), &slo.labels]);
+    let f = id_filter(slo);
+    let by = slo.grouping.join(", ");
+    vec![
+        record(TOTAL_EVENTS.to_owned(), sli.total.clone(), base.clone()),
+        // Groups with events but no bad-event series (nothing went wrong) have 0 bad events.
+        record(
+            BAD_EVENTS.to_owned(),
+            format!("({})\nor on ({by})\n(0 * {TOTAL_EVENTS}{f})\n", sli.bad),
+            base,
+        ),
+    ]
 }
 
 /// Imported Sloth SLIs: Sloth's expressions.
@@ -559,7 +598,40 @@ fn meta_rules(slo: &Slo) -> Vec<Rule> {
     ]
 }
 
-fn alert_rules(slo: &Slo) -> Vec<Rule> {
+/// The evaluation interval thresholds assume when the runtime tier sets none (the chart's).
+pub const DEFAULT_INTERVAL: PromDuration = PromDuration::from_secs(60);
+
+/// `min_outage` as the error ratio of a window `window` evaluated every `interval`:
+/// (outage − 1s) / (window + interval). A window holds window/interval + 1 evaluations in
+/// Prometheus 2 (its left edge included) and window/interval in Prometheus 3, so outage/interval
+/// bad evaluations (and not one fewer) exceed it in both; the second spared absorbs float noise.
+pub fn outage_floor(
+    min_outage: Option<PromDuration>,
+    window: PromDuration,
+    interval: PromDuration,
+) -> Option<(u64, u64)> {
+    let outage = min_outage?.as_secs().checked_sub(1)?;
+    Some((outage, window.as_secs() + interval.as_secs()))
+}
+
+/// The error ratio above which window `window` of a pair with burn-rate `factor` fires, as
+/// PromQL and as a number: `factor × budget`, or the `min_outage` floor where that is higher.
+pub fn window_threshold(
+    factor: f64,
+    budget: f64,
+    min_outage: Option<PromDuration>,
+    window: PromDuration,
+    interval: PromDuration,
+) -> (String, f64) {
+    match outage_floor(min_outage, window, interval) {
+        Some((outage, w)) if outage as f64 / w as f64 > factor * budget => {
+            (format!("({outage} / {w})"), outage as f64 / w as f64)
+        }
+        _ => (format!("({factor} * {budget})"), factor * budget),
+    }
+}
+
+fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
     let Some(alerting) = &slo.alerting else {
         return Vec::new();
     };
@@ -577,6 +649,8 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                 .map(|w| {
                     let factor = w.burn_factor(slo.window);
                     let cond = |win: PromDuration| {
+                        let (threshold, _) =
+                            window_threshold(factor, budget, meta.min_outage, win, interval);
                         // Windows recorded by the 5-minute group: the newest sample within
                         // two of its intervals, so a late evaluation does not flap the alert.
                         let series = if counted && in_five_minute_group(slo, win) {
@@ -585,7 +659,7 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
                             format!("{}{filter}", sli_metric(win))
                         };
                         format!(
-                            "    max({series} > ({factor} * {budget})) without ({WINDOW_LABEL})"
+                            "    max({series} > {threshold}) without ({WINDOW_LABEL})"
                         )
                     };
                     format!("(\n{}\n    and\n{}\n)", cond(w.short), cond(w.long))
@@ -625,12 +699,15 @@ fn alert_rules(slo: &Slo) -> Vec<Rule> {
 }
 
 /// The seed alerts: `SLOGatewaySeedSilent` for seeds that push through the receiver,
-/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates. Both carry `seed`; the
-/// Alertmanager config lets them inhibit the SLO alerts of their seed, so one seed outage is
-/// one page. `keep_firing_for` keeps that inhibition until the outage's burn alerts cleared.
+/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates, both carrying `seed`:
+/// the Alertmanager config lets them inhibit the SLO alerts of their seed, and `keep_firing_for`
+/// keeps that inhibition until the outage's burn alerts cleared (their shoots' minutes are
+/// unknown meanwhile, so those rarely fire at all). And `SLOGatewaySeedClockSkew` (a ticket,
+/// inhibiting nothing) for pushing seeds whose agent's clock is off.
 pub fn seed_group(
     silent: &SeedSilentSpec,
     unreachable: &SeedUnreachableSpec,
+    skew: &SeedClockSkewSpec,
     default_keep_firing: Option<PromDuration>,
     interval: Option<PromDuration>,
 ) -> Option<RuleGroup> {
@@ -672,7 +749,7 @@ pub fn seed_group(
             None,
             silent.keep_firing_for,
             format!("Seed {{{{$labels.seed}}}} has not pushed SLO series for more than {}.", silent.threshold),
-            "SLIs of this seed's shoots get no data (API server availability counts them as down): check the seed's slo-gateway agent and its network path to the receiver. The seed's SLO alerts are inhibited meanwhile.",
+            "This seed's shoots deliver no data: their minutes are unknown and left out of their SLIs. Check the seed's slo-gateway agent and its network path to the receiver. The seed's SLO alerts are inhibited meanwhile.",
         ));
     }
     if unreachable.enabled && !unreachable.jobs.is_empty() {
@@ -689,8 +766,31 @@ pub fn seed_group(
             Some(unreachable.threshold),
             unreachable.keep_firing_for,
             format!("The SLO Prometheus cannot federate seed {{{{$labels.seed}}}}'s prometheus-aggregate for {}.", unreachable.threshold),
-            "SLIs of this seed's shoots get no data (API server availability counts them as down): the seed or the network path to it is down. The seed's SLO alerts are inhibited meanwhile.",
+            "This seed's shoots deliver no data: their minutes are unknown and left out of their SLIs. The seed or the network path to it is down. The seed's SLO alerts are inhibited meanwhile.",
         ));
+    }
+    if skew.enabled {
+        rules.push(Rule {
+            keep_firing_for: None,
+            ..alert(
+                SEED_CLOCK_SKEW_ALERT,
+                // The skew in either direction, or samples refused as from the future (an agent
+                // far ahead); samples from the past can also be a backlog, so they alone do not
+                // fire it.
+                format!(
+                    "max by (seed) (abs({SKEW_METRIC})) > {}\nor\nsum by (seed) (increase({SKEWED_SAMPLES_METRIC}{{direction=\"future\"}}[5m])) > 0",
+                    skew.threshold.as_secs()
+                ),
+                skew.severity,
+                Some(skew.for_),
+                None,
+                format!(
+                    "The clock of seed {{{{$labels.seed}}}}'s slo-gateway agent is more than {} off the receiver's.",
+                    skew.threshold
+                ),
+                "The agent stamps samples with its own clock: behind, its data lands in the past and instant queries miss it (its shoots' minutes are then filled from Gardener's health check); ahead, the receiver refuses it. Fix the seed's time synchronisation (NTP).",
+            )
+        });
     }
     (!rules.is_empty()).then(|| RuleGroup {
         name: "slo-gateway-seeds".to_owned(),

@@ -11,10 +11,12 @@ use super::diagnostics::{Diagnostic, Finding, Level, SpecError};
 use super::load::LoadedSpec;
 use super::{global_sections, AlertmanagerSpec, Globals, SliSpec, Spec, GLOBAL_SECTIONS};
 use crate::catalog::{self, Groupable};
+use crate::duration::PromDuration;
 use crate::model::{self, Slo};
 use crate::promql;
+use crate::render::prometheus::{window_threshold, DEFAULT_INTERVAL};
 use crate::sources;
-use crate::types::{default_windows, Sli, SLOTH_VERSION};
+use crate::types::{default_windows, Severity, Sli, SLOTH_VERSION};
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()
@@ -95,6 +97,17 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Finding> {
             exact: !sloth,
         };
         sli.check(&slo.sli, spec, &mut err);
+        for (key, meta) in [
+            ("page", &slo.alerting.page),
+            ("ticket", &slo.alerting.ticket),
+        ] {
+            if meta.min_outage.is_some_and(|d| d.as_secs() < 2) {
+                err(
+                    format!("{p}.alerting.{key}.min_outage"),
+                    "must be at least 2s".into(),
+                );
+            }
+        }
         if let Some(ws) = &slo.alerting.windows {
             for (j, w) in ws.iter().enumerate() {
                 let wp = format!("{p}.alerting.windows[{j}]");
@@ -132,31 +145,76 @@ pub(crate) fn validate(spec: &Spec) -> Vec<Finding> {
     out
 }
 
-/// Warnings for alerts whose threshold is ≥ 1 (an error ratio never exceeds 1).
+/// Warnings for alerts whose threshold is ≥ 1 (an error ratio never exceeds 1), and for page
+/// alerts of SLIs counted once per evaluation that one bad evaluation fires.
 fn never_firing(spec: &Spec) -> Vec<Finding> {
     let mut out = Vec::new();
+    let interval = spec
+        .runtime_tier
+        .as_ref()
+        .and_then(|t| t.interval)
+        .unwrap_or(DEFAULT_INTERVAL);
     for (i, slo) in spec.slos.iter().enumerate() {
         if !slo.alerting.enabled {
             continue;
         }
         let windows = slo.alerting.windows.clone().unwrap_or_else(default_windows);
+        let once_per_evaluation = matches!(&slo.sli, SliSpec::BoolGauge(_))
+            || matches!(&slo.sli, SliSpec::Catalog(c) if c == "apiserver-availability");
         for w in &windows {
             let factor = w.burn_factor(slo.window);
             let budget = 1.0 - slo.objective / 100.0;
-            let threshold = factor * budget;
-            if threshold >= 1.0 {
+            let meta = match w.severity {
+                Severity::Page => &slo.alerting.page,
+                Severity::Ticket => &slo.alerting.ticket,
+            };
+            let threshold =
+                |win| window_threshold(factor, budget, meta.min_outage, win, interval).1;
+            let one_bad = |win: PromDuration| interval.as_secs() as f64 / win.as_secs() as f64;
+            if once_per_evaluation
+                && meta.enabled
+                && w.severity == Severity::Page
+                && threshold(w.long) < one_bad(w.long)
+                && threshold(w.short) < one_bad(w.short)
+            {
+                out.push((
+                    format!("slos[{i}].alerting.page"),
+                    Level::Warning,
+                    format!(
+                        "the page alert on {}/{} fires on a single bad evaluation: its threshold {} is below one {interval} evaluation of the {} window; set `min_outage` (e.g. 3m) to page on sustained outages only",
+                        w.long,
+                        w.short,
+                        round(threshold(w.long)),
+                        w.long
+                    ),
+                ));
+            }
+            let never = [w.long, w.short]
+                .into_iter()
+                .find(|win| threshold(*win) >= 1.0);
+            if let Some(win) = never {
                 out.push((
                     format!("slos[{i}].objective"),
                     Level::Warning,
-                    format!(
-                        "the {} alert on {}/{} can never fire: burn-rate factor {} × error budget {} = {} ≥ 1",
-                        w.severity.as_str(),
-                        w.long,
-                        w.short,
-                        round(factor),
-                        round(budget),
-                        round(threshold)
-                    ),
+                    if factor * budget < 1.0 {
+                        format!(
+                            "the {} alert on {}/{} can never fire: min_outage {} fills its {win} window",
+                            w.severity.as_str(),
+                            w.long,
+                            w.short,
+                            meta.min_outage.map(|d| d.to_string()).unwrap_or_default(),
+                        )
+                    } else {
+                        format!(
+                            "the {} alert on {}/{} can never fire: burn-rate factor {} × error budget {} = {} ≥ 1",
+                            w.severity.as_str(),
+                            w.long,
+                            w.short,
+                            round(factor),
+                            round(budget),
+                            round(factor * budget)
+                        )
+                    },
                 ));
             }
         }
@@ -196,6 +254,7 @@ fn reachability(spec: &Spec) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
                 .join(", ");
             let problem = match metric {
+                Some(m) if crate::state::is_state(&m) => continue,
                 None => format!(
                     "runtime rule {rules} of SLO {:?} reads `{selector}`, which names no metric: name it (`metric{{…}}`) so that its way into the SLO Prometheus can be checked",
                     slo.id
@@ -225,6 +284,20 @@ fn check_globals(spec: &Spec, err: &mut impl FnMut(String, String)) {
                     "must be longer than the threshold {}: a seed is remembered only this long",
                     s.threshold
                 ),
+            );
+        }
+        if s.reporting_within.as_secs() == 0 || s.reporting_within.as_secs() >= 300 {
+            err(
+                "seed_silent.reporting_within".into(),
+                "must be between 0s and 5m: a stopped agent's series stay visible for 5m (Prometheus' lookback) after their last sample, and its shoots' minutes must be unknown before that".into(),
+            );
+        }
+    }
+    if let Some(k) = &spec.seed_clock_skew {
+        if k.threshold.as_secs() == 0 {
+            err(
+                "seed_clock_skew.threshold".into(),
+                "must be longer than 0s".into(),
             );
         }
     }

@@ -3,8 +3,8 @@
 //! together) and [`diagnostics`] (findings located by key path).
 //!
 //! A spec file describes one service and its SLOs. Sections that configure the whole output
-//! (`alertmanager`, `seed_silent`, `seed_unreachable`, `shoot_tier`, `runtime_tier`,
-//! `dashboards`) may be set in at most one of the files given together; [`Globals`] collects
+//! (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_clock_skew`, `shoot_tier`,
+//! `runtime_tier`, `dashboards`) may be set in at most one of the files given together; [`Globals`] collects
 //! them with their defaults.
 
 pub mod check;
@@ -65,6 +65,10 @@ pub struct Spec {
     /// Default: enabled, job `prometheus-aggregate`, after 5m, severity page.
     #[serde(default)]
     pub seed_unreachable: Option<SeedUnreachableSpec>,
+    /// The "seed clock skew" alert for seeds that push through the receiver (global).
+    /// Default: enabled, threshold 1m for 10m, severity ticket.
+    #[serde(default)]
+    pub seed_clock_skew: Option<SeedClockSkewSpec>,
     /// Rules for every shoot's own Prometheus (global). Default: see [`ShootTierSpec`].
     #[serde(default)]
     pub shoot_tier: Option<ShootTierSpec>,
@@ -90,6 +94,7 @@ impl Spec {
             alertmanager: None,
             seed_silent: None,
             seed_unreachable: None,
+            seed_clock_skew: None,
             shoot_tier: None,
             runtime_tier: None,
             dashboards: None,
@@ -281,6 +286,11 @@ pub struct AlertSeveritySpec {
     pub labels: BTreeMap<String, String>,
     /// Extra annotations. Default: none.
     pub annotations: BTreeMap<String, String>,
+    /// Full outage each window of a pair of this severity must hold before it fires: both
+    /// windows' thresholds are raised to at least this share of their length, so an SLI counted
+    /// once a minute needs that many bad minutes within the short window (read exactly from the
+    /// events) rather than one. Default: none (the burn-rate thresholds alone).
+    pub min_outage: Option<PromDuration>,
 }
 
 impl Default for AlertSeveritySpec {
@@ -289,6 +299,7 @@ impl Default for AlertSeveritySpec {
             enabled: true,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            min_outage: None,
         }
     }
 }
@@ -348,6 +359,11 @@ pub struct SeedSilentSpec {
     /// outage caused stay inhibited until they clear. Default: the longest short window of any
     /// page alert.
     pub keep_firing_for: Option<PromDuration>,
+    /// A pushing seed counts as reporting while its last push is younger than this; after it,
+    /// its shoots' minutes are unknown (left out of every per-shoot SLI) until it pushes again.
+    /// Must be under 5m, Prometheus' lookback: a stopped agent's series stay visible that long
+    /// after their last sample, which with `honor_timestamps` is older than the push. Default: 2m.
+    pub reporting_within: PromDuration,
 }
 
 impl Default for SeedSilentSpec {
@@ -358,6 +374,35 @@ impl Default for SeedSilentSpec {
             lookback: PromDuration::from_secs(7 * 86400),
             severity: Severity::Page,
             keep_firing_for: None,
+            reporting_within: PromDuration::from_secs(120),
+        }
+    }
+}
+
+/// `SLOGatewaySeedClockSkew`: the clock of a seed's agent and the receiver's differ (the
+/// receivers' `slo_gateway_receiver_clock_skew_seconds`), or the receivers count samples from
+/// the future (`slo_gateway_receiver_skewed_samples_total{direction="future"}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeedClockSkewSpec {
+    /// Generate the alert. Default: true.
+    pub enabled: bool,
+    /// Skew (either direction) that fires it. Default: 1m.
+    pub threshold: PromDuration,
+    /// How long the skew must last (a catch-up after an outage is not a skew). Default: 10m.
+    #[serde(rename = "for")]
+    pub for_: PromDuration,
+    /// `page` or `ticket`. Default: ticket (the seed's data is late or refused, nothing is down).
+    pub severity: Severity,
+}
+
+impl Default for SeedClockSkewSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: PromDuration::from_secs(60),
+            for_: PromDuration::from_secs(600),
+            severity: Severity::Ticket,
         }
     }
 }
@@ -505,6 +550,8 @@ pub struct Globals {
     pub seed_silent: SeedSilentSpec,
     /// `seed_unreachable`.
     pub seed_unreachable: SeedUnreachableSpec,
+    /// `seed_clock_skew`.
+    pub seed_clock_skew: SeedClockSkewSpec,
     /// `shoot_tier`.
     pub shoot_tier: ShootTierSpec,
     /// `runtime_tier`.
@@ -530,6 +577,7 @@ impl Globals {
             alertmanager: first(specs.clone(), |s| &s.alertmanager),
             seed_silent: first(specs.clone(), |s| &s.seed_silent),
             seed_unreachable: first(specs.clone(), |s| &s.seed_unreachable),
+            seed_clock_skew: first(specs.clone(), |s| &s.seed_clock_skew),
             shoot_tier: first(specs.clone(), |s| &s.shoot_tier),
             runtime_tier: first(specs.clone(), |s| &s.runtime_tier),
             dashboards: first(specs, |s| &s.dashboards),
@@ -538,7 +586,7 @@ impl Globals {
 }
 
 /// How many output-wide sections there are.
-pub(crate) const GLOBAL_SECTIONS: usize = 6;
+pub(crate) const GLOBAL_SECTIONS: usize = 7;
 
 /// `(key, is set)` of every output-wide section, for the at-most-once check.
 pub(crate) fn global_sections(spec: &Spec) -> [(&'static str, bool); GLOBAL_SECTIONS] {
@@ -546,6 +594,7 @@ pub(crate) fn global_sections(spec: &Spec) -> [(&'static str, bool); GLOBAL_SECT
         ("alertmanager", spec.alertmanager.is_some()),
         ("seed_silent", spec.seed_silent.is_some()),
         ("seed_unreachable", spec.seed_unreachable.is_some()),
+        ("seed_clock_skew", spec.seed_clock_skew.is_some()),
         ("shoot_tier", spec.shoot_tier.is_some()),
         ("runtime_tier", spec.runtime_tier.is_some()),
         ("dashboards", spec.dashboards.is_some()),

@@ -547,9 +547,9 @@ impl Twin {
             dir,
         };
         // A landscape in steady state, as a long-running SLO Prometheus sees it: the runtime
-        // rules start once every shoot's inputs arrive through both paths. Evaluated earlier,
-        // the garden's shoot list (one hop) would meet shoots without data yet, which
-        // apiserver-availability counts as down: a page for every shoot at start.
+        // rules start once every shoot's inputs arrive through both paths (earlier, shoots
+        // without data yet would be filled from the garden and their events would start at
+        // different times).
         let inputs = metric_names(&aggregate_match);
         twin.wait_for_every_shoot(&inputs, Duration::from_secs(120))
             .await?;
@@ -577,7 +577,7 @@ impl Twin {
 
     /// Waits until the SLO Prometheus holds, for every shoot, each of the metrics `names`
     /// (what the runtime tier reads from the aggregates; `shoot:*` when empty) and the garden's
-    /// `garden_shoot_info`.
+    /// `garden_shoot_condition` (what the shared shoot state reads).
     pub async fn wait_for_every_shoot(
         &self,
         names: &[String],
@@ -597,7 +597,7 @@ impl Twin {
                     .ok()?;
                 let garden = self
                     .slo
-                    .query("count by (technical_id) (garden_shoot_info)")
+                    .query("count by (technical_id) (garden_shoot_condition)")
                     .await
                     .ok()?;
                 let has = |cluster: &str, name: &str| {
@@ -618,7 +618,7 @@ impl Twin {
                         .iter()
                         .any(|(l, _)| l.get("technical_id") == Some(cluster))
                     {
-                        missing.push(format!("{cluster}: garden_shoot_info"));
+                        missing.push(format!("{cluster}: garden_shoot_condition"));
                     }
                 }
                 let done = missing.is_empty();
