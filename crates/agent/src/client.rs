@@ -2,7 +2,9 @@
 //! change), and one POST with its outcome for the retry policy.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use rustls::ClientConfig;

@@ -404,7 +404,7 @@ async fn scrape_loop(agent: &Agent, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
         }
         let scrape_ts = telemetry::now_unix_ms();
-        let round_started = std::time::Instant::now();
+        let round_started = tokio::time::Instant::now();
         let round = futures_util::future::join_all(
             targets
                 .iter()

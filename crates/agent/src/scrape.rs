@@ -13,7 +13,9 @@
 //!   the reason.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use rustls::ClientConfig;
