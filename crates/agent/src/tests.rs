@@ -373,6 +373,19 @@ fn queued(m: &AgentMetrics) -> u64 {
     m.samples_scraped() - m.samples_dropped(DropReason::NotNewer) + m.stale_markers()
 }
 
+/// Restarts the agent on `s`'s buffer against a sink that accepts: every sample of the first
+/// run (older than `cut`, `backlog` of them) arrives, in order per series.
+async fn delivers_backlog_after_restart(s: &Setup, fed_addr: SocketAddr, cut: i64, backlog: u64) {
+    let sink = Sink::new(&[], 204);
+    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
+    let agent = start(agent_config(s, fed_addr, sink_addr, ""), s.dir.path());
+    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
+    wait_for("the first run's samples", || old(&sink) >= backlog).await;
+    agent.stop().await;
+    assert_eq!(old(&sink), backlog);
+    assert_per_series_order(&sink.samples());
+}
+
 /// Every series' timestamps strictly increase in arrival order (no reordering, no duplicates).
 fn assert_per_series_order(samples: &[Got]) {
     let mut last: HashMap<&[(String, String)], i64> = HashMap::new();
@@ -683,14 +696,7 @@ async fn shutdown_is_bounded_and_keeps_the_request_in_flight_queued() {
     let backlog = queued(&first);
     assert_eq!(first.samples_sent(), 0);
 
-    let sink = Sink::new(&[], 204);
-    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
-    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
-    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
-    wait_for("the first run's samples", || old(&sink) >= backlog).await;
-    agent.stop().await;
-    assert_eq!(old(&sink), backlog);
-    assert_per_series_order(&sink.samples());
+    delivers_backlog_after_restart(&s, fed_addr, cut, backlog).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -991,14 +997,7 @@ async fn a_full_disk_at_shutdown_loses_nothing_unacknowledged() {
         assert_eq!(first.records_dropped(reason), 0, "{reason}");
     }
 
-    let sink = Sink::new(&[], 204);
-    let sink_addr = spawn_sink(&s.pki, sink.clone()).await;
-    let agent = start(agent_config(&s, fed_addr, sink_addr, ""), s.dir.path());
-    let old = |sink: &Sink| sink.samples().iter().filter(|g| g.2 < cut).count() as u64;
-    wait_for("the first run's samples", || old(&sink) >= backlog).await;
-    agent.stop().await;
-    assert_eq!(old(&sink), backlog);
-    assert_per_series_order(&sink.samples());
+    delivers_backlog_after_restart(&s, fed_addr, cut, backlog).await;
 }
 
 /// When even the reserve cannot take them (the disk fails outright), the records held in memory
