@@ -287,7 +287,7 @@ mod tests {
         let selectors = target
             .resolved_selectors(dir.path(), Some(derive_selectors))
             .unwrap();
-        let loaded = rules::spec::load_file(&spec).unwrap();
+        let loaded = rules::load::load_file(&spec).unwrap();
         let mut expected = vec!["ALERTS".to_string()];
         expected.extend(rules::agent_match_selectors(&[loaded.spec]));
         assert_eq!(selectors, expected);

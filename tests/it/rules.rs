@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use slo_gateway::rules::check::check_together;
+use slo_gateway::rules::load::{load_file, parse_str};
 use slo_gateway::rules::render::{render_all, Files};
-use slo_gateway::rules::spec::{self, Level, LoadedSpec, SpecError};
+use slo_gateway::rules::spec::{Level, LoadedSpec, SpecError};
 use slo_gateway::rules::{agent_match_selectors, openslo, sloth};
 
 fn root() -> PathBuf {
@@ -15,12 +17,12 @@ fn root() -> PathBuf {
 }
 
 fn load(path: &str) -> LoadedSpec {
-    spec::load_file(&root().join(path)).unwrap()
+    load_file(&root().join(path)).unwrap()
 }
 
 fn render(paths: &[&str]) -> Files {
     let specs: Vec<LoadedSpec> = paths.iter().map(|p| load(p)).collect();
-    spec::check_together(&specs).unwrap();
+    check_together(&specs).unwrap();
     render_all(&specs).unwrap()
 }
 
@@ -201,7 +203,7 @@ slos:
 
 #[test]
 fn valid_base_spec() {
-    let s = spec::parse_str("t.yaml", VALID).unwrap();
+    let s = parse_str("t.yaml", VALID).unwrap();
     assert!(s.warnings.is_empty());
 }
 
@@ -271,7 +273,7 @@ fn unaggregated_custom_sli_is_rejected() {
 #[test]
 fn every_error_is_reported() {
     let text = "version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 100\n    sli: {catalog: nope}\n  - name: a\n    objective: 0\n    sli: {catalog: apiserver-errors}\n";
-    let Err(SpecError::Invalid(d)) = spec::parse_str("t.yaml", text) else {
+    let Err(SpecError::Invalid(d)) = parse_str("t.yaml", text) else {
         panic!("accepted")
     };
     let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
@@ -284,7 +286,7 @@ fn every_error_is_reported() {
 
 #[test]
 fn alert_that_can_never_fire_is_warned_about() {
-    let s = spec::parse_str(
+    let s = parse_str(
         "t.yaml",
         &VALID
             .replace("99.9", "80")
@@ -363,9 +365,9 @@ fn agent_match_from_spec_files() {
 
 #[test]
 fn specs_given_together_need_unique_ids() {
-    let a = spec::parse_str("a.yaml", VALID).unwrap();
-    let b = spec::parse_str("b.yaml", VALID).unwrap();
-    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+    let a = parse_str("a.yaml", VALID).unwrap();
+    let b = parse_str("b.yaml", VALID).unwrap();
+    let Err(SpecError::Invalid(d)) = check_together(&[a, b]) else {
         panic!("accepted")
     };
     assert_eq!(
@@ -909,7 +911,7 @@ fn cli_generates_and_checks() {
 
 /// All errors of an invalid spec, as `line: message`.
 fn errors_of(text: &str) -> Vec<(usize, String)> {
-    match spec::parse_str("t.yaml", text) {
+    match parse_str("t.yaml", text) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(SpecError::Invalid(d)) => d
             .iter()
@@ -949,13 +951,13 @@ fn runtime_sli_on_a_series_that_cannot_reach_the_slo_prometheus_is_rejected() {
     let shoot = runtime_on_raw
         .replace("events:", "shoot_events:")
         .replace("sum by (cluster, seed) (", "sum(");
-    spec::parse_str("t.yaml", &shoot).unwrap();
+    parse_str("t.yaml", &shoot).unwrap();
     // So is the runtime SLI when the SLO Prometheus scrapes the metrics itself.
     let local = runtime_on_raw.replace(
         "slos:",
         "local_metrics: ['apiserver_request_(terminations_)?total']\nslos:",
     );
-    spec::parse_str("t.yaml", &local).unwrap();
+    parse_str("t.yaml", &local).unwrap();
     // A selector without a metric name cannot be checked.
     let unnamed = runtime_on_raw.replace(
         "rate(apiserver_request_total[",
@@ -1011,7 +1013,7 @@ fn catalog_entries_without_a_gardener_metric_are_off_until_declared() {
          if this landscape has it, list it under `available_metrics`"
     );
     let on = format!("{base}available_metrics: [garden_shoot_operation_duration_minutes_bucket]\n");
-    spec::parse_str("t.yaml", &on).unwrap();
+    parse_str("t.yaml", &on).unwrap();
     // Only by seed: the histogram has no per-shoot series.
     let e = errors_of(&on.replace("grouping: [seed]", "grouping: [cluster, seed]"));
     assert!(e[0].1.contains("can only be grouped by `seed`"), "{e:?}");
@@ -1113,8 +1115,8 @@ fn prometheusrule_metadata_follows_the_spec() {
 
 #[test]
 fn output_wide_sections_may_be_set_once() {
-    let a = spec::parse_str("a.yaml", &format!("{VALID}shoot_tier: {{range: 1m}}\n")).unwrap();
-    let b = spec::parse_str(
+    let a = parse_str("a.yaml", &format!("{VALID}shoot_tier: {{range: 1m}}\n")).unwrap();
+    let b = parse_str(
         "b.yaml",
         &format!(
             "{}shoot_tier: {{range: 2m}}\n",
@@ -1122,7 +1124,7 @@ fn output_wide_sections_may_be_set_once() {
         ),
     )
     .unwrap();
-    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+    let Err(SpecError::Invalid(d)) = check_together(&[a, b]) else {
         panic!("accepted")
     };
     assert_eq!(
@@ -1136,9 +1138,9 @@ fn shoot_tier_series_names_must_be_unambiguous() {
     let spec = |service: &str, slo: &str| {
         format!("version: slo-gateway/v1\nservice: {service}\nslos:\n  - name: {slo}\n    objective: 99\n    sli:\n      shoot_events:\n        error_query: sum(rate(x{{s=\"{service}\"}}[{{{{.window}}}}]))\n        total_query: sum(rate(y[{{{{.window}}}}]))\n")
     };
-    let a = spec::parse_str("a.yaml", &spec("a-b", "c")).unwrap();
-    let b = spec::parse_str("b.yaml", &spec("a", "b_c")).unwrap();
-    let Err(SpecError::Invalid(d)) = spec::check_together(&[a, b]) else {
+    let a = parse_str("a.yaml", &spec("a-b", "c")).unwrap();
+    let b = parse_str("b.yaml", &spec("a", "b_c")).unwrap();
+    let Err(SpecError::Invalid(d)) = check_together(&[a, b]) else {
         panic!("accepted")
     };
     assert!(
@@ -1154,8 +1156,8 @@ fn windows_shorter_than_the_input_range_are_warned_about() {
     let text = format!(
         "{VALID}    alerting:\n      windows:\n        - {{severity: page, budget_percent: 2, long: 1h, short: 1m}}\nshoot_tier: {{range: 2m}}\n"
     );
-    let s = spec::parse_str("t.yaml", &text).unwrap();
-    let w = spec::check_together(&[s]).unwrap();
+    let s = parse_str("t.yaml", &text).unwrap();
+    let w = check_together(&[s]).unwrap();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0]
         .message

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use super::check::check_together;
 use super::duration::PromDuration;
+use super::load::load_file;
 use super::render;
-use super::spec::{self, LoadedSpec, SpecError};
+use super::spec::{LoadedSpec, SpecError};
 use super::{catalog, openslo, sloth};
 
 /// Arguments of `slo-gateway rules`.
@@ -103,7 +105,7 @@ fn load_reporting(inputs: &Inputs) -> anyhow::Result<Vec<LoadedSpec>> {
     if specs.is_empty() {
         anyhow::bail!("no spec given: use --spec, --sloth or --openslo");
     }
-    match spec::check_together(&specs) {
+    match check_together(&specs) {
         Ok(warnings) => warnings.iter().for_each(|w| eprintln!("{w}")),
         Err(e) => {
             eprintln!("{e}");
@@ -122,7 +124,7 @@ pub fn load(inputs: &Inputs) -> (Vec<LoadedSpec>, Vec<SpecError>) {
         Err(e) => errors.push(e),
     };
     for p in &inputs.specs {
-        take(spec::load_file(p).map(|s| vec![s]));
+        take(load_file(p).map(|s| vec![s]));
     }
     for p in &inputs.sloth {
         take(sloth::load_file(p, inputs.sloth_window).map(|s| vec![s]));

@@ -7,10 +7,13 @@
 //! # Layout
 //!
 //! [`types`] (severities, alert windows, tiers, SLI shapes) is used by everything else;
-//! [`spec`] is the format ([`spec::load`], [`spec::check`], [`spec::diagnostics`]);
+//! [`spec`] is the format ([`spec::parse`], [`spec::diagnostics`]);
 //! [`catalog`] the GEP's initial SLOs; [`sources`] what can reach the SLO Prometheus;
 //! [`state`] the shoot and seed state every per-shoot SLO reads (unknown is not down);
-//! [`model`] resolves specs; [`render`] writes the files; [`sloth`] and [`openslo`] import.
+//! [`model`] resolves specs; [`check`] finds every semantic problem of a spec (and of specs
+//! given together), which needs both; [`load`] parses then checks, the one way to a
+//! [`LoadedSpec`]; [`render`] writes the files; [`sloth`] and [`openslo`] import.
+//! Dependencies point one way: `spec` → `model` → `check` → `load` → importers, CLI.
 //!
 //! # Spec (`slo-gateway/v1`, see `config/slos.yaml` for a commented example)
 //!
@@ -76,8 +79,10 @@
 //! Output is deterministic: same input, byte-identical files.
 
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod duration;
+pub mod load;
 pub mod model;
 pub mod openslo;
 pub mod promql;

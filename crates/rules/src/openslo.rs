@@ -94,7 +94,7 @@ struct Objective {
 
 /// Reads a file of one or more OpenSLO documents (`---`-separated).
 pub fn load_file(path: &Path) -> Result<Vec<LoadedSpec>, SpecError> {
-    let (file, text) = spec::load::read(path)?;
+    let (file, text) = spec::parse::read(path)?;
     parse_str(&file, &text)
 }
 
@@ -105,7 +105,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<LoadedSpec>, SpecError> {
     for (document, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let doc = Doc::deserialize(de).map_err(|e| spec::diagnostics::yaml_error(file, &e))?;
         let fail = |path: &str, msg: &str| {
-            spec::load::located_errors(
+            spec::parse::located_errors(
                 file,
                 text,
                 document,

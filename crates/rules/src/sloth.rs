@@ -80,13 +80,13 @@ impl From<SlothAlertMeta> for AlertSeveritySpec {
 
 /// Reads a Sloth spec file.
 pub fn load_file(path: &Path, window: PromDuration) -> Result<LoadedSpec, SpecError> {
-    let (file, text) = spec::load::read(path)?;
+    let (file, text) = spec::parse::read(path)?;
     parse_str(&file, &text, window)
 }
 
 /// Parses a Sloth spec given as text.
 pub fn parse_str(file: &str, text: &str, window: PromDuration) -> Result<LoadedSpec, SpecError> {
-    let s: SlothSpec = spec::load::from_yaml(file, text)?;
+    let s: SlothSpec = spec::parse::from_yaml(file, text)?;
     let mut problems = Vec::new();
     if s.version != SLOTH_VERSION {
         problems.push(("version".to_owned(), format!("expected {SLOTH_VERSION:?}")));
@@ -141,7 +141,7 @@ pub fn parse_str(file: &str, text: &str, window: PromDuration) -> Result<LoadedS
         });
     }
     if !problems.is_empty() {
-        return Err(spec::load::located_errors(file, text, 0, problems));
+        return Err(spec::parse::located_errors(file, text, 0, problems));
     }
     let spec = Spec {
         service: s.service,

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 
+use crate::check::check_together;
+use crate::load::load_file;
 use crate::model::{resolve_all, Slo};
 use crate::promql;
 use crate::sources::{self, Source};
-use crate::spec::{self, Globals, Spec, SpecError};
+use crate::spec::{Globals, Spec, SpecError};
 use crate::state;
 
 /// The runtime tier's inputs by where they come from, as `match[]` selectors.
@@ -38,9 +40,9 @@ pub fn agent_match_selectors_from_files(
 ) -> Result<Vec<String>, SpecError> {
     let loaded = paths
         .iter()
-        .map(|p| spec::load_file(p))
+        .map(|p| load_file(p))
         .collect::<Result<Vec<_>, _>>()?;
-    spec::check_together(&loaded)?;
+    check_together(&loaded)?;
     let specs: Vec<Spec> = loaded.into_iter().map(|l| l.spec).collect();
     Ok(agent_match_selectors(&specs))
 }

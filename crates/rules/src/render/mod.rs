@@ -64,7 +64,7 @@ struct Match<'a> {
     selectors: &'a [String],
 }
 
-/// Renders every output file for specs checked with [`super::spec::check_together`].
+/// Renders every output file for specs checked with [`crate::check::check_together`].
 pub fn render_all(specs: &[LoadedSpec]) -> Result<Files, RenderError> {
     let slos = resolve_all(specs.iter().map(|s| &s.spec));
     let globals = Globals::from_specs(specs.iter().map(|s| &s.spec));

@@ -1,15 +1,15 @@
-//! Our SLO spec format (`slo-gateway/v1`): the types here, [`load`]ing (serde, first structural
-//! error with its line), [`check`]ing (every semantic problem of a spec, and of specs given
-//! together) and [`diagnostics`] (findings located by key path).
+//! Our SLO spec format (`slo-gateway/v1`): the types here, [`parse`] (serde, first structural
+//! error with its line) and [`diagnostics`] (findings located by key path). It is the bottom
+//! of the crate's layers (besides [`types`](super::types) and [`duration`](super::duration)):
+//! resolving specs and checking them build on it, never the other way round.
 //!
 //! A spec file describes one service and its SLOs. Sections that configure the whole output
 //! (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_clock_skew`, `shoot_tier`,
 //! `runtime_tier`, `dashboards`) may be set in at most one of the files given together; [`Globals`] collects
 //! them with their defaults.
 
-pub mod check;
 pub mod diagnostics;
-pub mod load;
+pub mod parse;
 
 use std::collections::BTreeMap;
 
@@ -18,9 +18,8 @@ use serde::Deserialize;
 use super::duration::PromDuration;
 use super::types::{AlertWindow, Severity};
 
-pub use check::check_together;
 pub use diagnostics::{Diagnostic, Level, SpecError};
-pub use load::{load_file, parse_str, LoadedSpec};
+pub use parse::LoadedSpec;
 
 /// The `version` our spec files carry.
 pub const SPEC_VERSION: &str = "slo-gateway/v1";
@@ -561,8 +560,8 @@ pub struct Globals {
 }
 
 impl Globals {
-    /// Collects the sections from `specs` (the first that sets each; `check_together` makes
-    /// sure at most one does).
+    /// Collects the sections from `specs` (the first that sets each; checking specs given
+    /// together makes sure at most one does).
     pub fn from_specs<'a>(specs: impl IntoIterator<Item = &'a Spec> + Clone) -> Self {
         fn first<'a, T: Clone + Default>(
             specs: impl IntoIterator<Item = &'a Spec>,

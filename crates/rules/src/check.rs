@@ -1,21 +1,25 @@
-//! Checking specs: every semantic problem of one spec ([`validate`]) and of specs given
+//! Checking specs: every semantic problem of one spec (`validate`) and of specs given
 //! together ([`check_together`]), each with its key path.
 //!
 //! Besides names, numbers and PromQL, the checks enforce GEP-0041's two tiers: shoot-tier
 //! queries must not use labels a shoot Prometheus only adds on the way out, and every series a
-//! runtime rule reads must be able to reach the SLO Prometheus ([`super::super::sources`]).
+//! runtime rule reads must be able to reach the SLO Prometheus ([`crate::sources`]).
+//!
+//! Checks need the parsed spec ([`crate::spec`]) and its resolution ([`crate::model`]); the
+//! loader ([`crate::load`]) runs them on every spec it parses.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::diagnostics::{Diagnostic, Finding, Level, SpecError};
-use super::load::LoadedSpec;
-use super::{global_sections, AlertmanagerSpec, Globals, SliSpec, Spec, GLOBAL_SECTIONS};
 use crate::catalog::{self, Groupable};
 use crate::duration::PromDuration;
 use crate::model::{self, Slo};
 use crate::promql;
 use crate::render::prometheus::{window_threshold, DEFAULT_INTERVAL};
 use crate::sources;
+use crate::spec::diagnostics::{Diagnostic, Finding, Level, Locator, SpecError};
+use crate::spec::{
+    global_sections, AlertmanagerSpec, Globals, LoadedSpec, SliSpec, Spec, GLOBAL_SECTIONS,
+};
 use crate::types::{default_windows, Severity, Sli, SLOTH_VERSION};
 
 fn is_name(s: &str) -> bool {
@@ -429,8 +433,8 @@ pub fn check_together(specs: &[LoadedSpec]) -> Result<Vec<Diagnostic>, SpecError
 /// Windows shorter than the range the inputs are recorded with only reflect the range.
 fn short_window_warnings(
     slo: &Slo,
-    range: crate::duration::PromDuration,
-    locator: &super::diagnostics::Locator,
+    range: PromDuration,
+    locator: &Locator,
     i: usize,
 ) -> Vec<Diagnostic> {
     if !matches!(slo.sli, Sli::Counted(_)) {
