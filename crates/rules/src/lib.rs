@@ -94,7 +94,6 @@ pub mod state;
 pub mod types;
 
 pub use cli::{run_cli, RulesArgs};
-pub use render::agent::{
-    agent_match_selectors, agent_match_selectors_from_files, garden_match_selectors,
-};
+pub use load::agent_match_selectors_from_files;
+pub use render::agent::{agent_match_selectors, garden_match_selectors};
 pub use spec::{LoadedSpec, Spec};

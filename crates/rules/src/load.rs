@@ -56,3 +56,17 @@ fn finish(locator: Locator, spec: Spec) -> Result<LoadedSpec, SpecError> {
         Err(SpecError::Invalid(all))
     }
 }
+
+/// [`agent_match_selectors`](crate::agent_match_selectors) for spec files (what the agent config can reference instead of a
+/// hand-written list); the files are validated as `rules check` does.
+pub fn agent_match_selectors_from_files(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<String>, SpecError> {
+    let loaded = paths
+        .iter()
+        .map(|p| load_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    check::check_together(&loaded)?;
+    let specs: Vec<Spec> = loaded.into_iter().map(|l| l.spec).collect();
+    Ok(crate::render::agent::agent_match_selectors(&specs))
+}

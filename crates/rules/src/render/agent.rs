@@ -4,12 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::check::check_together;
-use crate::load::load_file;
 use crate::model::{resolve_all, Slo};
 use crate::promql;
 use crate::sources::{self, Source};
-use crate::spec::{Globals, Spec, SpecError};
+use crate::spec::{Globals, Spec};
 use crate::state;
 
 /// The runtime tier's inputs by where they come from, as `match[]` selectors.
@@ -31,20 +29,6 @@ pub fn agent_match_selectors(specs: &[Spec]) -> Vec<String> {
 /// The selectors the SLO Prometheus must federate from prometheus-garden for `specs`.
 pub fn garden_match_selectors(specs: &[Spec]) -> Vec<String> {
     selectors_of(&resolve_all(specs), &Globals::from_specs(specs)).garden
-}
-
-/// [`agent_match_selectors`] for spec files (what the agent config can reference instead of a
-/// hand-written list); the files are validated as `rules check` does.
-pub fn agent_match_selectors_from_files(
-    paths: &[std::path::PathBuf],
-) -> Result<Vec<String>, SpecError> {
-    let loaded = paths
-        .iter()
-        .map(|p| load_file(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    check_together(&loaded)?;
-    let specs: Vec<Spec> = loaded.into_iter().map(|l| l.spec).collect();
-    Ok(agent_match_selectors(&specs))
 }
 
 /// [`MatchSelectors`] for resolved SLOs (and the shared state they read) under `globals`.
