@@ -26,6 +26,8 @@
 //! - `crates/certs` ([`certs`]): the development PKI of `slo-gateway certs`.
 //! - `crates/twin` ([`landscape`], [`demo`]): the landscape twin and the demo; test and demo
 //!   support, unpublished.
+//! - `crates/testkit`: the integration tests' kit (builders for receiver, agent, federate source
+//!   and sink; real processes; one `eventually`); a dev-dependency only, unpublished.
 
 pub mod check_config;
 

@@ -1,5 +1,6 @@
 //! The integration tests as one test binary (one link instead of one per file). Each module is
-//! a former `tests/<name>.rs`; [`common`] is the kit they share.
+//! a former `tests/<name>.rs`; `common` is the kit they share (crate `slo-gateway-testkit`,
+//! `crates/testkit`, unpublished).
 //!
 //! Tests that start real processes (Prometheus, Alertmanager, the `slo-gateway` binary,
 //! Chromium) hold [`common::heavy`] so that they do not fight each other for the machine while
@@ -8,7 +9,7 @@
 //! `tests/hot_path_allocations.rs` stays a binary of its own: it installs a counting
 //! `#[global_allocator]`, and the allocations of tests running beside it would count too.
 
-mod common;
+use testkit as common;
 
 mod agent_pipeline;
 mod config_examples;

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests. Everything binds to 127.0.0.1 on an ephemeral port
+//! The test kit: helpers shared by the integration tests (`tests/it`, where it is `common`),
+//! in a crate of its own so that the product crates never link it. Everything binds to 127.0.0.1 on an ephemeral port
 //! and stops when the test's runtime ends; nothing needs a network or a pre-built binary.
 //!
 //! - [`TestPki`]: a CA kept in memory plus its server certificate, written into a tempdir, that
@@ -32,19 +33,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use certs::{CertificateAuthority, ClientSubject, Issued};
+use common::tls::{self, ClientFiles};
 use prometheus_client::registry::Registry;
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
-use slo_gateway::certs::{CertificateAuthority, ClientSubject, Issued};
-use slo_gateway::config::receiver::{
+use receiver::config::{
     ForwardConfig, IdentityConfig, LimitsConfig, ReceiverConfig, ServerTlsConfig,
 };
-use slo_gateway::receiver::forward::Forwarder;
-use slo_gateway::receiver::{Receiver, ReceiverMetrics, WriteState};
-use slo_gateway::remote_write::{
+use receiver::forward::Forwarder;
+use receiver::{Receiver, ReceiverMetrics, WriteState};
+use remote_write::{
     decode_write_request, encode_write_request, Label, Sample, TimeSeries, WriteRequest,
 };
-use slo_gateway::tls::{self, ClientFiles};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -670,12 +671,12 @@ pub async fn closed_port_url() -> String {
 
 /// A free port on 127.0.0.1 (bound and released; the window for a race is tiny in tests).
 pub fn free_port() -> u16 {
-    slo_gateway::landscape::process::free_port().expect("binding 127.0.0.1:0")
+    twin::landscape::process::free_port().expect("binding 127.0.0.1:0")
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    slo_gateway::telemetry::now_unix_ms()
+    common::telemetry::now_unix_ms()
 }
 
 /// A series with `labels` as given (no sorting, so tests can send bad ones) and `samples`

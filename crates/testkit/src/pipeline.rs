@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::processes::{
+use crate::processes::{
     dev_pki, http, prometheus_available, slo_gateway_bin, wait_http_ok, MetricsTarget, Process,
     Prometheus,
 };
-use super::{eventually, free_port};
+use crate::{eventually, free_port};
 
 /// The seed every pipeline's client certificate names.
 pub const SEED: &str = "aws-eu1";
@@ -72,7 +72,7 @@ pub struct Pipeline {
     /// The receiver's mTLS port.
     pub receiver_port: u16,
     /// The dev PKI (CA, receiver certificate, the seed's client certificate).
-    pub pki: slo_gateway::certs::DevPki,
+    pub pki: certs::DevPki,
     receiver_config: PathBuf,
     agent_config: PathBuf,
 }
@@ -264,7 +264,7 @@ impl Pipeline {
 fn write_receiver_config(
     root: &std::path::Path,
     name: &str,
-    pki: &slo_gateway::certs::DevPki,
+    pki: &certs::DevPki,
     (listen, admin): (u16, u16),
     forward_url: &str,
     limits: &str,
@@ -325,7 +325,7 @@ impl ReceiverProcess {
     pub async fn start(
         root: &std::path::Path,
         name: &str,
-        pki: &slo_gateway::certs::DevPki,
+        pki: &certs::DevPki,
         forward_url: &str,
         limits: &str,
     ) -> Self {
@@ -359,12 +359,9 @@ impl ReceiverProcess {
 }
 
 /// mTLS client files for seed `index` of `pki`.
-pub fn seed_client_files(
-    pki: &slo_gateway::certs::DevPki,
-    index: usize,
-) -> slo_gateway::tls::ClientFiles {
+pub fn seed_client_files(pki: &certs::DevPki, index: usize) -> common::tls::ClientFiles {
     let (_, cert, key) = &pki.seeds[index];
-    slo_gateway::tls::ClientFiles {
+    common::tls::ClientFiles {
         ca: pki.ca.clone(),
         cert: cert.clone(),
         key: key.clone(),
@@ -405,7 +402,7 @@ pub async fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f6
         .await
         .ok()?;
     let mut total = None;
-    for sample in slo_gateway::exposition::parse_samples(&text).flatten() {
+    for sample in exposition::parse_samples(&text).flatten() {
         if sample.name != name {
             continue;
         }

@@ -10,16 +10,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use agent::config::AgentConfig;
+use agent::{Agent, AgentMetrics};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use slo_gateway::agent::{Agent, AgentMetrics};
-use slo_gateway::config::{self, AgentConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use yaml_config as config;
 
-use super::TestPki;
+use crate::TestPki;
 
 /// A `/federate` stub on 127.0.0.1 serving `series` series of `shoot:availability` in Gardener's
 /// shape (seed `aws-eu1`, an empty `instance`), or 503 (a failed scrape: no samples, no stale
@@ -131,7 +132,7 @@ impl AgentSetup {
         let admin = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let token = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(slo_gateway::telemetry::serve_admin_with_routes(
+        tokio::spawn(common::telemetry::serve_admin_with_routes(
             listener,
             Arc::new(registry),
             agent.readiness(),

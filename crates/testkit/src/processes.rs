@@ -2,7 +2,7 @@
 //! binary, and a small in-process metrics target for Prometheus to scrape.
 //!
 //! The process plumbing ([`Process`], [`Prometheus`]) is the library's
-//! (`slo_gateway::landscape::process`, shared with the landscape twin); this file adds the
+//! (`twin::landscape::process`, shared with the landscape twin); this file adds the
 //! test-only conveniences. Every process is killed when its handle drops, every wait has a
 //! deadline, and everything listens on 127.0.0.1.
 
@@ -11,16 +11,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use slo_gateway::landscape::process::{Process, PrometheusServer as Prometheus};
+pub use twin::landscape::process::{Process, PrometheusServer as Prometheus};
 
 /// A plain HTTP client for talking to Prometheus and the components' admin ports.
 pub fn http() -> reqwest::Client {
-    slo_gateway::landscape::process::http_client().unwrap()
+    twin::landscape::process::http_client().unwrap()
 }
 
 /// Polls `url` until it answers 2xx, or panics with `what` after `timeout`.
 pub async fn wait_http_ok(what: &str, url: &str, timeout: Duration) {
-    super::eventually(what, || async {
+    crate::eventually(what, || async {
         let resp = http().get(url).send().await.ok()?;
         resp.status().is_success().then_some(())
     })
@@ -31,12 +31,29 @@ pub async fn wait_http_ok(what: &str, url: &str, timeout: Duration) {
 
 /// Whether the Prometheus binary is installed (CI installs the Debian package).
 pub fn prometheus_available() -> bool {
-    slo_gateway::landscape::process::installed("prometheus")
+    twin::landscape::process::installed("prometheus")
 }
 
-/// The `slo-gateway` binary built for this test run.
+/// The `slo-gateway` binary built for this test run: cargo builds a package's binaries before
+/// its integration tests and puts them one directory above the test executables
+/// (`target/<profile>/deps/it-…` → `target/<profile>/slo-gateway`). The kit is a library, so
+/// `env!("CARGO_BIN_EXE_slo-gateway")` is not set for it; `SLO_GATEWAY_BIN` overrides.
 pub fn slo_gateway_bin() -> String {
-    env!("CARGO_BIN_EXE_slo-gateway").to_string()
+    if let Ok(path) = std::env::var("SLO_GATEWAY_BIN") {
+        return path;
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lies in target/<profile>/deps");
+    let bin = profile_dir.join(format!("slo-gateway{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with cargo (it builds the binary first) or set SLO_GATEWAY_BIN",
+        bin.display()
+    );
+    bin.display().to_string()
 }
 
 /// Text-format metrics served over plain HTTP from inside the test, for Prometheus to scrape.
@@ -69,9 +86,9 @@ impl MetricsTarget {
 }
 
 /// Writes a dev PKI for `seeds` into `dir/certs`.
-pub fn dev_pki(dir: &Path, seeds: &[&str]) -> slo_gateway::certs::DevPki {
+pub fn dev_pki(dir: &Path, seeds: &[&str]) -> certs::DevPki {
     let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
-    slo_gateway::certs::write_dev_pki(&dir.join("certs"), &seeds).unwrap()
+    certs::write_dev_pki(&dir.join("certs"), &seeds).unwrap()
 }
 
 /// A memory figure of `pid` from `/proc/<pid>/status`, bytes: `VmRSS` (now) or `VmHWM` (peak).
