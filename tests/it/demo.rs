@@ -97,7 +97,7 @@ fn demo_without_prometheus_says_what_to_install_and_runs_the_pipeline() {
 
 #[test]
 fn demo_on_the_twin_shows_slos_and_pages_the_outaged_shoot() {
-    let _heavy = common::heavy_blocking(common::Load::Twin);
+    let _heavy = common::heavy_blocking(common::Load::Processes);
     let (_, stdout) = demo_binary(
         &[
             "--duration",

@@ -159,7 +159,7 @@ fn base_series_since(upstream: &RecordingUpstream, since: i64) -> usize {
         .count()
 }
 
-// One test per limit, so the two run side by side in the heavy slots.
+// One test per limit, each a CPU-bound heavy test (they do not run beside each other).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100k_series_explosion_is_refused_by_the_agent_limit_and_the_agent_memory_returns() {
     explosion_is_refused(&CASES[0]).await;
@@ -173,7 +173,7 @@ async fn a_100k_series_explosion_is_refused_by_the_receiver_limit_and_the_agent_
 /// A 100,000-series explosion against `case`'s limits: refused by the limit the case names, the
 /// known series keep flowing, and the agent's memory returns.
 async fn explosion_is_refused(case: &Case) {
-    let _heavy = heavy(Load::Processes).await;
+    let _heavy = heavy(Load::Cpu).await;
     {
         let row = format!("{:?} limit", case.refused_by);
         let dir = tempfile::tempdir().unwrap();
@@ -344,7 +344,7 @@ async fn explosion_is_refused(case: &Case) {
 /// non-zero, naming the process that holds it; the first keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_on_the_same_buffer_exits_non_zero_naming_the_holder() {
-    let _heavy = heavy(Load::Processes).await;
+    let _heavy = heavy(Load::Cpu).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let pki = dev_pki(root, &[SEED]);

@@ -232,7 +232,7 @@ async fn silent_seed_inhibits_its_shoot_pages(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn landscape_twin_acceptance() {
-    let _heavy = heavy(Load::Twin).await;
+    let _heavy = heavy(Load::Processes).await;
     let started = Instant::now();
     let mut twin = Twin::start(TwinOptions::new(env!("CARGO_BIN_EXE_slo-gateway")))
         .await

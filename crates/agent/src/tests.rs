@@ -1,6 +1,9 @@
 //! Scrape → queue → send through real sockets on 127.0.0.1: an axum `/federate` stub, an mTLS
-//! remote-write sink (dev PKI in a tempdir) and a CONNECT proxy. Every wait polls a condition
-//! with a generous cap; nothing asserts on durations.
+//! remote-write sink (dev PKI in a tempdir) and a CONNECT proxy. Every test runs on tokio's
+//! paused clock (a current-thread runtime): when every task waits, the clock jumps to the next
+//! timer, so scrape intervals, backoff, pacing and shutdown grace cost no wall time, while the
+//! loopback sockets and the disk queue (its blocking work holds the clock) stay real. Every wait
+//! polls a condition with a cap in virtual time; nothing asserts on durations.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -410,7 +413,7 @@ this is { not a valid line
 up{job="x"} 1 123
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn scrape_to_mtls_sink_with_labels_and_stale_markers() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;
@@ -486,7 +489,7 @@ async fn scrape_to_mtls_sink_with_labels_and_stale_markers() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn server_errors_are_retried_in_order_without_loss() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;
@@ -509,7 +512,7 @@ async fn server_errors_are_retried_in_order_without_loss() {
     assert_eq!(metrics.samples_dropped(DropReason::Rejected4xx), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn client_errors_are_dropped_and_counted_not_retried() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -529,7 +532,7 @@ async fn client_errors_are_dropped_and_counted_not_retried() {
     assert_eq!(sink.count(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn unsent_records_survive_a_restart_and_go_first() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -563,7 +566,7 @@ async fn unsent_records_survive_a_restart_and_go_first() {
     assert_per_series_order(&sink.samples());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn sends_through_a_connect_proxy() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -579,7 +582,7 @@ async fn sends_through_a_connect_proxy() {
     assert!(seen.iter().all(|t| *t == sink_addr.to_string()), "{seen:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn rotated_client_certificate_is_used_without_restart() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -617,7 +620,7 @@ async fn rotated_client_certificate_is_used_without_restart() {
     assert!(metrics.samples_sent() > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn failed_scrapes_keep_state_and_emit_no_stale_markers() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;
@@ -641,7 +644,7 @@ async fn failed_scrapes_keep_state_and_emit_no_stale_markers() {
     assert_per_series_order(&sink.samples());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_body_over_the_cap_is_cut_at_a_line_and_declares_nothing_vanished() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;
@@ -678,13 +681,14 @@ async fn a_body_over_the_cap_is_cut_at_a_line_and_declares_nothing_vanished() {
     drop(fed);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_is_bounded_and_keeps_the_request_in_flight_queued() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
     let hung = Sink::new(&[], 0);
     let hung_addr = spawn_sink(&s.pki, hung.clone()).await;
-    let config = agent_config(&s, fed_addr, hung_addr, "  shutdown_grace: 100ms");
+    // The default grace, 30 s: on the paused clock the wait costs nothing.
+    let config = agent_config(&s, fed_addr, hung_addr, "  shutdown_grace: 30s");
     let agent = start(config, s.dir.path());
     let m = agent.metrics.clone();
     wait_for("a request in flight", || {
@@ -699,7 +703,7 @@ async fn shutdown_is_bounded_and_keeps_the_request_in_flight_queued() {
     delivers_backlog_after_restart(&s, fed_addr, cut, backlog).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn server_name_is_verified_instead_of_the_url_host() {
     // A PKI whose receiver certificate names only receiver.example, not 127.0.0.1.
     let s = setup();
@@ -746,7 +750,7 @@ async fn server_name_is_verified_instead_of_the_url_host() {
 
 /// Runs only as a child of `environment_proxy_settings_are_honoured`, which sets `HTTPS_PROXY`
 /// (and maybe `NO_PROXY`) for it alone: the environment is process-wide.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 #[ignore = "run by environment_proxy_settings_are_honoured in a child process"]
 async fn env_proxy_child() {
     let s = setup();
@@ -759,7 +763,7 @@ async fn env_proxy_child() {
     println!("SINK {sink_addr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn environment_proxy_settings_are_honoured() {
     let (proxy, seen) = spawn_connect_proxy().await;
     let run = |no_proxy: Option<&str>| {
@@ -806,7 +810,7 @@ async fn environment_proxy_settings_are_honoured() {
     assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY was ignored");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn run_from_a_config_file_serves_the_admin_endpoints() {
     common::tls::install_default_crypto_provider();
     let s = setup();
@@ -883,7 +887,7 @@ async fn run_from_a_config_file_serves_the_admin_endpoints() {
     assert!(s.dir.path().join("buffer").is_dir());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_request_refused_until_it_is_older_than_max_age_is_dropped_and_the_rest_flows() {
     let s = setup();
     let body = format!("{BODY}shoot:availability{{kind=\"poison\"}} 1\n");
@@ -914,7 +918,7 @@ async fn a_request_refused_until_it_is_older_than_max_age_is_dropped_and_the_res
     assert_per_series_order(&sink.samples());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_scrape_above_max_series_is_refused_whole_and_the_old_state_is_kept() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;
@@ -943,7 +947,7 @@ async fn a_scrape_above_max_series_is_refused_whole_and_the_old_state_is_kept() 
     assert_eq!(metrics.series_active(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -972,7 +976,7 @@ async fn a_backlog_is_sent_in_larger_merged_requests_in_order() {
 /// The issue's case: the receiver down, the buffer's disk full, a graceful shutdown. What the
 /// agent held in memory is written at shutdown (into the queue's reserve) and delivered after the
 /// restart: nothing the receiver did not acknowledge is lost, nothing is counted as dropped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_full_disk_at_shutdown_loses_nothing_unacknowledged() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -1002,7 +1006,7 @@ async fn a_full_disk_at_shutdown_loses_nothing_unacknowledged() {
 
 /// When even the reserve cannot take them (the disk fails outright), the records held in memory
 /// are lost: counted by reason, with records and samples, and named in the exit error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_loss_at_shutdown_is_counted_and_named_in_the_exit_error() {
     let s = setup();
     let (fed_addr, _fed) = spawn_federate(BODY).await;
@@ -1035,7 +1039,7 @@ async fn a_loss_at_shutdown_is_counted_and_named_in_the_exit_error() {
 /// A body the agent cannot read is a failed scrape, counted as `unreadable`: no series goes
 /// stale because of it (before, an unrequested gzip body parsed as a body without series and
 /// every series got a stale marker).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_unreadable_body_is_a_failed_scrape_and_nothing_goes_stale() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;
@@ -1081,7 +1085,7 @@ async fn an_unreadable_body_is_a_failed_scrape_and_nothing_goes_stale() {
 
 /// A redirect to another origin is refused and counted, never followed (its series would be
 /// stored under this seed); a redirect on the same origin (a route prefix) is followed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_redirect_to_another_origin_is_refused_and_counted() {
     let s = setup();
     let (fed_addr, fed) = spawn_federate(BODY).await;

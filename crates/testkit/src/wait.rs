@@ -181,12 +181,12 @@ where
 // Heavy tests
 // ---------------------------------------------------------------------------------------------
 
-/// How many [`heavy`] tests may run at once: `SLO_GATEWAY_TEST_HEAVY`, 2 when unset (what the
-/// process tests did when each file was its own binary: two tests of one file at a time).
+/// How many [`heavy`] slots there are: `SLO_GATEWAY_TEST_HEAVY`, 3 when unset. Tests whose
+/// processes mostly wait (pipelines, the twin) take one each; a CPU-bound test takes two.
 fn heavy_slots() -> u32 {
     static SLOTS: OnceLock<u32> = OnceLock::new();
     *SLOTS.get_or_init(|| match std::env::var("SLO_GATEWAY_TEST_HEAVY") {
-        Err(_) => 2,
+        Err(_) => 3,
         Ok(text) => match text.trim().parse::<u32>() {
             Ok(n) if n > 0 => n,
             _ => panic!("SLO_GATEWAY_TEST_HEAVY={text:?} is not a positive whole number"),
@@ -202,20 +202,22 @@ fn heavy_semaphore() -> &'static Semaphore {
 /// How much of the machine a heavy test takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Load {
-    /// A few processes (a pipeline, one Prometheus, Chromium): one slot.
+    /// Real processes that mostly wait on the clock (a pipeline, Prometheus, Chromium, the
+    /// landscape twin: its two dozen processes use about a twentieth of a core): one slot.
     Processes,
-    /// The landscape twin (a dozen Prometheus and Alertmanager processes): every slot.
-    Twin,
+    /// Processes that keep the cores busy for the whole test (a 100,000-series explosion
+    /// through debug builds): two slots, so two of them never share the two cores CI has.
+    Cpu,
 }
 
 /// Waits for a slot for a test that starts real processes and holds it until dropped: at most
-/// `SLO_GATEWAY_TEST_HEAVY` slots (2 unless set) are taken at once, the twin takes them all.
-/// Light tests do not take slots and run beside. The slots are fair (first come, first
+/// `SLO_GATEWAY_TEST_HEAVY` slots (3 unless set) are taken at once, a CPU-bound test takes two
+/// (or all, when fewer are set). Light tests do not take slots and run beside. The slots are fair (first come, first
 /// served) and a failing test gives its slot back when it unwinds.
 pub async fn heavy(load: Load) -> SemaphorePermit<'static> {
     let slots = match load {
         Load::Processes => 1,
-        Load::Twin => heavy_slots(),
+        Load::Cpu => heavy_slots().min(2),
     };
     heavy_semaphore()
         .acquire_many(slots)
