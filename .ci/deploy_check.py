@@ -955,6 +955,41 @@ def slo_binary() -> str:
     return os.environ.get("SLO_GATEWAY_BIN", str(ROOT / "target/debug/slo-gateway"))
 
 
+def write_config_with_pki(r: Rendering, name: str, tmp: pathlib.Path) -> pathlib.Path | None:
+    """The embedded config of ConfigMap `name`, with /etc/slo-gateway/ pointed at a dev PKI in tmp."""
+    cm = find(r.objects, "ConfigMap", name)
+    if not cm:
+        return None
+    pki = tmp / "pki"
+    if not pki.exists():
+        subprocess.run([slo_binary(), "certs", "--out", str(pki), "--seeds", "aws-eu1"], check=True, capture_output=True)
+    for target, source in (("tls/tls.crt", "seed-aws-eu1.pem" if "agent" in name else "server.pem"),
+                           ("tls/tls.key", "seed-aws-eu1-key.pem" if "agent" in name else "server-key.pem"),
+                           ("receiver-ca/ca.crt", "ca.pem"), ("client-ca/ca.crt", "ca.pem")):
+        dest = tmp / name / target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes((pki / source).read_bytes())
+    text = cm[0]["data"]["config.yaml"].replace("/etc/slo-gateway/", f"{tmp / name}/").replace("/var/lib/slo-gateway/", f"{tmp / name}/")
+    path = tmp / name / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def check_agent_receiver_limits(seed: Rendering, runtime: Rendering, report: Report) -> None:
+    """The agent the seed chart configures and the receiver the runtime chart configures agree on
+    their limits (`check-config agent receiver` warns otherwise: scrape.max_series above the
+    receiver's max_series_per_seed forwards a spike the receiver then refuses series by series)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = write_config_with_pki(seed, "slo-gateway-agent", pathlib.Path(tmp))
+        receiver = write_config_with_pki(runtime, "slo-gateway-receiver", pathlib.Path(tmp))
+        if not agent or not receiver:
+            return
+        out = subprocess.run([slo_binary(), "check-config", str(agent), str(receiver)], capture_output=True, text=True)
+        problems = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith(("warning:", "error:"))]
+        for line in problems:
+            report.error(f"{seed.label} agent with {runtime.label} receiver", f"limits disagree: {line.split(': ', 1)[-1][:300]}")
+
+
 def check_configs_with_binary(r: Rendering, report: Report) -> None:
     """`slo-gateway check-config` on every embedded config, with /etc/slo-gateway/ pointed at a dev PKI."""
     for name in ("slo-gateway-agent", "slo-gateway-receiver"):
@@ -1543,6 +1578,8 @@ def check_renderings(renderings: list[Rendering], crds: dict, report: Report, wi
     for seed in seeds:
         for runtime in runtimes:
             check_out_of_order_margin(seed, runtime, report)
+            if with_binary:
+                check_agent_receiver_limits(seed, runtime, report)
 
 
 def check_generated_current(report: Report) -> None:
@@ -1715,6 +1752,14 @@ def self_test() -> int:
         caught = [e for e in report.errors if expected in e]
         print(f"{'ok  ' if caught else 'MISS'} {title}" + (f"  ->  {caught[0][:160]}" if caught else ""))
         failures += 0 if caught else 1
+    # The agent/receiver limit cross-check runs the binary: checked on its own.
+    report = Report()
+    spiky = render(SEED_CHART, deep_merge(REQUIRED_VALUES[SEED_CHART.name], {"agent": {"extraConfig": {"scrape": {"max_series": 500000}}}}), SEED_RELEASE, "broken")
+    check_agent_receiver_limits(spiky, base_runtime, report)
+    caught = [e for e in report.errors if "max_series_per_seed" in e]
+    print(f"{'ok  ' if caught else 'MISS'} seed: agent scrape.max_series above the receiver's max_series_per_seed"
+          + (f"  ->  {caught[0][:160]}" if caught else ""))
+    failures += 0 if caught else 1
     # Values that the chart itself must refuse.
     refusals = [
         ("seed: seed name too long for the certificate CN",
@@ -1761,7 +1806,7 @@ def self_test() -> int:
         ok = expected in message
         print(f"{'ok  ' if ok else 'MISS'} {title}" + (f"  ->  {message.strip()[:160]}" if ok else ""))
         failures += 0 if ok else 1
-    total = len(cases) + len(refusals)
+    total = len(cases) + 1 + len(refusals)
     print(f"self-test: {total - failures} passed, {failures} failed")
     return 1 if failures else 0
 
