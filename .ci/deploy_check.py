@@ -126,6 +126,57 @@ GARDENER_INJECTED = {
     }
 }
 
+# Two seeds as gardenlet renders the agent registration for them (one ControllerDeployment, one set
+# of values): what differs per seed must come from what gardenlet injects (region, networks, the
+# Seed's annotations), and the renderings must differ exactly there.
+PER_SEED_VALUES = {"agent": {"receiver": {"byRegion": {"us-east1": {
+    "url": "https://slo-gateway-us.runtime.landscape.internal/api/v1/write", "cidrs": ["10.40.0.5/32"]}}},
+    "certificate": {"enabled": True}}}
+PER_SEED = {
+    "aws-eu1": {
+        "seed": {"name": "aws-eu1", "region": "eu-west-1", "provider": "aws",
+                 "labels": {"seed.gardener.cloud/network": "private"},
+                 "annotations": {"slo-gateway.gardener.cloud/egress-proxy-url": "http://egress-proxy.aws-eu1.internal:3128",
+                                 "slo-gateway.gardener.cloud/egress-proxy-cidrs": "10.250.0.10/32",
+                                 "slo-gateway.gardener.cloud/apiserver-cidrs": "10.250.0.1/32"},
+                 "networks": {"nodes": "10.250.0.0/16", "pods": "100.96.0.0/11", "services": "100.64.0.0/13"}},
+        "expect": {"receiver_url": None, "proxy": ("http://egress-proxy.aws-eu1.internal:3128", "10.250.0.10/32", 3128),
+                   "receiver_peer": None, "dns": "100.64.0.10/32", "apiserver": "10.250.0.1/32"},
+    },
+    "gcp-us1": {
+        "seed": {"name": "gcp-us1", "region": "us-east1", "provider": "gcp",
+                 "labels": {"seed.gardener.cloud/network": "private"}, "annotations": {},
+                 "networks": {"nodes": "10.180.0.0/16", "pods": "10.64.0.0/12", "services": "10.112.0.0/13"}},
+        "expect": {"receiver_url": "https://slo-gateway-us.runtime.landscape.internal/api/v1/write", "proxy": None,
+                   "receiver_peer": ("10.40.0.5/32", 443), "dns": "10.112.0.10/32", "apiserver": None},
+    },
+}
+
+
+PER_SEED_REGISTRATIONS = ("slo-gateway-agent", "slo-gateway-shoot-rules")
+
+
+def per_seed_values(seed: str, registration: str = "slo-gateway-agent") -> dict:
+    """A registration's values with gardenlet's injected block for `seed`."""
+    registration = next(v for name, v in gardener_deployments() if name.endswith(f":{registration}"))
+    injected = deep_merge(GARDENER_INJECTED, {"gardener": {"seed": PER_SEED[seed]["seed"]}})
+    injected["gardener"]["seed"]["annotations"] = PER_SEED[seed]["seed"]["annotations"]
+    return deep_merge(deep_merge(registration, PER_SEED_VALUES), injected)
+
+
+# gardener-operator's federation of every reachable seed's prometheus-aggregate into
+# prometheus-garden (gardener/gardener pkg/component/observability/monitoring/prometheus/garden/
+# scrapeconfigs.go): the SLO series the runtime chart takes from prometheus-garden must pass it.
+GARDEN_AGGREGATE_MATCH = [(re.compile(r"shoot:(.+):(.+)"), {"shoot:apiserver_storage_objects:sum_by_resource",
+                                                           "shoot:apiserver_watch_duration:quantile"}),
+                          (re.compile(r"shoot:availability"), set())]
+VIA_GARDEN_SCRAPE_CONFIG = "federate-seeds-via-garden"
+
+
+def passes_garden_federation(metric: str) -> bool:
+    return any(rx.fullmatch(metric) and metric not in excluded for rx, excluded in GARDEN_AGGREGATE_MATCH)
+
+
 # The values a chart cannot do without (no default would be right): rendered as "default".
 REQUIRED_VALUES = {
     "slo-gateway-seed": {"agent": {"receiver": {"url": "https://slo-gateway.runtime.landscape.internal/api/v1/write"}}},
@@ -269,6 +320,9 @@ def render_all() -> list[Rendering]:
         out.append(render(SEED_CHART, values, SEED_RELEASE, f"seed[{name}]"))
     for name, values in gardener_deployments():
         out.append(render(SEED_CHART, values, SEED_RELEASE, f"seed[{name}]"))
+    for seed in PER_SEED:
+        for registration in PER_SEED_REGISTRATIONS:
+            out.append(render(SEED_CHART, per_seed_values(seed, registration), SEED_RELEASE, f"seed[per-seed:{seed}:{registration}]"))
     for name, values in chart_values_files(RUNTIME_CHART):
         out.append(render(RUNTIME_CHART, values, RUNTIME_RELEASE, f"runtime[{name}]"))
     return out
@@ -782,6 +836,7 @@ def check_runtime(r: Rendering, report: Report, slo_windows_s: float) -> None:
         for sc_target in sc["spec"].get("staticConfigs", []):
             if not (sc_target.get("labels") or {}).get("seed"):
                 report.error(f"{r.label} {ref(sc)}", f"targets {sc_target.get('targets')} carry no `seed` label (SLOGatewaySeedUnreachable groups by it)")
+    check_seeds_via_garden(r, report, unreachable)
     # Alerts go somewhere.
     ams = find(r.objects, "Alertmanager")
     if ams:
@@ -898,6 +953,41 @@ def check_out_of_order_margin(seed: Rendering, runtime: Rendering, report: Repor
 
 def slo_binary() -> str:
     return os.environ.get("SLO_GATEWAY_BIN", str(ROOT / "target/debug/slo-gateway"))
+
+
+def write_config_with_pki(r: Rendering, name: str, tmp: pathlib.Path) -> pathlib.Path | None:
+    """The embedded config of ConfigMap `name`, with /etc/slo-gateway/ pointed at a dev PKI in tmp."""
+    cm = find(r.objects, "ConfigMap", name)
+    if not cm:
+        return None
+    pki = tmp / "pki"
+    if not pki.exists():
+        subprocess.run([slo_binary(), "certs", "--out", str(pki), "--seeds", "aws-eu1"], check=True, capture_output=True)
+    for target, source in (("tls/tls.crt", "seed-aws-eu1.pem" if "agent" in name else "server.pem"),
+                           ("tls/tls.key", "seed-aws-eu1-key.pem" if "agent" in name else "server-key.pem"),
+                           ("receiver-ca/ca.crt", "ca.pem"), ("client-ca/ca.crt", "ca.pem")):
+        dest = tmp / name / target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes((pki / source).read_bytes())
+    text = cm[0]["data"]["config.yaml"].replace("/etc/slo-gateway/", f"{tmp / name}/").replace("/var/lib/slo-gateway/", f"{tmp / name}/")
+    path = tmp / name / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def check_agent_receiver_limits(seed: Rendering, runtime: Rendering, report: Report) -> None:
+    """The agent the seed chart configures and the receiver the runtime chart configures agree on
+    their limits (`check-config agent receiver` warns otherwise: scrape.max_series above the
+    receiver's max_series_per_seed forwards a spike the receiver then refuses series by series)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = write_config_with_pki(seed, "slo-gateway-agent", pathlib.Path(tmp))
+        receiver = write_config_with_pki(runtime, "slo-gateway-receiver", pathlib.Path(tmp))
+        if not agent or not receiver:
+            return
+        out = subprocess.run([slo_binary(), "check-config", str(agent), str(receiver)], capture_output=True, text=True)
+        problems = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith(("warning:", "error:"))]
+        for line in problems:
+            report.error(f"{seed.label} agent with {runtime.label} receiver", f"limits disagree: {line.split(': ', 1)[-1][:300]}")
 
 
 def check_configs_with_binary(r: Rendering, report: Report) -> None:
@@ -1156,6 +1246,98 @@ def check_seed_from_gardener(r: Rendering, report: Report) -> None:
                         report.error(where, f"egress by port to any address does not except the seed's {key} network {cidr} (gardener.seed.networks)")
 
 
+def check_seeds_via_garden(r: Rendering, report: Report, unreachable: list[str]) -> None:
+    """Reachable seeds without a list: the SLO series of every seed prometheus-garden federates
+    are taken from it (every agent selector passes Gardener's own federation filter), seeds
+    federated directly are left out (no series twice), and the job is no `up` source of the
+    unreachable alert (its target names no seed)."""
+    values = r.values.get("federation") or {}
+    enabled = (values.get("garden") or {}).get("enabled", True) and (values.get("seedsViaGarden") or {}).get("enabled", True)
+    found = find(r.objects, "ScrapeConfig", VIA_GARDEN_SCRAPE_CONFIG)
+    where = f"{r.label} ScrapeConfig/{VIA_GARDEN_SCRAPE_CONFIG}"
+    if not enabled:
+        return
+    if not found:
+        report.error(where, "not rendered: reachable seeds would need a hand-kept list")
+        return
+    spec = found[0]["spec"]
+    agent = yaml.safe_load((r.chart / "files/agent-match.yaml").read_text())["match"]
+    selectors = (spec.get("params") or {}).get("match[]") or []
+    garden = find(r.objects, "ScrapeConfig", "federate-prometheus-garden")
+    if garden and spec.get("staticConfigs") != garden[0]["spec"].get("staticConfigs"):
+        report.error(where, "does not scrape the prometheus-garden target")
+    if not spec.get("honorLabels"):
+        report.error(where, "honorLabels off: the seed and cluster labels would be overwritten")
+    direct = sorted({t["seed"] for t in ((values.get("seeds") or {}).get("targets") or [])})
+    for selector in agent:
+        metric = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", selector).group(0)
+        if not passes_garden_federation(metric):
+            report.error(where, f"{metric} is not in what gardener-operator federates into prometheus-garden (shoot:(.+):(.+), shoot:availability)")
+        ours = [s for s in selectors if s.startswith(selector.rstrip("}")) and s.startswith(metric)]
+        if not ours:
+            report.error(where, f"agent selector {selector} not taken from prometheus-garden")
+            continue
+        for seed in direct:
+            if not any(re.search(r'seed!~"([^"]*)"', s) and seed in re.search(r'seed!~"([^"]*)"', s).group(1).split("|") for s in ours):
+                report.error(where, f"{selector} does not leave out seed {seed}, which is federated directly: its series would arrive twice")
+    job = spec.get("jobName", "")
+    if any(f'job="{job}"' in e or f'job=~"{job}' in e for e in unreachable):
+        report.error(where, f"job {job!r} is read as a per-seed `up` by SLOGatewaySeedUnreachable, but its target names no seed")
+
+
+def check_per_seed_apiserver(rules_np: dict, apiserver: str | None, where: str, report: Report) -> None:
+    if apiserver and not egress_allows(rules_np, lambda p: peer_is_cidr(p, apiserver), "TCP", 443):
+        report.error(where, f"shoot-rules egress to the annotated API server {apiserver} not allowed")
+    if not apiserver and any("ipBlock" in p for rule in rules_np["spec"].get("egress") or []
+                             for p in rule.get("to") or [] if ("TCP", 443) in np_peers_and_ports(rule, "egress")[1]):
+        report.error(where, "shoot-rules egress to an API server address for a seed without the annotation")
+
+
+def check_per_seed(r: Rendering, seed: str, report: Report) -> None:
+    """One registration, two seeds: the proxy, the receiver (regional), the cluster DNS address,
+    the API server addresses and the certificate's CN follow gardenlet's injected values for the
+    seed (annotations, region, networks, name), nothing else."""
+    expect = PER_SEED[seed]["expect"]
+    where = f"{r.label} per-seed"
+    config = config_of(r.objects, "slo-gateway-agent") or {}
+    rw = config.get("remote_write") or {}
+    ns = SEED_RELEASE[1]
+
+    def policy(name: str) -> dict:
+        found = find(r.objects, "NetworkPolicy", name, ns)
+        return found[0] if found else {"spec": {}}
+
+    agent_np, rules_np = policy("slo-gateway-agent"), policy("slo-gateway-shoot-rules")
+    if rules_np["spec"]:
+        check_per_seed_apiserver(rules_np, expect["apiserver"], where, report)
+    if not agent_np["spec"]:
+        return
+    if expect["proxy"]:
+        url, cidr, port = expect["proxy"]
+        if rw.get("proxy_url") != url:
+            report.error(where, f"remote_write.proxy_url is {rw.get('proxy_url')!r}, not the seed annotation's {url}")
+        if not egress_allows(agent_np, lambda p: peer_is_cidr(p, cidr), "TCP", port):
+            report.error(where, f"agent egress to the annotated proxy {cidr}:{port} not allowed")
+    elif rw.get("proxy_url"):
+        report.error(where, f"remote_write.proxy_url {rw['proxy_url']!r} set for a seed without a proxy annotation")
+    if expect["receiver_url"] and rw.get("url") != expect["receiver_url"]:
+        report.error(where, f"remote_write.url is {rw.get('url')!r}, not the region's receiver {expect['receiver_url']}")
+    if expect["receiver_peer"]:
+        cidr, port = expect["receiver_peer"]
+        if not egress_allows(agent_np, lambda p: peer_is_cidr(p, cidr) and p["ipBlock"]["cidr"] != "0.0.0.0/0", "TCP", port):
+            report.error(where, f"agent egress to the region's receiver {cidr}:{port} not allowed")
+    if not egress_allows(agent_np, lambda p: (p.get("ipBlock") or {}).get("cidr") == expect["dns"], "UDP", 53):
+        report.error(where, f"DNS egress lacks {expect['dns']}, the cluster DNS of this seed's services network")
+    others = {PER_SEED[o]["expect"]["dns"] for o in PER_SEED if o != seed} - {expect["dns"]}
+    for other in others:
+        if egress_allows(agent_np, lambda p, o=other: (p.get("ipBlock") or {}).get("cidr") == o, "UDP", 53):
+            report.error(where, f"DNS egress allows {other}, another seed's cluster DNS")
+    cert = find(r.objects, "Certificate", "slo-gateway-agent", ns)
+    cn = f"gardener.cloud:system:seed:{seed}"
+    if not cert or cert[0]["spec"].get("commonName") != cn:
+        report.error(where, f"seed certificate CN is not {cn}")
+
+
 # ------------------------------------------------------------------------------------------------
 # Kustomize.
 
@@ -1387,6 +1569,8 @@ def check_renderings(renderings: list[Rendering], crds: dict, report: Report, wi
         check_workload_binaries(r, report)
         check_runtime_scheduling(r, report)
         check_seed_from_gardener(r, report)
+        if r.label.startswith("seed[per-seed:"):
+            check_per_seed(r, r.label[len("seed[per-seed:"):-1].split(":")[0], report)
         if with_binary:
             check_configs_with_binary(r, report)
     seeds = [r for r in renderings if r.chart == SEED_CHART]
@@ -1394,6 +1578,8 @@ def check_renderings(renderings: list[Rendering], crds: dict, report: Report, wi
     for seed in seeds:
         for runtime in runtimes:
             check_out_of_order_margin(seed, runtime, report)
+            if with_binary:
+                check_agent_receiver_limits(seed, runtime, report)
 
 
 def check_generated_current(report: Report) -> None:
@@ -1475,6 +1661,16 @@ def self_test() -> int:
         ("runtime: reachable seeds federated under a job the unreachable alert does not watch",
          by_values(RUNTIME_CHART, RUNTIME_RELEASE, {"federation": {"seeds": {"jobName": "federate-seeds", "targets": [{"seed": "aws-eu1", "address": "p-seed.example.com"}]}}}, "broken"),
          "SLOGatewaySeedUnreachable watches"),
+        ("runtime: reachable seeds only from a hand-kept list",
+         lambda: [Rendering("broken", RUNTIME_CHART, base_runtime.values,
+                            [o for o in base_runtime.objects if o["metadata"].get("name") != VIA_GARDEN_SCRAPE_CONFIG], {})],
+         "hand-kept list"),
+        ("runtime: a directly federated seed also taken from prometheus-garden",
+         lambda: [Rendering("broken", RUNTIME_CHART, deep_merge(REQUIRED_VALUES[RUNTIME_CHART.name], {"federation": {"seeds": {"targets": [{"seed": "aws-eu1", "address": "p-seed.ingress.aws-eu1.landscape.internal"}]}}}),
+                            mutate(render(RUNTIME_CHART, deep_merge(REQUIRED_VALUES[RUNTIME_CHART.name], {"federation": {"seeds": {"targets": [{"seed": "aws-eu1", "address": "p-seed.ingress.aws-eu1.landscape.internal"}]}}}), RUNTIME_RELEASE, "broken").objects,
+                                   "ScrapeConfig", VIA_GARDEN_SCRAPE_CONFIG,
+                                   lambda o: o["spec"]["params"].update({"match[]": [re.sub(r'seed!~"[^"]*"', 'seed!=""', m) for m in o["spec"]["params"]["match[]"]]})), {})],
+         "would arrive twice"),
         ("runtime: PrometheusRule labels not selected",
          by_object(base_runtime, "PrometheusRule", None, lambda o: o["metadata"]["labels"].update({"prometheus": "other"})), "not selected by"),
         ("runtime: PrometheusRule in another namespace",
@@ -1532,6 +1728,16 @@ def self_test() -> int:
         ("seed: by-port egress into the seed's own networks",
          by_object(render(SEED_CHART, deep_merge(REQUIRED_VALUES[SEED_CHART.name], GARDENER_INJECTED), SEED_RELEASE, "gardener"),
                    "NetworkPolicy", "slo-gateway-agent", lambda o: o["spec"]["egress"][-1]["to"][0]["ipBlock"].pop("except")), "does not except the seed's"),
+        ("seed: the proxy of the seed's annotation ignored",
+         lambda: [render(SEED_CHART, {**per_seed_values("aws-eu1"), "gardener": deep_merge(per_seed_values("aws-eu1")["gardener"], {"seed": {"annotations": None}})},
+                         SEED_RELEASE, "seed[per-seed:aws-eu1:slo-gateway-agent]")], "not the seed annotation's"),
+        ("seed: one receiver for every region",
+         lambda: [render(SEED_CHART, per_seed_values("gcp-us1") | {"agent": per_seed_values("gcp-us1")["agent"] | {
+                             "receiver": per_seed_values("gcp-us1")["agent"]["receiver"] | {"byRegion": {}}}},
+                         SEED_RELEASE, "seed[per-seed:gcp-us1:slo-gateway-agent]")], "not the region's receiver"),
+        ("seed: cluster DNS of another seed",
+         lambda: [render(SEED_CHART, deep_merge(per_seed_values("gcp-us1"), {"dns": {"extraCIDRs": ["100.64.0.10/32"]}}),
+                         SEED_RELEASE, "seed[per-seed:gcp-us1:slo-gateway-agent]")], "another seed's cluster DNS"),
         ("seed: unknown field in a ServiceMonitor",
          by_object(base_seed, "ServiceMonitor", "slo-gateway-agent", lambda o: o["spec"]["endpoints"][0].update({"intervall": "30s"})), "CRD schema"),
     ]
@@ -1546,6 +1752,14 @@ def self_test() -> int:
         caught = [e for e in report.errors if expected in e]
         print(f"{'ok  ' if caught else 'MISS'} {title}" + (f"  ->  {caught[0][:160]}" if caught else ""))
         failures += 0 if caught else 1
+    # The agent/receiver limit cross-check runs the binary: checked on its own.
+    report = Report()
+    spiky = render(SEED_CHART, deep_merge(REQUIRED_VALUES[SEED_CHART.name], {"agent": {"extraConfig": {"scrape": {"max_series": 500000}}}}), SEED_RELEASE, "broken")
+    check_agent_receiver_limits(spiky, base_runtime, report)
+    caught = [e for e in report.errors if "max_series_per_seed" in e]
+    print(f"{'ok  ' if caught else 'MISS'} seed: agent scrape.max_series above the receiver's max_series_per_seed"
+          + (f"  ->  {caught[0][:160]}" if caught else ""))
+    failures += 0 if caught else 1
     # Values that the chart itself must refuse.
     refusals = [
         ("seed: seed name too long for the certificate CN",
@@ -1566,6 +1780,15 @@ def self_test() -> int:
          RUNTIME_CHART, RUNTIME_RELEASE, {"receiver": {"service": {"annotations": {"dns.gardener.cloud/dnsnames": "slo-gateway.runtime.example.com"}}}}, "annotations"),
         ("runtime: schema refuses an example.com receiver host",
          RUNTIME_CHART, RUNTIME_RELEASE, {"receiver": {"host": "slo-gateway.runtime.example.com"}}, "host"),
+        ("seed: a proxy annotation without the proxy's addresses",
+         SEED_CHART, SEED_RELEASE, {"gardener": {"seed": {"name": "s", "annotations": {"slo-gateway.gardener.cloud/egress-proxy-url": "http://proxy.internal:3128"}}}},
+         "needs slo-gateway.gardener.cloud/egress-proxy-cidrs"),
+        ("seed: a proxy annotation with credentials",
+         SEED_CHART, SEED_RELEASE, {"gardener": {"seed": {"name": "s", "annotations": {"slo-gateway.gardener.cloud/egress-proxy-url": "http://u:p@proxy.internal:3128",
+                                                                                         "slo-gateway.gardener.cloud/egress-proxy-cidrs": "10.0.0.1/32"}}}}, "no credentials"),
+        ("seed: a malformed CIDR annotation",
+         SEED_CHART, SEED_RELEASE, {"gardener": {"seed": {"name": "s", "annotations": {"slo-gateway.gardener.cloud/apiserver-cidrs": "10.0.0.1"}}}},
+         'slo-gateway.gardener.cloud/apiserver-cidrs: "10.0.0.1" is not a CIDR'),
         ("seed: schema refuses a documentation range for the receiver",
          SEED_CHART, SEED_RELEASE, {"agent": {"receiver": {"cidrs": ["203.0.113.10/32"]}}}, "cidrs"),
         ("seed: schema refuses an example.com receiver URL",
@@ -1583,7 +1806,7 @@ def self_test() -> int:
         ok = expected in message
         print(f"{'ok  ' if ok else 'MISS'} {title}" + (f"  ->  {message.strip()[:160]}" if ok else ""))
         failures += 0 if ok else 1
-    total = len(cases) + len(refusals)
+    total = len(cases) + 1 + len(refusals)
     print(f"self-test: {total - failures} passed, {failures} failed")
     return 1 if failures else 0
 

@@ -104,6 +104,7 @@ route sre-tickets "${slo[@]}" sloth_severity=ticket severity=ticket
 route sre-pager "${slo[@]}" sloth_severity=page severity=pageteam
 route sre-pager alertname=SLOGatewaySeedSilent seed=aws-eu1 severity=page
 route sre-pager alertname=SLOGatewaySeedUnreachable seed=aws-eu2 severity=page
+route sre-pager alertname=SLOGatewaySeedUncovered seed=aws-eu3 severity=page
 route sre-tickets alertname=SLOGatewaySeedClockSkew seed=aws-eu2 severity=ticket
 route sre-default alertname=Unrelated
 
@@ -126,22 +127,26 @@ slo_alert() { # severity cluster seed
     sloth_service=twin sloth_slo=apiserver-availability sloth_severity="$1" severity="$1" cluster="$2" seed="$3"
 }
 am alert add SLOGatewaySeedSilent seed=s1 severity=page
+am alert add SLOGatewaySeedUncovered seed=s3 severity=page
 slo_alert page shoot--p--a s1     # the silent seed's shoot: inhibited by the seed alert
+slo_alert page shoot--p--c s3     # the uncovered seed's shoot: inhibited by the seed alert
 slo_alert page shoot--p--b s2     # another seed's shoot: pages
 slo_alert ticket shoot--p--b s2   # its ticket: inhibited by its page
 inhibited=""
 for _ in $(seq 40); do  # until the groups are flushed (group_wait 5s)
   inhibited="$(am alert query --inhibited -o extended)"
-  grep -q 'shoot--p--a' <<<"$inhibited" && grep -q 'sloth_severity="ticket"' <<<"$inhibited" && break
+  grep -q 'shoot--p--a' <<<"$inhibited" && grep -q 'shoot--p--c' <<<"$inhibited" && grep -q 'sloth_severity="ticket"' <<<"$inhibited" && break
   sleep 0.5
 done
 grep -q 'cluster="shoot--p--a".*sloth_severity="page"\|sloth_severity="page".*cluster="shoot--p--a"' <<<"$inhibited" \
   || { echo "$inhibited"; fail "the silent seed's per-shoot page is not inhibited"; }
+grep -q 'cluster="shoot--p--c".*sloth_severity="page"\|sloth_severity="page".*cluster="shoot--p--c"' <<<"$inhibited" \
+  || { echo "$inhibited"; fail "the uncovered seed's per-shoot page is not inhibited"; }
 grep -q 'sloth_severity="ticket"' <<<"$inhibited" || { echo "$inhibited"; fail "the ticket is not inhibited by its page"; }
 if grep 'sloth_severity="page"' <<<"$inhibited" | grep -q 'shoot--p--b'; then
   echo "$inhibited"; fail "the page of a shoot in another seed is inhibited"
 fi
-echo "  inhibited: seed s1's page (by SLOGatewaySeedSilent), shoot--p--b's ticket (by its page)"
+echo "  inhibited: seed s1's page (by SLOGatewaySeedSilent), seed s3's (by SLOGatewaySeedUncovered), shoot--p--b's ticket (by its page)"
 
 echo "== rule-cost benchmark harness on a tiny landscape (20 shoots × 1 day; a check, not timed)"
 SLO_GATEWAY="$CARGO_TARGET_DIR/debug/slo-gateway" RULE_COST_DIR="$tmp/rule-cost" scripts/rule-cost.sh --check 20x1 >"$tmp/rule-cost.log" 2>&1 \

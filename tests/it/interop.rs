@@ -682,6 +682,7 @@ slos:
 alertmanager: {group_wait: 1s, group_interval: 1s, repeat_interval: 1h}
 seed_silent: {enabled: false}
 seed_unreachable: {enabled: false}
+seed_uncovered: {enabled: false}
 shoot_tier: {range: 1m}
 ";
 

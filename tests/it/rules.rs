@@ -172,6 +172,7 @@ fn config_example_is_valid_and_uses_every_kind() {
         "local_metrics:",
         "seed_silent:",
         "seed_unreachable:",
+        "seed_uncovered:",
         "seed_clock_skew:",
         "min_outage:",
         "shoot_tier:",
@@ -1172,14 +1173,18 @@ fn alertmanager_groups_by_seed_and_seed_alerts_inhibit_their_seed() {
     assert_eq!(
         am["inhibit_rules"][1],
         serde_json::json!({
-            "source_matchers": ["alertname=~\"SLOGatewaySeedSilent|SLOGatewaySeedUnreachable\""],
+            "source_matchers": ["alertname=~\"SLOGatewaySeedSilent|SLOGatewaySeedUnreachable|SLOGatewaySeedUncovered\""],
             "target_matchers": ["sloth_severity=~\"page|ticket\""],
             "equal": ["seed"],
         })
     );
-    // Both seed alerts carry `seed` (by construction of their expressions) and page.
+    // The seed alerts carry `seed` (by construction of their expressions) and page.
     let rules = rules_of(&files, "prometheus-rules.yaml");
-    for name in ["SLOGatewaySeedSilent", "SLOGatewaySeedUnreachable"] {
+    for name in [
+        "SLOGatewaySeedSilent",
+        "SLOGatewaySeedUnreachable",
+        "SLOGatewaySeedUncovered",
+    ] {
         let r = rules.iter().find(|r| r["alert"] == name).unwrap();
         assert!(
             r["expr"]
@@ -1187,6 +1192,7 @@ fn alertmanager_groups_by_seed_and_seed_alerts_inhibit_their_seed() {
                 .unwrap()
                 .starts_with("time() - max by (seed)")
                 || r["expr"].as_str().unwrap().starts_with("max by (seed)")
+                || r["expr"].as_str().unwrap().starts_with("group by (seed)")
         );
         assert_eq!(r["labels"]["severity"], "page");
         assert_eq!(r["keep_firing_for"], "30m", "the longest page short window");
@@ -1207,7 +1213,7 @@ fn alertmanager_groups_by_seed_and_seed_alerts_inhibit_their_seed() {
     let am: Value = serde_yaml_ng::from_str(&bool_gauge["alertmanager.yaml"]).unwrap();
     assert_eq!(
         am["inhibit_rules"][1]["source_matchers"],
-        serde_json::json!(["alertname=~\"SLOGatewaySeedSilent\""])
+        serde_json::json!(["alertname=~\"SLOGatewaySeedSilent|SLOGatewaySeedUncovered\""])
     );
 }
 

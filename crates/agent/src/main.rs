@@ -30,10 +30,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate an agent config and print every error with its location.
+    /// Validate agent configs and print every error with its location (receiver configs and
+    /// the agent/receiver cross-check: the full `slo-gateway check-config`).
     CheckConfig {
-        /// Agent config file (YAML).
-        file: PathBuf,
+        /// Agent config files (YAML), each checked.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -45,10 +47,27 @@ fn main() -> ExitCode {
         Command::Agent { config } => slo_gateway_agent::runtime()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(slo_gateway_agent::run_from_config(&config, None))),
-        Command::CheckConfig { file } => {
-            yaml_config::load::<slo_gateway_agent::config::AgentConfig>(&file)
-                .map(|_| println!("{}: valid agent config", file.display()))
-                .map_err(Into::into)
+        Command::CheckConfig { files } => {
+            // Every file is checked, so one run names every broken one.
+            let mut failed = 0;
+            for file in &files {
+                match yaml_config::load::<slo_gateway_agent::config::AgentConfig>(file) {
+                    Ok(_) => println!("{}: valid agent config", file.display()),
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed == 0 {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{failed} of {} config(s) invalid (receiver configs and the agent/receiver \
+                     cross-check: `slo-gateway check-config`)",
+                    files.len()
+                ))
+            }
         }
     };
     match result {

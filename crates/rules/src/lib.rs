@@ -29,8 +29,8 @@
 //! - `raw`: `error_ratio_query` with `{{.window}}` (SLO Prometheus; averaged over time);
 //! - `bool_gauge`: an instant 0/1 expression (1 = good), one series per thing.
 //!
-//! Output-wide sections (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_clock_skew`,
-//! `shoot_tier`, `runtime_tier`, `dashboards`) may be set in one of the files given together. See [`spec`] for
+//! Output-wide sections (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_uncovered`,
+//! `seed_clock_skew`, `shoot_tier`, `runtime_tier`, `dashboards`) may be set in one of the files given together. See [`spec`] for
 //! every field. Checks beyond syntax: shoot-tier queries must not use labels a shoot
 //! Prometheus only adds on the way out (`cluster`, …, `seed`); every series a runtime rule
 //! reads must reach the SLO Prometheus ([`sources`]), else `rules check` names rule and
@@ -63,7 +63,9 @@
 //!   `slo:seed_last_push:timestamp_seconds`, `SLOGatewaySeedSilent` (from the receivers'
 //!   `slo_gateway_receiver_last_push_timestamp_seconds`, remembered over `seed_silent.lookback`
 //!   so a receiver restart does not hide a silent seed), `SLOGatewaySeedUnreachable` (the
-//!   SLO Prometheus' federation `up` per `seed`) and `SLOGatewaySeedClockSkew` (the receivers'
+//!   SLO Prometheus' federation `up` per `seed`, or, for seeds federated through
+//!   prometheus-garden, the age of their newest shoot-tier sample), `SLOGatewaySeedUncovered`
+//!   (the garden lists shoots on a seed whose data no path delivers) and `SLOGatewaySeedClockSkew` (the receivers'
 //!   `slo_gateway_receiver_clock_skew_seconds` and `…_skewed_samples_total`). The first group,
 //!   `slo-gateway-events`, records the shared shoot and seed state ([`state`]) and then every
 //!   counted SLO's events.

@@ -9,8 +9,10 @@
 //!   serve ([`EXCLUDED`]: hibernated; being created; being deleted; control plane migrating to
 //!   another seed),
 //! - **unknown**, and left out, while its seed delivers no data ([`REPORTING`] is 0: every
-//!   federation target of a reachable seed down, or a pushing seed's last push older than
-//!   `seed_silent.reporting_within`): during a seed incident Gardener's own conditions may be
+//!   federation target of a reachable seed down, a pushing seed's last push older than
+//!   `seed_silent.reporting_within`, or, for a seed that reaches the SLO Prometheus another way
+//!   (through prometheus-garden's federation), its newest shoot-tier sample older than that):
+//!   during a seed incident Gardener's own conditions may be
 //!   stale or fail for the same reason, so neither source can page a shoot, and the seed alert
 //!   is the one page,
 //! - **filled from Gardener's health check** ([`GARDEN_AVAILABLE`], from
@@ -23,8 +25,10 @@
 //! - **measured** otherwise: what the shoot tier recorded, where missing probe data already
 //!   counts as failure.
 //!
-//! A seed the SLO Prometheus neither federates nor receives pushes from has no [`REPORTING`]
-//! series: its shoots are filled and measured as above (nothing says its data is missing).
+//! A seed whose data has not reached the SLO Prometheus by any path within
+//! `seed_silent.lookback` has no [`REPORTING`] series: its shoots are filled and measured as
+//! above, and `SLOGatewaySeedUncovered` names the seed when the garden lists shoots on it that
+//! should report ([`EXPECTED`] with `source="shoot"`).
 //! [`EXPECTED`] and [`UNKNOWN`] say, per shoot, what should report and what is unknown now
 //! (dashboards, runbooks); the SLOs read [`EXCLUDED`], [`REPORTING`] and [`GARDEN_AVAILABLE`].
 //!
@@ -36,7 +40,7 @@ use std::collections::BTreeMap;
 
 use crate::duration::PromDuration;
 use crate::model::Slo;
-use crate::render::prometheus::{record, Rule, FRESHNESS_METRIC, LAST_PUSH};
+use crate::render::prometheus::{record, Rule, SeedStateQueries, FRESHNESS_METRIC, LAST_PUSH};
 use crate::spec::Globals;
 
 /// Per shoot (`cluster`, `phase`), 1 while the garden says its API server is not meant to serve:
@@ -45,6 +49,9 @@ pub const EXCLUDED: &str = "slo:shoot_lifecycle:excluded";
 /// Per seed, 1 while its data reaches the SLO Prometheus, 0 while it does not; no series for a
 /// seed that neither path knows.
 pub const REPORTING: &str = "slo:seed:reporting";
+/// Per seed, the time of the newest shoot-tier sample of any of its shoots, whatever path
+/// brought it (pushed, federated directly, or through prometheus-garden).
+pub const LAST_SAMPLE: &str = "slo:seed_last_sample:timestamp_seconds";
 /// Per serving shoot (`cluster`, `seed`, `source`): 1. `source` is `shoot` (its shoot
 /// Prometheus reports) or `garden` (`purpose: testing`: no shoot Prometheus, Gardener's health
 /// check only).
@@ -58,7 +65,14 @@ pub const GARDEN_AVAILABLE: &str = "slo:shoot_apiserver_available:garden";
 pub const UNKNOWN: &str = "slo:shoot:unknown";
 
 /// Every series the state records.
-pub const NAMES: &[&str] = &[EXCLUDED, REPORTING, EXPECTED, GARDEN_AVAILABLE, UNKNOWN];
+pub const NAMES: &[&str] = &[
+    EXCLUDED,
+    LAST_SAMPLE,
+    REPORTING,
+    EXPECTED,
+    GARDEN_AVAILABLE,
+    UNKNOWN,
+];
 
 /// Whether `name` is a series the state records (it reaches no SLO Prometheus from outside).
 pub fn is_state(name: &str) -> bool {
@@ -173,21 +187,38 @@ pub fn rules(s: &Settings) -> Vec<Rule> {
         none(),
     ));
 
+    // Seeds that reach the SLO Prometheus through prometheus-garden have neither a federation
+    // `up` of their own nor a last push: the age of their newest shoot-tier sample says whether
+    // they deliver (`timestamp` is the SLO Prometheus' scrape time, so it grows from the moment
+    // the series stop, stale or not). Remembered like the last push.
+    if !s.shoot_totals.is_empty() {
+        out.push(record(
+            LAST_SAMPLE.to_owned(),
+            format!("max by (seed) (timestamp({}))", s.shoot_totals.join(" or ")),
+            none(),
+        ));
+    }
     let mut reporting = Vec::new();
     if !s.jobs.is_empty() {
         let jobs = s.jobs.join("|");
         reporting.push(format!(r#"max by (seed) (up{{job=~"{jobs}"}})"#));
     }
-    let last = match s.remembered {
-        Some(lookback) => {
-            format!("{FRESHNESS_METRIC} or max_over_time({LAST_PUSH}[{lookback}])")
-        }
-        None => FRESHNESS_METRIC.to_owned(),
+    let remembered = |fresh: &str, kept: &str| match s.remembered {
+        Some(lookback) => format!("{fresh} or max_over_time({kept}[{lookback}])"),
+        None => fresh.to_owned(),
     };
     reporting.push(format!(
-        "time() - max by (seed) ({last}) < bool {}",
+        "time() - max by (seed) ({}) < bool {}",
+        remembered(FRESHNESS_METRIC, LAST_PUSH),
         s.reporting_within.as_secs()
     ));
+    if !s.shoot_totals.is_empty() {
+        reporting.push(format!(
+            "time() - max by (seed) ({}) < bool {}",
+            remembered(LAST_SAMPLE, LAST_SAMPLE),
+            s.reporting_within.as_secs()
+        ));
+    }
     out.push(record(
         REPORTING.to_owned(),
         reporting.join("\nor\n"),
@@ -246,6 +277,36 @@ pub fn rules(s: &Settings) -> Vec<Rule> {
     out
 }
 
+/// What the seed alerts read from the state: seeds federated through prometheus-garden whose
+/// data stopped ([`REPORTING`] 0 from their last sample alone: no federation `up` of their own,
+/// no push), and seeds the garden lists with shoots that should report but no path has ever
+/// delivered within the lookback (no [`REPORTING`] at all).
+pub fn seed_queries(s: &Settings) -> SeedStateQueries {
+    let mut known_elsewhere = Vec::new();
+    if !s.jobs.is_empty() {
+        known_elsewhere.push(format!(r#"up{{job=~"{}"}}"#, s.jobs.join("|")));
+    }
+    known_elsewhere.push(match s.remembered {
+        Some(lookback) => format!("{FRESHNESS_METRIC} or max_over_time({LAST_PUSH}[{lookback}])"),
+        None => FRESHNESS_METRIC.to_owned(),
+    });
+    let stopped_elsewhere = (!s.shoot_totals.is_empty()).then(|| {
+        format!(
+            "({REPORTING} == 0){}",
+            known_elsewhere
+                .iter()
+                .map(|k| format!(" unless on (seed) ({k})"))
+                .collect::<String>()
+        )
+    });
+    SeedStateQueries {
+        stopped_elsewhere,
+        uncovered: format!(
+            r#"group by (seed) ({EXPECTED}{{source="shoot"}}) unless on (seed) {REPORTING}"#
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,8 +337,17 @@ mod tests {
                 }
             }
         }
-        assert!(rules[1].expr.contains(r#"up{job=~"prometheus-aggregate"}"#));
-        assert!(rules[1].expr.contains("< bool 120"));
+        let reporting = &rules[2].expr;
+        assert!(reporting.contains(r#"up{job=~"prometheus-aggregate"}"#));
+        assert!(reporting.contains("< bool 120"));
+        // A seed federated through prometheus-garden: the age of its newest shoot-tier sample,
+        // remembered over the lookback, after the federation and push paths.
+        assert!(rules[1]
+            .expr
+            .contains("timestamp(shoot:slo_a:total or shoot:slo_b:total)"));
+        let terms: Vec<&str> = reporting.split("\nor\n").collect();
+        assert_eq!(terms.len(), 3, "{reporting}");
+        assert!(terms[2].contains(&format!("max_over_time({LAST_SAMPLE}[1w])")));
     }
 
     #[test]

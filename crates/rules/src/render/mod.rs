@@ -108,9 +108,9 @@ pub fn render_slos(slos: &[Slo], globals: &Globals) -> Result<Files, RenderError
     let mut files = Files::new();
     // Runtime tier: the SLO Prometheus.
     let runtime = &globals.runtime_tier;
-    let state = state::Settings::of(slos, globals)
-        .map(|s| state::rules(&s))
-        .unwrap_or_default();
+    let settings = state::Settings::of(slos, globals);
+    let seed_queries = settings.as_ref().map(state::seed_queries);
+    let state = settings.as_ref().map(state::rules).unwrap_or_default();
     let mut groups: Vec<prometheus::RuleGroup> =
         prometheus::events_group(slos, state, runtime.interval)
             .into_iter()
@@ -123,7 +123,9 @@ pub fn render_slos(slos: &[Slo], globals: &Globals) -> Result<Files, RenderError
     groups.extend(prometheus::seed_group(
         &globals.seed_silent,
         &globals.seed_unreachable,
+        &globals.seed_uncovered,
         &globals.seed_clock_skew,
+        seed_queries.as_ref(),
         keep_firing,
         runtime.interval,
     ));
@@ -140,8 +142,16 @@ pub fn render_slos(slos: &[Slo], globals: &Globals) -> Result<Files, RenderError
     if globals.seed_silent.enabled {
         seed_alerts.push(prometheus::SEED_SILENT_ALERT);
     }
-    if globals.seed_unreachable.enabled && !globals.seed_unreachable.jobs.is_empty() {
+    let stopped_elsewhere = seed_queries
+        .as_ref()
+        .is_some_and(|q| q.stopped_elsewhere.is_some());
+    if globals.seed_unreachable.enabled
+        && (!globals.seed_unreachable.jobs.is_empty() || stopped_elsewhere)
+    {
         seed_alerts.push(prometheus::SEED_UNREACHABLE_ALERT);
+    }
+    if globals.seed_uncovered.enabled && seed_queries.is_some() {
+        seed_alerts.push(prometheus::SEED_UNCOVERED_ALERT);
     }
     files.insert(
         "alertmanager.yaml".into(),

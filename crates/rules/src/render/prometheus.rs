@@ -93,7 +93,7 @@ use serde::Serialize;
 
 use crate::duration::PromDuration;
 use crate::model::{Slo, BAD_EVENTS, TOTAL_EVENTS};
-use crate::spec::{SeedClockSkewSpec, SeedSilentSpec, SeedUnreachableSpec};
+use crate::spec::{SeedClockSkewSpec, SeedSilentSpec, SeedUncoveredSpec, SeedUnreachableSpec};
 use crate::types::{Severity, Sli};
 
 /// Label Sloth puts the SLO id into.
@@ -114,6 +114,8 @@ pub const LAST_PUSH: &str = "slo:seed_last_push:timestamp_seconds";
 pub const SEED_SILENT_ALERT: &str = "SLOGatewaySeedSilent";
 /// Alert: the SLO Prometheus cannot federate a reachable seed.
 pub const SEED_UNREACHABLE_ALERT: &str = "SLOGatewaySeedUnreachable";
+/// Alert: the garden lists shoots on a seed whose data no path delivers.
+pub const SEED_UNCOVERED_ALERT: &str = "SLOGatewaySeedUncovered";
 /// Alert: a pushing seed's clock differs from the receiver's.
 pub const SEED_CLOCK_SKEW_ALERT: &str = "SLOGatewaySeedClockSkew";
 /// The receivers' per-seed clock skew gauge (receiver clock minus the agent's send time).
@@ -698,8 +700,22 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
         .collect()
 }
 
+/// What the seed alerts read from the shared state ([`crate::state::seed_queries`]), when it
+/// is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedStateQueries {
+    /// Seeds whose data came neither by a federation job of their own nor by push (through
+    /// prometheus-garden) and stopped: part of `SLOGatewaySeedUnreachable`.
+    pub stopped_elsewhere: Option<String>,
+    /// Seeds the garden lists with shoots that should report, whose data never arrived:
+    /// `SLOGatewaySeedUncovered`.
+    pub uncovered: String,
+}
+
 /// The seed alerts: `SLOGatewaySeedSilent` for seeds that push through the receiver,
-/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates, both carrying `seed`:
+/// `SLOGatewaySeedUnreachable` for seeds the SLO Prometheus federates (itself, or through
+/// prometheus-garden), `SLOGatewaySeedUncovered` for seeds of the garden that no path covers,
+/// all carrying `seed`:
 /// the Alertmanager config lets them inhibit the SLO alerts of their seed, and `keep_firing_for`
 /// keeps that inhibition until the outage's burn alerts cleared (their shoots' minutes are
 /// unknown meanwhile, so those rarely fire at all). And `SLOGatewaySeedClockSkew` (a ticket,
@@ -707,7 +723,9 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
 pub fn seed_group(
     silent: &SeedSilentSpec,
     unreachable: &SeedUnreachableSpec,
+    uncovered: &SeedUncoveredSpec,
     skew: &SeedClockSkewSpec,
+    state: Option<&SeedStateQueries>,
     default_keep_firing: Option<PromDuration>,
     interval: Option<PromDuration>,
 ) -> Option<RuleGroup> {
@@ -752,21 +770,38 @@ pub fn seed_group(
             "This seed's shoots deliver no data: their minutes are unknown and left out of their SLIs. Check the seed's slo-gateway agent and its network path to the receiver. The seed's SLO alerts are inhibited meanwhile.",
         ));
     }
-    if unreachable.enabled && !unreachable.jobs.is_empty() {
-        let up: Vec<String> = unreachable
-            .jobs
-            .iter()
-            .map(|j| format!("up{{job=\"{j}\"}}"))
-            .collect();
+    let elsewhere = state.and_then(|s| s.stopped_elsewhere.clone());
+    if unreachable.enabled && (!unreachable.jobs.is_empty() || elsewhere.is_some()) {
+        let mut exprs = Vec::new();
+        if !unreachable.jobs.is_empty() {
+            let up: Vec<String> = unreachable
+                .jobs
+                .iter()
+                .map(|j| format!("up{{job=\"{j}\"}}"))
+                .collect();
+            // Every target of the seed (aggregate replicas) down.
+            exprs.push(format!("max by (seed) ({}) == 0", up.join(" or ")));
+        }
+        exprs.extend(elsewhere);
         rules.push(alert(
             SEED_UNREACHABLE_ALERT,
-            // Every target of the seed (aggregate replicas) down.
-            format!("max by (seed) ({}) == 0", up.join(" or ")),
+            exprs.join("\nor\n"),
             unreachable.severity,
             Some(unreachable.threshold),
             unreachable.keep_firing_for,
             format!("The SLO Prometheus cannot federate seed {{{{$labels.seed}}}}'s prometheus-aggregate for {}.", unreachable.threshold),
             "This seed's shoots deliver no data: their minutes are unknown and left out of their SLIs. The seed or the network path to it is down. The seed's SLO alerts are inhibited meanwhile.",
+        ));
+    }
+    if let Some(state) = state.filter(|_| uncovered.enabled) {
+        rules.push(alert(
+            SEED_UNCOVERED_ALERT,
+            state.uncovered.clone(),
+            uncovered.severity,
+            Some(uncovered.threshold),
+            None,
+            format!("The garden lists shoots on seed {{{{$labels.seed}}}}, but none of its SLO data has arrived for {}.", uncovered.threshold),
+            "No path delivers this seed's shoot-tier series: no agent pushes for it (a firewalled seed must be labelled seed.gardener.cloud/network=private, which installs the agent), and neither the SLO Prometheus nor prometheus-garden federates it (a reachable seed needs an ingress, which gardener-operator adds to prometheus-garden's federation). Its shoots have SLOs from Gardener's health check only. The seed's SLO alerts are inhibited meanwhile.",
         ));
     }
     if skew.enabled {

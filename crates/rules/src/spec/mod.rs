@@ -4,8 +4,8 @@
 //! resolving specs and checking them build on it, never the other way round.
 //!
 //! A spec file describes one service and its SLOs. Sections that configure the whole output
-//! (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_clock_skew`, `shoot_tier`,
-//! `runtime_tier`, `dashboards`) may be set in at most one of the files given together; [`Globals`] collects
+//! (`alertmanager`, `seed_silent`, `seed_unreachable`, `seed_uncovered`, `seed_clock_skew`,
+//! `shoot_tier`, `runtime_tier`, `dashboards`) may be set in at most one of the files given together; [`Globals`] collects
 //! them with their defaults.
 
 pub mod diagnostics;
@@ -64,6 +64,10 @@ pub struct Spec {
     /// Default: enabled, job `prometheus-aggregate`, after 5m, severity page.
     #[serde(default)]
     pub seed_unreachable: Option<SeedUnreachableSpec>,
+    /// The "seed uncovered" alert for seeds the garden lists with shoots but whose data no path
+    /// delivers (global). Default: enabled, after 75m, severity page.
+    #[serde(default)]
+    pub seed_uncovered: Option<SeedUncoveredSpec>,
     /// The "seed clock skew" alert for seeds that push through the receiver (global).
     /// Default: enabled, threshold 1m for 10m, severity ticket.
     #[serde(default)]
@@ -93,6 +97,7 @@ impl Spec {
             alertmanager: None,
             seed_silent: None,
             seed_unreachable: None,
+            seed_uncovered: None,
             seed_clock_skew: None,
             shoot_tier: None,
             runtime_tier: None,
@@ -436,6 +441,36 @@ impl Default for SeedUnreachableSpec {
     }
 }
 
+/// `SLOGatewaySeedUncovered`: the garden lists shoots on a seed that should have a shoot
+/// Prometheus (`slo:shoot:expected{source="shoot"}`), but no path has delivered the seed's data
+/// within `seed_silent.lookback`: no agent pushes for it and neither the SLO Prometheus nor
+/// prometheus-garden federates it. A new seed is covered without a hand edit when it is either
+/// labelled `seed.gardener.cloud/network=private` (the agent registration installs the agent)
+/// or has an ingress (gardener-operator adds it to prometheus-garden's federation, which the SLO
+/// Prometheus reads); this alert names the seeds that are neither.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeedUncoveredSpec {
+    /// Generate the alert (needs a per-shoot SLO, which records the shared state). Default: true.
+    pub enabled: bool,
+    /// How long a seed must stay uncovered. Longer than gardener-operator's Garden sync period
+    /// (1h by default), after which prometheus-garden federates a new reachable seed. Default: 75m.
+    pub threshold: PromDuration,
+    /// `page` or `ticket`. Default: page (it inhibits the seed's SLO alerts, like the other seed
+    /// alerts).
+    pub severity: Severity,
+}
+
+impl Default for SeedUncoveredSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: PromDuration::from_secs(75 * 60),
+            severity: Severity::Page,
+        }
+    }
+}
+
 /// Metadata of a generated `PrometheusRule`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrometheusRuleMeta<'a> {
@@ -549,6 +584,8 @@ pub struct Globals {
     pub seed_silent: SeedSilentSpec,
     /// `seed_unreachable`.
     pub seed_unreachable: SeedUnreachableSpec,
+    /// `seed_uncovered`.
+    pub seed_uncovered: SeedUncoveredSpec,
     /// `seed_clock_skew`.
     pub seed_clock_skew: SeedClockSkewSpec,
     /// `shoot_tier`.
@@ -576,6 +613,7 @@ impl Globals {
             alertmanager: first(specs.clone(), |s| &s.alertmanager),
             seed_silent: first(specs.clone(), |s| &s.seed_silent),
             seed_unreachable: first(specs.clone(), |s| &s.seed_unreachable),
+            seed_uncovered: first(specs.clone(), |s| &s.seed_uncovered),
             seed_clock_skew: first(specs.clone(), |s| &s.seed_clock_skew),
             shoot_tier: first(specs.clone(), |s| &s.shoot_tier),
             runtime_tier: first(specs.clone(), |s| &s.runtime_tier),
@@ -585,7 +623,7 @@ impl Globals {
 }
 
 /// How many output-wide sections there are.
-pub(crate) const GLOBAL_SECTIONS: usize = 7;
+pub(crate) const GLOBAL_SECTIONS: usize = 8;
 
 /// `(key, is set)` of every output-wide section, for the at-most-once check.
 pub(crate) fn global_sections(spec: &Spec) -> [(&'static str, bool); GLOBAL_SECTIONS] {
@@ -593,6 +631,7 @@ pub(crate) fn global_sections(spec: &Spec) -> [(&'static str, bool); GLOBAL_SECT
         ("alertmanager", spec.alertmanager.is_some()),
         ("seed_silent", spec.seed_silent.is_some()),
         ("seed_unreachable", spec.seed_unreachable.is_some()),
+        ("seed_uncovered", spec.seed_uncovered.is_some()),
         ("seed_clock_skew", spec.seed_clock_skew.is_some()),
         ("shoot_tier", spec.shoot_tier.is_some()),
         ("runtime_tier", spec.runtime_tier.is_some()),

@@ -78,6 +78,7 @@ capabilities:
 
 {{/* The agent's config as YAML, from values (agent.*) and files/agent-match.yaml. */}}
 {{- define "seed.agentConfig" -}}
+{{- $perSeed := include "seed.perSeed" . | fromJson }}
 {{- $match := (.Files.Get "files/agent-match.yaml" | fromYaml).match }}
 {{- if not $match }}{{ fail "files/agent-match.yaml has no match list: run deploy/sync-generated.sh" }}{{ end }}
 {{- $config := dict
@@ -86,7 +87,7 @@ capabilities:
     "max_body_bytes" (int64 .Values.agent.maxBodyBytes)
     "targets" (list (dict "url" .Values.agent.aggregate.url "match" $match)))
   "remote_write" (dict
-    "url" (required "agent.receiver.url is required: https://<the receiver's public name>/api/v1/write" .Values.agent.receiver.url)
+    "url" (required "agent.receiver.url is required: https://<the receiver's public name>/api/v1/write (or agent.receiver.byRegion, or the seed annotation slo-gateway.gardener.cloud/receiver-url)" $perSeed.receiver.url)
     "tls" (dict
       "ca_file" "/etc/slo-gateway/receiver-ca/ca.crt"
       "cert_file" "/etc/slo-gateway/tls/tls.crt"
@@ -96,8 +97,8 @@ capabilities:
     "max_bytes" (int64 .Values.agent.buffer.maxBytes)
     "max_age" .Values.agent.buffer.maxAge)
 }}
-{{- if .Values.agent.proxy.url }}
-{{- $_ := set $config.remote_write "proxy_url" .Values.agent.proxy.url }}
+{{- if $perSeed.proxy.url }}
+{{- $_ := set $config.remote_write "proxy_url" $perSeed.proxy.url }}
 {{- end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.agent.extraConfig) }}
 {{- toYaml $config -}}
@@ -126,7 +127,7 @@ list of CIDRs; empty without gardenlet. */}}
 cluster DNS Service IP derived from gardener.seed.networks.services (its 10th address, where
 Gardener's CoreDNS Service sits; IPv4 ranges whose last octet leaves room). */}}
 {{- define "seed.dnsCIDRs" -}}
-{{- $out := concat .Values.dns.nodeLocalDNSCIDRs .Values.dns.extraCIDRs -}}
+{{- $out := concat .Values.dns.nodeLocalDNSCIDRs .Values.dns.extraCIDRs (include "seed.perSeed" . | fromJson).dnsCIDRs -}}
 {{- if and .Values.dns.deriveClusterDNS .Values.gardener (kindIs "map" .Values.gardener) .Values.gardener.seed -}}
 {{- with .Values.gardener.seed.networks -}}
 {{- range splitList "," (.services | default "") -}}
@@ -188,4 +189,87 @@ the private ranges without gardenlet. One ipBlock per address family. */}}
     {{- with $v6 }}
     except: {{ toJson . }}
     {{- end }}
+{{- end -}}
+
+{{/* The port of a URL: explicit, else the scheme's (https 443, http 80). */}}
+{{- define "seed.urlPort" -}}
+{{- $u := urlParse . -}}
+{{- $parts := splitList ":" $u.host -}}
+{{- if gt (len $parts) 1 -}}
+{{- last $parts -}}
+{{- else if eq $u.scheme "https" -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+
+{{/* A comma-separated list of CIDRs from a seed annotation, each checked; fails naming the
+annotation. */}}
+{{- define "seed.annotationCIDRs" -}}
+{{- $out := list -}}
+{{- $name := index . 0 -}}
+{{- range splitList "," (index . 1) -}}
+{{- $cidr := trim . -}}
+{{- if $cidr -}}
+{{- if not (regexMatch "^([0-9]{1,3}\\.){3}[0-9]{1,3}/[0-9]{1,2}$|^[0-9a-fA-F:]+:[0-9a-fA-F:]*/[0-9]{1,3}$" $cidr) -}}
+{{- fail (printf "seed annotation %s: %q is not a CIDR" $name $cidr) -}}
+{{- end -}}
+{{- $out = append $out $cidr -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* What differs per seed, resolved once (JSON): the receiver (url, cidrs, port), the egress
+proxy (url, cidrs, port; url empty: none), extra DNS addresses and the seed kube-apiserver's
+addresses. In order of precedence:
+  1. the Seed's own annotations slo-gateway.gardener.cloud/{receiver-url, receiver-cidrs,
+     egress-proxy-url, egress-proxy-cidrs, dns-cidrs, apiserver-cidrs}, which gardenlet injects
+     as gardener.seed.annotations (set in the gardenlet's seedConfig.metadata.annotations);
+  2. agent.receiver.byRegion[gardener.seed.region]: regional receivers from one registration;
+  3. the chart's values.
+Derived from gardenlet's other values elsewhere: the cluster DNS Service IP (seed.dnsCIDRs) and
+the seed's networks (seed.anyAddressPeers). */}}
+{{- define "seed.perSeed" -}}
+{{- $seed := dict -}}
+{{- if and .Values.gardener (kindIs "map" .Values.gardener) (kindIs "map" .Values.gardener.seed) -}}
+{{- $seed = .Values.gardener.seed -}}
+{{- end -}}
+{{- $ann := $seed.annotations | default dict -}}
+{{- $key := "slo-gateway.gardener.cloud/" -}}
+{{- $receiver := dict "url" .Values.agent.receiver.url "cidrs" .Values.agent.receiver.cidrs "port" (int .Values.agent.receiver.port) -}}
+{{- with get (.Values.agent.receiver.byRegion | default dict) ($seed.region | default "") -}}
+{{- $_ := set $receiver "url" (required "agent.receiver.byRegion.<region>.url is required" .url) -}}
+{{- $_ := set $receiver "cidrs" (.cidrs | default list) -}}
+{{- $_ := set $receiver "port" (include "seed.urlPort" .url | int) -}}
+{{- end -}}
+{{- with get $ann (print $key "receiver-url") -}}
+{{- if not (regexMatch "^https://[^/@]+/" .) -}}
+{{- fail (printf "seed annotation %sreceiver-url: %q is not https://<host>/<path>" $key .) -}}
+{{- end -}}
+{{- $_ := set $receiver "url" . -}}
+{{- $_ := set $receiver "port" (include "seed.urlPort" . | int) -}}
+{{- $_ := set $receiver "cidrs" list -}}
+{{- end -}}
+{{- with get $ann (print $key "receiver-cidrs") -}}
+{{- $_ := set $receiver "cidrs" (include "seed.annotationCIDRs" (list (print $key "receiver-cidrs") .) | fromJsonArray) -}}
+{{- end -}}
+{{- $proxy := dict "url" .Values.agent.proxy.url "cidrs" .Values.agent.proxy.cidrs "port" (int .Values.agent.proxy.port) -}}
+{{- with get $ann (print $key "egress-proxy-url") -}}
+{{- if not (regexMatch "^https?://[^/@]+/?$" .) -}}
+{{- fail (printf "seed annotation %segress-proxy-url: %q is not http(s)://<host>:<port> (no credentials: Seed annotations are readable in the garden)" $key .) -}}
+{{- end -}}
+{{- $cidrs := include "seed.annotationCIDRs" (list (print $key "egress-proxy-cidrs") (get $ann (print $key "egress-proxy-cidrs"))) | fromJsonArray -}}
+{{- if not $cidrs -}}
+{{- fail (printf "seed annotation %segress-proxy-url needs %segress-proxy-cidrs (the proxy's addresses, for the NetworkPolicy)" $key $key) -}}
+{{- end -}}
+{{- $proxy = dict "url" . "cidrs" $cidrs "port" (include "seed.urlPort" . | int) -}}
+{{- end -}}
+{{- $dns := include "seed.annotationCIDRs" (list (print $key "dns-cidrs") (get $ann (print $key "dns-cidrs"))) | fromJsonArray -}}
+{{- $apiServer := .Values.shootRules.apiServerCIDRs -}}
+{{- with get $ann (print $key "apiserver-cidrs") -}}
+{{- $apiServer = include "seed.annotationCIDRs" (list (print $key "apiserver-cidrs") .) | fromJsonArray -}}
+{{- end -}}
+{{- toJson (dict "receiver" $receiver "proxy" $proxy "dnsCIDRs" $dns "apiServerCIDRs" $apiServer) -}}
 {{- end -}}
