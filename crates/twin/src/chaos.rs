@@ -450,7 +450,8 @@ fn severity(a: &AlertState) -> &str {
 /// Records every page and ticket Alertmanager holds, with when it was first seen.
 #[derive(Debug, Default)]
 pub struct Monitor {
-    seen: BTreeMap<(String, String, String), Seen>,
+    /// By (severity, id, cluster, seed): an SLO's page and ticket are two alerts.
+    seen: BTreeMap<(String, String, String, String), Seen>,
 }
 
 impl Monitor {
@@ -463,14 +464,15 @@ impl Monitor {
                 continue;
             }
             let key = (
+                sev.to_owned(),
                 alert_id(a),
                 a.label("cluster").to_owned(),
                 a.label("seed").to_owned(),
             );
             let entry = self.seen.entry(key.clone()).or_insert_with(|| Seen {
-                id: key.0.clone(),
-                cluster: key.1.clone(),
-                seed: key.2.clone(),
+                id: key.1.clone(),
+                cluster: key.2.clone(),
+                seed: key.3.clone(),
                 active_at: None,
                 suppressed_at: None,
                 severity: sev.to_owned(),
@@ -484,7 +486,7 @@ impl Monitor {
                 *slot = Some(elapsed);
                 news.push(format!(
                     "{sev} {} {} cluster={} seed={}",
-                    a.state, key.0, key.1, key.2
+                    a.state, key.1, key.2, key.3
                 ));
             }
         }
@@ -838,7 +840,18 @@ mod tests {
             )],
             min(7),
         );
-        // The reachable outage paged 3 min after it began; the firewalled one too late.
+        // The reachable outage: its ticket first, its page 3 min after it began; the firewalled
+        // one too late.
+        let ticket = alert(
+            &[
+                ("sloth_slo", "apiserver-availability"),
+                ("sloth_severity", "ticket"),
+                ("cluster", "shoot--chaos--outage-r"),
+                ("seed", "aws-main"),
+            ],
+            "active",
+        );
+        m.observe(std::slice::from_ref(&ticket), min_s(8, 30));
         m.observe(
             &[page(
                 "apiserver-availability",
