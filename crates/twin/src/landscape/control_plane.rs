@@ -128,6 +128,8 @@ struct Machine {
 pub struct ControlPlane {
     id: ShootId,
     outage: bool,
+    /// The seed-side probe fails on its own (one probe source down).
+    seed_probe_down: bool,
     rng: fastrand::Rng,
     last_step: Option<Instant>,
     /// Requests not yet attributed (fractions carry over between steps).
@@ -157,6 +159,7 @@ impl ControlPlane {
         let mut plane = Self {
             rng: fastrand::Rng::with_seed(rng_seed),
             outage: false,
+            seed_probe_down: false,
             last_step: None,
             pending_requests: 0.0,
             classes: vec![ClassCounters::default(); CLASSES.len()],
@@ -191,6 +194,17 @@ impl ControlPlane {
     pub fn set_outage(&mut self, down: bool) {
         self.step(Instant::now());
         self.outage = down;
+    }
+
+    /// Fails the seed-side probe alone (`true`: a broken blackbox exporter or route in the
+    /// seed) while the API server and the shoot-side probe stay healthy, or heals it.
+    pub fn set_seed_probe_down(&mut self, down: bool) {
+        self.seed_probe_down = down;
+    }
+
+    /// Moves the control plane to seed `seed` (control-plane migration).
+    pub fn move_to(&mut self, seed: &str) {
+        self.id.seed = seed.to_owned();
     }
 
     fn add_machine(&mut self, created_unix: f64, running_at: Option<Instant>) {
@@ -372,7 +386,7 @@ impl ControlPlane {
     /// (`job="blackbox-apiserver"`): always answers, `probe_success` 0 while the API server is down.
     pub fn seed_probe(&mut self) -> String {
         self.step(Instant::now());
-        probe_body(!self.outage)
+        probe_body(!self.outage && !self.seed_probe_down)
     }
 
     /// The in-cluster probe (`job="blackbox-exporter-k8s-service-check"`), scraped through the

@@ -48,6 +48,13 @@ impl SharedWorld {
         world.garden.set_api_server_down(shoot, down);
         true
     }
+
+    /// Runs `f` on `shoot`'s control plane; false for an unknown shoot. Unlike
+    /// [`Self::set_outage`] nothing reaches the garden (a planned scale-down, a broken probe).
+    pub fn with_plane(&self, shoot: &ShootId, f: impl FnOnce(&mut ControlPlane)) -> bool {
+        let mut world = self.lock();
+        world.planes.get_mut(&shoot.namespace()).map(f).is_some()
+    }
 }
 
 #[derive(Clone)]

@@ -55,6 +55,13 @@ impl Operations {
 struct GardenShoot {
     id: ShootId,
     api_server_down: bool,
+    /// `purpose` label of its conditions (`testing`: no shoot Prometheus).
+    purpose: &'static str,
+    /// `status.isHibernated` (`garden_shoot_hibernated`).
+    hibernated: bool,
+    /// A scripted last operation (type, state: 1 succeeded, 2 processing), replacing the
+    /// simulated create/reconcile cycle while set.
+    operation: Option<(&'static str, f64)>,
     created: bool,
     create: Operations,
     reconcile: Operations,
@@ -82,6 +89,9 @@ impl Garden {
                 .map(|(i, id)| GardenShoot {
                     id: id.clone(),
                     api_server_down: false,
+                    purpose: "evaluation",
+                    hibernated: false,
+                    operation: None,
                     created: false,
                     create: Operations::default(),
                     reconcile: Operations::default(),
@@ -96,8 +106,45 @@ impl Garden {
 
     /// Reflects an API server outage in the shoot's conditions (the care controller's view).
     pub fn set_api_server_down(&mut self, shoot: &ShootId, down: bool) {
-        if let Some(s) = self.shoots.iter_mut().find(|s| &s.id == shoot) {
+        if let Some(s) = self.find(shoot) {
             s.api_server_down = down;
+        }
+    }
+
+    /// The shoot with `shoot`'s namespace (its seed may have changed by a migration).
+    fn find(&mut self, shoot: &ShootId) -> Option<&mut GardenShoot> {
+        let namespace = shoot.namespace();
+        self.shoots
+            .iter_mut()
+            .find(|s| s.id.namespace() == namespace)
+    }
+
+    /// Sets the shoot's `purpose` (`testing`: Gardener deploys no shoot Prometheus).
+    pub fn set_purpose(&mut self, shoot: &ShootId, purpose: &'static str) {
+        if let Some(s) = self.find(shoot) {
+            s.purpose = purpose;
+        }
+    }
+
+    /// Sets `status.isHibernated` (`garden_shoot_hibernated`, `garden_shoot_info{is_hibernated}`).
+    pub fn set_hibernated(&mut self, shoot: &ShootId, hibernated: bool) {
+        if let Some(s) = self.find(shoot) {
+            s.hibernated = hibernated;
+        }
+    }
+
+    /// Scripts the shoot's last operation (`Reconcile`, `Migrate`, `Restore`, …; state 1
+    /// succeeded, 2 processing), or hands it back to the simulated cycle (`None`).
+    pub fn set_operation(&mut self, shoot: &ShootId, operation: Option<(&'static str, f64)>) {
+        if let Some(s) = self.find(shoot) {
+            s.operation = operation;
+        }
+    }
+
+    /// Names `seed` as the shoot's seed (`spec.seedName`; a migration changes it first).
+    pub fn move_to(&mut self, shoot: &ShootId, seed: &str) {
+        if let Some(s) = self.find(shoot) {
+            s.id.seed = seed.to_owned();
         }
     }
 
@@ -121,10 +168,10 @@ impl Garden {
         self.step(Instant::now());
         let mut out = String::from("# TYPE garden_shoot_condition gauge\n");
         for s in &self.shoots {
-            let operation = if s.reconcile.count > 0.0 {
-                "Reconcile"
-            } else {
-                "Create"
+            let operation = match s.operation {
+                Some((operation, _)) => operation,
+                None if s.reconcile.count > 0.0 => "Reconcile",
+                None => "Create",
             };
             for condition in CONDITIONS {
                 let value = match (s.api_server_down, condition) {
@@ -136,7 +183,7 @@ impl Garden {
                 labels.extend([
                     ("condition", condition.to_owned()),
                     ("operation", operation.to_owned()),
-                    ("purpose", "evaluation".to_owned()),
+                    ("purpose", s.purpose.to_owned()),
                     ("is_seed", "false".to_owned()),
                     ("iaas", "local".to_owned()),
                     ("seed", s.id.seed.clone()),
@@ -155,7 +202,7 @@ impl Garden {
                 ("seed", s.id.seed.clone()),
                 ("is_seed", "false".to_owned()),
                 ("is_workerless", "false".to_owned()),
-                ("is_hibernated", "false".to_owned()),
+                ("is_hibernated", s.hibernated.to_string()),
             ]);
             sample(&mut out, "garden_shoot_info", &labels, 1.0);
         }
@@ -165,18 +212,19 @@ impl Garden {
                 &mut out,
                 "garden_shoot_hibernated",
                 &shoot_labels(&s.id),
-                0.0,
+                if s.hibernated { 1.0 } else { 0.0 },
             );
         }
         // As the exporter does: every operation type per shoot, the last one's state (1
         // succeeded, 2 processing, …), 0 for the others.
         out.push_str("# TYPE garden_shoot_operation_states gauge\n");
         for s in &self.shoots {
-            let (last, state) = match (s.created, s.reconcile.count > 0.0) {
-                (false, _) => ("Create", 2.0),
-                (true, false) => ("Create", 1.0),
-                (true, true) if s.api_server_down => ("Reconcile", 2.0),
-                (true, true) => ("Reconcile", 1.0),
+            let (last, state) = match (s.operation, s.created, s.reconcile.count > 0.0) {
+                (Some(scripted), _, _) => scripted,
+                (None, false, _) => ("Create", 2.0),
+                (None, true, false) => ("Create", 1.0),
+                (None, true, true) if s.api_server_down => ("Reconcile", 2.0),
+                (None, true, true) => ("Reconcile", 1.0),
             };
             for operation in ["Create", "Reconcile", "Delete", "Migrate", "Restore"] {
                 let labels = [
@@ -271,5 +319,47 @@ mod tests {
         let text = garden.metrics();
         assert!(text.contains(&format!("{creating} 1\n")), "{text}");
         assert!(text.contains("garden_shoot_operation_duration_minutes_bucket{name=\"web\",operation=\"Create\",project=\"dev\",seed=\"aws-eu1\",le=\"15.0\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn scripted_life_cycle_replaces_the_simulated_one() {
+        let id = ShootId {
+            seed: "aws-eu1".into(),
+            project: "dev".into(),
+            name: "web".into(),
+        };
+        let mut garden = Garden::new(std::slice::from_ref(&id), Duration::from_secs(60));
+        garden.set_purpose(&id, "testing");
+        garden.set_hibernated(&id, true);
+        garden.set_operation(&id, Some(("Migrate", 2.0)));
+        garden.move_to(&id, "gcp-us1");
+        let text = garden.metrics();
+        assert!(
+            text.contains("garden_shoot_hibernated{name=\"web\",project=\"dev\",technical_id=\"shoot--dev--web\""),
+            "{text}"
+        );
+        let hibernated = text
+            .lines()
+            .find(|l| l.starts_with("garden_shoot_hibernated{"))
+            .unwrap();
+        assert!(hibernated.ends_with(" 1"), "{hibernated}");
+        assert!(text.contains("is_hibernated=\"true\""), "{text}");
+        let migrating =
+            "garden_shoot_operation_states{name=\"web\",project=\"dev\",operation=\"Migrate\"} 2\n";
+        assert!(text.contains(migrating), "{text}");
+        let condition = text
+            .lines()
+            .find(|l| l.contains("condition=\"APIServerAvailable\""))
+            .unwrap();
+        for label in [
+            "operation=\"Migrate\"",
+            "purpose=\"testing\"",
+            "seed=\"gcp-us1\"",
+        ] {
+            assert!(condition.contains(label), "{label} in {condition}");
+        }
+        // A migrated shoot is still found by its namespace.
+        garden.set_api_server_down(&id, true);
+        assert!(garden.metrics().contains("condition=\"APIServerAvailable\",operation=\"Migrate\",purpose=\"testing\",is_seed=\"false\",iaas=\"local\",seed=\"gcp-us1\",has_user_errors=\"false\"} 0\n"));
     }
 }

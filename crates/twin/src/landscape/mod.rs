@@ -165,6 +165,11 @@ pub struct TwinOptions {
     pub reconcile_every: Duration,
     /// Where the temporary directory goes; default the system's temp dir.
     pub parent_dir: Option<PathBuf>,
+    /// Shoots (by name) with `purpose: testing`: Gardener deploys no shoot Prometheus for them,
+    /// only the garden reports them. Default none.
+    pub testing: Vec<String>,
+    /// How long the start waits for every shoot's series in the SLO Prometheus. Default 120 s.
+    pub ready_within: Duration,
 }
 
 impl TwinOptions {
@@ -195,6 +200,8 @@ impl TwinOptions {
             machine_roll_every: Duration::from_secs(180),
             reconcile_every: Duration::from_secs(60),
             parent_dir: None,
+            testing: Vec::new(),
+            ready_within: Duration::from_secs(120),
         }
     }
 }
@@ -206,6 +213,8 @@ pub struct TwinShoot {
     pub id: ShootId,
     /// How its seed is reached.
     pub access: SeedAccess,
+    /// `purpose: testing`: no shoot Prometheus.
+    pub testing: bool,
 }
 
 /// The agent of a firewalled seed.
@@ -233,6 +242,9 @@ pub struct Twin {
     receiver_admin: u16,
     agents: Vec<SeedAgent>,
     exporters: Vec<(String, SocketAddr)>,
+    intervals: Intervals,
+    shoot_rule_files: Vec<String>,
+    receiver_config: PathBuf,
     stop: watch::Sender<bool>,
     // Last: removed after every process is gone.
     dir: tempfile::TempDir,
@@ -352,6 +364,7 @@ impl Twin {
                         name: name.clone(),
                     },
                     access: seed.access,
+                    testing: options.testing.contains(name),
                 })
             })
             .collect();
@@ -371,6 +384,9 @@ impl Twin {
                 .collect(),
             garden: garden::Garden::new(&ids, options.reconcile_every),
         });
+        for shoot in shoots.iter().filter(|s| s.testing) {
+            world.lock().garden.set_purpose(&shoot.id, "testing");
+        }
         let (stop, stopped) = watch::channel(false);
         let mut exporters = Vec::new();
         for seed in &options.seeds {
@@ -398,7 +414,7 @@ impl Twin {
 
         // prometheus-shoot, one per shoot, started together.
         let mut starts = Vec::new();
-        for shoot in &shoots {
+        for shoot in shoots.iter().filter(|s| !s.testing) {
             let config = configs::shoot_prometheus(
                 &shoot.id,
                 exporter_of(&shoot.id.seed)?,
@@ -411,7 +427,7 @@ impl Twin {
         }
         let started = futures_util::future::join_all(starts).await;
         let mut shoot_prometheus = Vec::new();
-        for (shoot, server) in shoots.iter().zip(started) {
+        for (shoot, server) in shoots.iter().filter(|s| !s.testing).zip(started) {
             shoot_prometheus.push((shoot.id.clone(), server?));
         }
 
@@ -543,6 +559,9 @@ impl Twin {
             receiver_admin,
             agents,
             exporters,
+            intervals,
+            shoot_rule_files,
+            receiver_config,
             stop,
             dir,
         };
@@ -551,7 +570,7 @@ impl Twin {
         // without data yet would be filled from the garden and their events would start at
         // different times).
         let inputs = metric_names(&aggregate_match);
-        twin.wait_for_every_shoot(&inputs, Duration::from_secs(120))
+        twin.wait_for_every_shoot(&inputs, options.ready_within)
             .await?;
         twin.load_runtime_rules(&configs::slo_prometheus(&slo_with_rules, intervals)?)
             .await?;
@@ -583,7 +602,11 @@ impl Twin {
         names: &[String],
         within: Duration,
     ) -> Result<(), LandscapeError> {
-        let expected: Vec<String> = self.shoots.iter().map(|s| s.id.namespace()).collect();
+        let expected: Vec<(String, bool)> = self
+            .shoots
+            .iter()
+            .map(|s| (s.id.namespace(), s.testing))
+            .collect();
         let last = std::sync::Mutex::new(Vec::<String>::new());
         let result = wait_until(
             "every shoot's inputs",
@@ -607,11 +630,12 @@ impl Twin {
                     })
                 };
                 let mut missing = Vec::new();
-                for cluster in &expected {
-                    if names.is_empty() && !has(cluster, "") {
+                for (cluster, testing) in &expected {
+                    // A testing shoot has no shoot Prometheus: the garden only.
+                    if !testing && names.is_empty() && !has(cluster, "") {
                         missing.push(format!("{cluster}: shoot:*"));
                     }
-                    for name in names.iter().filter(|n| !has(cluster, n)) {
+                    for name in names.iter().filter(|n| !testing && !has(cluster, n)) {
                         missing.push(format!("{cluster}: {name}"));
                     }
                     if !garden
@@ -759,6 +783,207 @@ impl Twin {
         Ok(())
     }
 
+    /// Restarts the agent of `seed` with its clock `offset_secs` off the machine's (`0`: the
+    /// true clock), as a seed node with a drifting clock runs it: libfaketime shifts the wall
+    /// clock it stamps samples and `X-SLO-Gateway-Sent-At` with (its timers keep the true
+    /// monotonic clock).
+    pub fn restart_agent_with_clock_offset(
+        &mut self,
+        seed: &str,
+        offset_secs: i64,
+    ) -> Result<(), LandscapeError> {
+        let env = if offset_secs == 0 {
+            Vec::new()
+        } else {
+            let lib = faketime_library().ok_or(LandscapeError::NotInstalled {
+                program: "libfaketime (apt-get install faketime)",
+            })?;
+            vec![
+                ("LD_PRELOAD".to_owned(), lib.display().to_string()),
+                ("FAKETIME".to_owned(), format!("{offset_secs:+}s")),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".to_owned(), "1".to_owned()),
+                ("FAKETIME_NO_CACHE".to_owned(), "1".to_owned()),
+            ]
+        };
+        self.stop_agent(seed)?;
+        let root = self.dir.path().to_path_buf();
+        let binary = self.binary.clone();
+        let agent = self
+            .agents
+            .iter_mut()
+            .find(|a| a.seed == seed)
+            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
+        agent.process = Some(spawn_component_env(
+            &binary,
+            &root,
+            &format!("agent-{seed}"),
+            &agent.config,
+            &env,
+        )?);
+        Ok(())
+    }
+
+    /// Restarts the receiver (SIGTERM, then started again on the same ports).
+    pub fn restart_receiver(&mut self) -> Result<(), LandscapeError> {
+        self.receiver.terminate(Duration::from_secs(15));
+        self.receiver = spawn_component(
+            &self.binary,
+            self.dir.path(),
+            "receiver",
+            &self.receiver_config,
+        )?;
+        Ok(())
+    }
+
+    /// Restarts the SLO Prometheus (SIGTERM, then started again on its port and data).
+    pub async fn restart_slo(&mut self) -> Result<(), LandscapeError> {
+        self.slo.process.terminate(Duration::from_secs(30));
+        self.slo.restart().await
+    }
+
+    /// Stops seed `seed`'s prometheus-aggregate (SIGTERM).
+    pub fn stop_aggregate(&mut self, seed: &str) -> Result<(), LandscapeError> {
+        let aggregate = self
+            .aggregates
+            .iter_mut()
+            .find(|(s, _)| s == seed)
+            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
+        aggregate.1.process.terminate(Duration::from_secs(15));
+        Ok(())
+    }
+
+    /// Starts seed `seed`'s stopped prometheus-aggregate again.
+    pub async fn start_aggregate(&mut self, seed: &str) -> Result<(), LandscapeError> {
+        let aggregate = self
+            .aggregates
+            .iter_mut()
+            .find(|(s, _)| s == seed)
+            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
+        aggregate.1.restart().await
+    }
+
+    /// Stops a shoot's prometheus-shoot (SIGTERM; gardenlet scaling it to 0).
+    pub fn stop_shoot_prometheus(&mut self, shoot: &str) -> Result<(), LandscapeError> {
+        let id = self.shoot(shoot)?.id.clone();
+        if let Some((_, p)) = self.shoot_prometheus.iter_mut().find(|(i, _)| *i == id) {
+            p.process.terminate(Duration::from_secs(15));
+        }
+        Ok(())
+    }
+
+    /// Starts a shoot's stopped prometheus-shoot again.
+    pub async fn start_shoot_prometheus(&mut self, shoot: &str) -> Result<(), LandscapeError> {
+        let id = self.shoot(shoot)?.id.clone();
+        match self.shoot_prometheus.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, p)) => p.restart().await,
+            None => Err(LandscapeError::UnknownShoot(shoot.to_owned())),
+        }
+    }
+
+    /// Fails `shoot`'s seed-side probe alone (one probe source down), or heals it.
+    pub fn set_seed_probe_down(&self, shoot: &str, down: bool) -> Result<(), LandscapeError> {
+        let id = self.shoot(shoot)?.id.clone();
+        self.world
+            .with_plane(&id, |p| p.set_seed_probe_down(down))
+            .then_some(())
+            .ok_or_else(|| LandscapeError::UnknownShoot(shoot.to_owned()))
+    }
+
+    /// Scales `shoot`'s API server down (`true`: probes fail, its endpoint answers 503) or up,
+    /// without telling the garden: hibernation and migration, where Gardener's conditions do
+    /// not report an outage.
+    pub fn set_api_server_scaled_down(
+        &self,
+        shoot: &str,
+        down: bool,
+    ) -> Result<(), LandscapeError> {
+        let id = self.shoot(shoot)?.id.clone();
+        self.world
+            .with_plane(&id, |p| p.set_outage(down))
+            .then_some(())
+            .ok_or_else(|| LandscapeError::UnknownShoot(shoot.to_owned()))
+    }
+
+    /// Scripts what the garden exporter reports about `shoot`: its last operation (`None`: the
+    /// simulated cycle), `status.isHibernated`, and its seed.
+    pub fn set_garden(&self, shoot: &str, change: GardenChange) -> Result<(), LandscapeError> {
+        let id = self.shoot(shoot)?.id.clone();
+        let mut world = self.world.lock();
+        match change {
+            GardenChange::Operation(op) => world.garden.set_operation(&id, op),
+            GardenChange::Hibernated(h) => world.garden.set_hibernated(&id, h),
+            GardenChange::Seed(seed) => world.garden.move_to(&id, &seed),
+        }
+        Ok(())
+    }
+
+    /// Restores `shoot`'s control plane in seed `to` (the end of a control-plane migration):
+    /// its control plane now answers on `to`'s listener, its old prometheus-shoot is gone and
+    /// a new one runs in `to`, federated by `to`'s aggregate.
+    pub async fn restore_control_plane(
+        &mut self,
+        shoot: &str,
+        to: &str,
+    ) -> Result<(), LandscapeError> {
+        let old = self.shoot(shoot)?.clone();
+        let access = self
+            .shoots
+            .iter()
+            .find(|s| s.id.seed == to)
+            .map(|s| s.access)
+            .or_else(|| {
+                self.agents
+                    .iter()
+                    .any(|a| a.seed == to)
+                    .then_some(SeedAccess::Firewalled)
+            })
+            .unwrap_or(SeedAccess::Reachable);
+        let mut id = old.id.clone();
+        id.seed = to.to_owned();
+        if let Some(i) = self.shoot_prometheus.iter().position(|(i, _)| *i == old.id) {
+            let (_, mut p) = self.shoot_prometheus.remove(i);
+            p.process.terminate(Duration::from_secs(15));
+        }
+        self.world.with_plane(&old.id, |p| p.move_to(to));
+        let exporter = self
+            .exporters
+            .iter()
+            .find(|(s, _)| s == to)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| LandscapeError::UnknownSeed(to.to_owned()))?;
+        let config =
+            configs::shoot_prometheus(&id, exporter, self.intervals, &self.shoot_rule_files)?;
+        let name = format!("prometheus-shoot-{}-{to}", id.namespace());
+        let server = PrometheusServer::start(&name, self.dir.path(), &config, &[]).await?;
+        self.shoot_prometheus.push((id.clone(), server));
+        if let Some(s) = self.shoots.iter_mut().find(|s| s.id == old.id) {
+            s.id = id;
+            s.access = access;
+        }
+        for seed in [old.id.seed.as_str(), to] {
+            self.reload_aggregate(seed)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites seed `seed`'s aggregate config from the shoot Prometheus servers in it and
+    /// reloads it.
+    fn reload_aggregate(&self, seed: &str) -> Result<(), LandscapeError> {
+        let targets: Vec<String> = self
+            .shoot_prometheus
+            .iter()
+            .filter(|(id, _)| id.seed == seed)
+            .map(|(_, p)| format!("127.0.0.1:{}", p.port))
+            .collect();
+        let Some((_, aggregate)) = self.aggregates.iter().find(|(s, _)| s == seed) else {
+            return Err(LandscapeError::UnknownSeed(seed.to_owned()));
+        };
+        let config = configs::aggregate_prometheus(seed, &targets, self.intervals)?;
+        write(&aggregate.dir.join("prometheus.yml"), &config)?;
+        aggregate.process.hangup();
+        Ok(())
+    }
+
     /// The end of the receiver's and agents' logs, for error messages.
     pub fn logs(&self) -> String {
         let mut out = format!(
@@ -893,18 +1118,57 @@ fn generate_rules(binary: &Path, spec: &Path, out: &Path) -> Result<(), Landscap
     Ok(())
 }
 
+/// A change to what the garden exporter reports about one shoot.
+#[derive(Debug, Clone)]
+pub enum GardenChange {
+    /// The last operation (type, state: 1 succeeded, 2 processing), `None`: the simulated
+    /// create/reconcile cycle.
+    Operation(Option<(&'static str, f64)>),
+    /// `status.isHibernated`.
+    Hibernated(bool),
+    /// `spec.seedName`.
+    Seed(String),
+}
+
+/// libfaketime's preload library, where Debian's `faketime` package puts it (or
+/// `$FAKETIME_LIB`).
+fn faketime_library() -> Option<PathBuf> {
+    std::env::var_os("FAKETIME_LIB")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+                "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+                "/usr/lib/faketime/libfaketimeMT.so.1",
+            ]
+            .map(PathBuf::from),
+        )
+        .find(|p| p.exists())
+}
+
 fn spawn_component(
     binary: &Path,
     root: &Path,
     name: &str,
     config: &Path,
 ) -> Result<Process, LandscapeError> {
+    spawn_component_env(binary, root, name, config, &[])
+}
+
+fn spawn_component_env(
+    binary: &Path,
+    root: &Path,
+    name: &str,
+    config: &Path,
+    env: &[(String, String)],
+) -> Result<Process, LandscapeError> {
     let role = if name.starts_with("agent") {
         "agent"
     } else {
         "receiver"
     };
-    Process::spawn(
+    Process::spawn_env(
         name,
         root,
         binary,
@@ -913,6 +1177,7 @@ fn spawn_component(
             "--config".into(),
             config.display().to_string(),
         ],
+        env,
     )
 }
 

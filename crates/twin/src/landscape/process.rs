@@ -108,6 +108,17 @@ impl Process {
         program: &Path,
         args: &[String],
     ) -> Result<Self, LandscapeError> {
+        Self::spawn_env(name, dir, program, args, &[])
+    }
+
+    /// [`Self::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        dir: &Path,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Self, LandscapeError> {
         let log = dir.join(format!("{name}.log"));
         let io = |what: String| move |source| LandscapeError::Io { what, source };
         let out = std::fs::OpenOptions::new()
@@ -124,6 +135,7 @@ impl Process {
             .stdout(out)
             .stderr(err)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .map_err(|source| LandscapeError::Spawn {
                 program: program.display().to_string(),
@@ -176,6 +188,16 @@ impl Process {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// SIGHUP (Prometheus reloads its config).
+    pub fn hangup(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-HUP")
+                .arg(child.id().to_string())
+                .status();
+        }
     }
 
     /// Everything logged so far.
@@ -434,29 +456,34 @@ impl AlertmanagerServer {
 
     /// Every alert Alertmanager holds (active, suppressed and unprocessed).
     pub async fn alerts(&self) -> Result<Vec<AlertState>, LandscapeError> {
-        let resp = get_json(http_client()?.get(format!("{}/api/v2/alerts", self.url()))).await?;
-        let alerts = resp.as_array().cloned().unwrap_or_default();
-        Ok(alerts
-            .iter()
-            .map(|a| AlertState {
-                labels: a["labels"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                state: a["status"]["state"].as_str().unwrap_or_default().to_owned(),
-                inhibited_by: a["status"]["inhibitedBy"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|f| f.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect())
+        alerts_at(&self.url()).await
     }
+}
+
+/// Every alert the Alertmanager at `url` holds (active, suppressed and unprocessed).
+pub async fn alerts_at(url: &str) -> Result<Vec<AlertState>, LandscapeError> {
+    let resp = get_json(http_client()?.get(format!("{url}/api/v2/alerts"))).await?;
+    let alerts = resp.as_array().cloned().unwrap_or_default();
+    Ok(alerts
+        .iter()
+        .map(|a| AlertState {
+            labels: a["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            state: a["status"]["state"].as_str().unwrap_or_default().to_owned(),
+            inhibited_by: a["status"]["inhibitedBy"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|f| f.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect())
 }
