@@ -752,11 +752,7 @@ impl Twin {
 
     /// Stops the agent of firewalled seed `seed` (SIGTERM, as a seed outage or a rollout would).
     pub fn stop_agent(&mut self, seed: &str) -> Result<(), LandscapeError> {
-        let agent = self
-            .agents
-            .iter_mut()
-            .find(|a| a.seed == seed)
-            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
+        let agent = self.agent_mut(seed)?;
         if let Some(mut p) = agent.process.take() {
             p.terminate(Duration::from_secs(15));
         }
@@ -765,22 +761,35 @@ impl Twin {
 
     /// Starts the agent of `seed` again (its queue delivers what it held).
     pub fn start_agent(&mut self, seed: &str) -> Result<(), LandscapeError> {
+        self.start_agent_with_env(seed, &[])
+    }
+
+    /// Starts the agent of `seed`, unless it runs, with `env` added to its environment.
+    fn start_agent_with_env(
+        &mut self,
+        seed: &str,
+        env: &[(String, String)],
+    ) -> Result<(), LandscapeError> {
         let root = self.dir.path().to_path_buf();
         let binary = self.binary.clone();
-        let agent = self
-            .agents
-            .iter_mut()
-            .find(|a| a.seed == seed)
-            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
+        let agent = self.agent_mut(seed)?;
         if agent.process.is_none() {
-            agent.process = Some(spawn_component(
+            agent.process = Some(spawn_component_env(
                 &binary,
                 &root,
                 &format!("agent-{seed}"),
                 &agent.config,
+                env,
             )?);
         }
         Ok(())
+    }
+
+    fn agent_mut(&mut self, seed: &str) -> Result<&mut SeedAgent, LandscapeError> {
+        self.agents
+            .iter_mut()
+            .find(|a| a.seed == seed)
+            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))
     }
 
     /// Restarts the agent of `seed` with its clock `offset_secs` off the machine's (`0`: the
@@ -806,21 +815,7 @@ impl Twin {
             ]
         };
         self.stop_agent(seed)?;
-        let root = self.dir.path().to_path_buf();
-        let binary = self.binary.clone();
-        let agent = self
-            .agents
-            .iter_mut()
-            .find(|a| a.seed == seed)
-            .ok_or_else(|| LandscapeError::UnknownSeed(seed.to_owned()))?;
-        agent.process = Some(spawn_component_env(
-            &binary,
-            &root,
-            &format!("agent-{seed}"),
-            &agent.config,
-            &env,
-        )?);
-        Ok(())
+        self.start_agent_with_env(seed, &env)
     }
 
     /// Restarts the receiver (SIGTERM, then started again on the same ports).

@@ -174,10 +174,7 @@ impl Process {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        send_signal(&child, "TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -193,10 +190,7 @@ impl Process {
     /// SIGHUP (Prometheus reloads its config).
     pub fn hangup(&self) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg("-HUP")
-                .arg(child.id().to_string())
-                .status();
+            send_signal(child, "HUP");
         }
     }
 
@@ -486,4 +480,13 @@ pub async fn alerts_at(url: &str) -> Result<Vec<AlertState>, LandscapeError> {
                 .unwrap_or_default(),
         })
         .collect())
+}
+
+/// Sends `signal` (`TERM`, `HUP`) to `child` with kill(1): the crate forbids `unsafe`, and the
+/// standard library only sends SIGKILL.
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
 }
