@@ -28,15 +28,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --locked --bin slo-gateway
-rules() { "$CARGO_TARGET_DIR/debug/slo-gateway" rules "$@"; }
+# The binary under test: $SLO_GATEWAY_BIN when set (.ci/run passes the one `cargo test --no-run`
+# built, so the checks add no build with other features), else a debug build.
+if [[ -z "${SLO_GATEWAY_BIN:-}" ]]; then
+  cargo build --quiet --locked --bin slo-gateway
+  SLO_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/slo-gateway"
+fi
+rules() { "$SLO_GATEWAY_BIN" rules "$@"; }
 
 fail() { echo "rules-check: FAIL: $*" >&2; exit 1; }
+# Each step names the seconds since the start, so a slow one shows in the log.
+step() { echo "== [${SECONDS}s] $*"; }
 
-echo "== rules check config/slos.yaml"
+step "rules check config/slos.yaml"
 rules check --spec config/slos.yaml
 
-echo "== an invalid spec is rejected with file:line"
+step "an invalid spec is rejected with file:line"
 printf 'version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 100\n    sli: {catalog: nope}\n' >"$tmp/bad.yaml"
 if rules check --spec "$tmp/bad.yaml" 2>"$tmp/bad.err"; then
   fail "invalid spec accepted"
@@ -44,7 +51,7 @@ fi
 grep -q "bad.yaml:5: error: slos\[0\].objective" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "objective error not located"; }
 grep -q "bad.yaml:6: error: slos\[0\].sli.catalog: unknown catalog SLI" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "catalog error not located"; }
 
-echo "== a runtime SLI on a series that never reaches the SLO Prometheus is rejected"
+step "a runtime SLI on a series that never reaches the SLO Prometheus is rejected"
 printf 'version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    sli:\n      events:\n        error_query: sum by ({{.by}}) (rate(apiserver_request_total{code=~"5.."}[{{.window}}]))\n        total_query: sum by ({{.by}}) (rate(apiserver_request_total[{{.window}}]))\n' >"$tmp/unreachable.yaml"
 if rules check --spec "$tmp/unreachable.yaml" 2>"$tmp/unreachable.err"; then
   fail "runtime SLI on apiserver_request_total accepted"
@@ -52,7 +59,7 @@ fi
 grep -q 'unreachable.yaml:7: error: slos\[0\].sli.events: runtime rule `slo:sli_events:bad` of SLO "s-a" reads `apiserver_request_total{code=~"5.."}`, which cannot reach the SLO Prometheus' "$tmp/unreachable.err" \
   || { cat "$tmp/unreachable.err"; fail "unreachable series not named"; }
 
-echo "== a catalog SLI whose metric Gardener lacks is off unless declared"
+step "a catalog SLI whose metric Gardener lacks is off unless declared"
 printf 'version: slo-gateway/v1\nservice: s\nslos:\n  - name: a\n    objective: 99\n    grouping: [seed]\n    sli: {catalog: shoot-creation-latency}\n' >"$tmp/off.yaml"
 if rules check --spec "$tmp/off.yaml" 2>"$tmp/off.err"; then
   fail "shoot-creation-latency accepted without available_metrics"
@@ -61,7 +68,7 @@ grep -q 'needs `garden_shoot_operation_duration_minutes_bucket`' "$tmp/off.err" 
 printf 'available_metrics: [garden_shoot_operation_duration_minutes_bucket]\n' >>"$tmp/off.yaml"
 rules check --spec "$tmp/off.yaml"
 
-echo "== generate"
+step "generate"
 rules --spec config/slos.yaml --out "$tmp/out"
 for spec in tests/rules/specs/*.yaml; do
   case="$(basename "$spec" .yaml)"
@@ -74,15 +81,15 @@ for f in prometheus-rules.yaml prometheusrule.yaml shoot/prometheus-rules.yaml s
   [[ -s "$tmp/out/$f" ]] || fail "$f not generated"
 done
 
-echo "== golden files are what the generator writes (promtool tests run on them)"
+step "golden files are what the generator writes (promtool tests run on them)"
 diff -ru tests/rules/golden "$tmp/golden" \
   || fail "golden files are stale: UPDATE_GOLDEN=1 cargo test --test it rules::"
 
-echo "== promtool check rules (runtime and shoot tier)"
+step "promtool check rules (runtime and shoot tier)"
 promtool check rules "$tmp/out/prometheus-rules.yaml" "$tmp/out/shoot/prometheus-rules.yaml" \
   "$tmp"/golden/*/prometheus-rules.yaml "$tmp"/golden/*/shoot/prometheus-rules.yaml
 
-echo "== promtool test rules, groups evaluated first to last and last to first"
+step "promtool test rules, groups evaluated first to last and last to first"
 # Prometheus evaluates rule groups independently, so a rule reading another group's output may
 # lag one interval behind it, and promtool runs groups in a random order. Each test runs in both
 # fixed orders: an assertion that holds only for some orders fails here on every run, not now
@@ -105,10 +112,10 @@ ls -S "$tmp"/promtool/*.yaml | xargs -P2 -n1 sh -c 'promtool test rules "$0" >"$
   || fail "promtool test rules failed in a fixed group order (logs above)"
 grep -h -A1 '^Unit Testing' "$tmp"/promtool/*.log
 
-echo "== amtool check-config"
+step "amtool check-config"
 amtool check-config "$tmp/out/alertmanager.yaml" "$tmp"/golden/*/alertmanager.yaml
 
-echo "== amtool config routes test"
+step "amtool config routes test"
 route() { # expected receiver, labels…
   local want="$1"; shift
   local got
@@ -128,7 +135,7 @@ route sre-pager alertname=SLOGatewaySeedUncovered seed=aws-eu3 severity=page
 route sre-tickets alertname=SLOGatewaySeedClockSkew seed=aws-eu2 severity=ticket
 route sre-default alertname=Unrelated
 
-echo "== inhibition in a real Alertmanager (golden/twin: group_wait 5s)"
+step "inhibition in a real Alertmanager (golden/twin: group_wait 5s)"
 am_port=""
 for _ in $(seq 20); do
   candidate=$((20000 + RANDOM % 30000))
@@ -168,8 +175,8 @@ if grep 'sloth_severity="page"' <<<"$inhibited" | grep -q 'shoot--p--b'; then
 fi
 echo "  inhibited: seed s1's page (by SLOGatewaySeedSilent), seed s3's (by SLOGatewaySeedUncovered), shoot--p--b's ticket (by its page)"
 
-echo "== rule-cost benchmark harness on a tiny landscape (20 shoots × 1 day; a check, not timed)"
-SLO_GATEWAY="$CARGO_TARGET_DIR/debug/slo-gateway" RULE_COST_DIR="$tmp/rule-cost" scripts/rule-cost.sh --check 20x1 >"$tmp/rule-cost.log" 2>&1 \
+step "rule-cost benchmark harness on a tiny landscape (20 shoots × 1 day; a check, not timed)"
+SLO_GATEWAY="$SLO_GATEWAY_BIN" RULE_COST_DIR="$tmp/rule-cost" scripts/rule-cost.sh --check 20x1 >"$tmp/rule-cost.log" 2>&1 \
   || { cat "$tmp/rule-cost.log"; fail "scripts/rule-cost.sh --check 20x1"; }
 grep -E '^(--|SUMMARY)' "$tmp/rule-cost.log" | sed 's/^/  /'
 

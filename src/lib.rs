@@ -27,7 +27,9 @@
 //! - `crates/twin` ([`landscape`], [`demo`]): the landscape twin and the demo; test and demo
 //!   support, unpublished.
 //! - `crates/testkit`: the integration tests' kit (builders for receiver, agent, federate source
-//!   and sink; real processes; one `eventually`); a dev-dependency only, unpublished.
+//!   and sink; real processes); a dev-dependency only, unpublished.
+//! - `crates/test-wait`: the one `eventually` and the heavy-test slots, a leaf on tokio alone so
+//!   that the agent's own tests share it; a dev-dependency only, unpublished.
 
 pub mod check_config;
 

@@ -28,6 +28,7 @@ use crate::metrics::{DropReason, ScrapeResult};
 use certs::{write_dev_pki, DevPki};
 use common::tls::ServerFiles;
 use remote_write::{decode_write_request, is_stale_marker, WriteRequest};
+use test_wait::eventually;
 
 /// The `/federate` stub: serves `body`, records each query string.
 #[derive(Debug, Default)]
@@ -361,14 +362,13 @@ impl Running {
     }
 }
 
+/// [`eventually`] for a synchronous condition, with the 30 s these tests allow (tokio's clock:
+/// paused in most of them, so the wait costs nothing).
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..1500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
+    eventually(what, || std::future::ready(condition()))
+        .within(Duration::from_secs(30))
+        .every(Duration::from_millis(20))
+        .await;
 }
 
 /// Samples the agent queued: scraped, minus skipped, plus stale markers.

@@ -56,9 +56,8 @@ pub mod agent;
 pub mod browser;
 pub mod pipeline;
 pub mod processes;
-mod wait;
 
-pub use wait::{eventually, heavy, heavy_blocking, patient, Load};
+pub use test_wait::{eventually, heavy, heavy_blocking, patient, HeavySlot, Load};
 
 // ---------------------------------------------------------------------------------------------
 // PKI

@@ -181,12 +181,13 @@ where
 // Heavy tests
 // ---------------------------------------------------------------------------------------------
 
-/// How many [`heavy`] slots there are: `SLO_GATEWAY_TEST_HEAVY`, 3 when unset. Tests whose
-/// processes mostly wait (pipelines, the twin) take one each; a CPU-bound test takes two.
+/// How many [`heavy`] slots there are: `SLO_GATEWAY_TEST_HEAVY`, 10 when unset. Tests whose
+/// processes mostly wait on the clock (pipelines through outages, the twin) use a few percent
+/// of a core: ten of them side by side kept a 2-core machine under a tenth busy.
 fn heavy_slots() -> u32 {
     static SLOTS: OnceLock<u32> = OnceLock::new();
     *SLOTS.get_or_init(|| match std::env::var("SLO_GATEWAY_TEST_HEAVY") {
-        Err(_) => 3,
+        Err(_) => 10,
         Ok(text) => match text.trim().parse::<u32>() {
             Ok(n) if n > 0 => n,
             _ => panic!("SLO_GATEWAY_TEST_HEAVY={text:?} is not a positive whole number"),
@@ -199,6 +200,12 @@ fn heavy_semaphore() -> &'static Semaphore {
     HEAVY.get_or_init(|| Semaphore::new(heavy_slots() as usize))
 }
 
+/// One CPU-bound test at a time, whatever the slots.
+fn cpu_semaphore() -> &'static Semaphore {
+    static CPU: Semaphore = Semaphore::const_new(1);
+    &CPU
+}
+
 /// How much of the machine a heavy test takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Load {
@@ -206,30 +213,105 @@ pub enum Load {
     /// landscape twin: its two dozen processes use about a twentieth of a core): one slot.
     Processes,
     /// Processes that keep the cores busy for the whole test (a 100,000-series explosion
-    /// through debug builds): two slots, so two of them never share the two cores CI has.
+    /// through debug builds): one slot and the one CPU turn, so two of them never share the
+    /// cores.
     Cpu,
 }
 
+/// What [`heavy`] hands out: the slot (and the CPU turn) until dropped.
+#[derive(Debug)]
+#[must_use = "the slot is given back when this is dropped"]
+pub struct HeavySlot {
+    _slot: SemaphorePermit<'static>,
+    _cpu: Option<SemaphorePermit<'static>>,
+}
+
 /// Waits for a slot for a test that starts real processes and holds it until dropped: at most
-/// `SLO_GATEWAY_TEST_HEAVY` slots (3 unless set) are taken at once, a CPU-bound test takes two
-/// (or all, when fewer are set). Light tests do not take slots and run beside. The slots are fair (first come, first
-/// served) and a failing test gives its slot back when it unwinds.
-pub async fn heavy(load: Load) -> SemaphorePermit<'static> {
-    let slots = match load {
-        Load::Processes => 1,
-        Load::Cpu => heavy_slots().min(2),
+/// `SLO_GATEWAY_TEST_HEAVY` (10 unless set) such tests at once, of them one CPU-bound. Light
+/// tests do not take slots and run beside. The slots are fair (first come, first served) and a
+/// failing test gives its slot back when it unwinds.
+pub async fn heavy(load: Load) -> HeavySlot {
+    // The CPU turn first: a CPU-bound test waiting for it holds no slot meanwhile.
+    let cpu = match load {
+        Load::Processes => None,
+        Load::Cpu => Some(cpu_semaphore().acquire().await.expect("never closed")),
     };
-    heavy_semaphore()
-        .acquire_many(slots)
+    let slot = heavy_semaphore()
+        .acquire()
         .await
-        .expect("the heavy-test semaphore is never closed")
+        .expect("the heavy-test semaphore is never closed");
+    HeavySlot {
+        _slot: slot,
+        _cpu: cpu,
+    }
 }
 
 /// [`heavy`] for a test without a runtime (a plain `#[test]`).
-pub fn heavy_blocking(load: Load) -> SemaphorePermit<'static> {
+pub fn heavy_blocking(load: Load) -> HeavySlot {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("a current-thread runtime")
         .block_on(heavy(load))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn cpu_bound_tests_take_turns_and_process_tests_run_beside() {
+        let first = heavy(Load::Cpu).await;
+        let beside = tokio::time::timeout(Duration::from_secs(5), heavy(Load::Processes)).await;
+        assert!(beside.is_ok(), "a process test runs beside a CPU-bound one");
+        let second = tokio::time::timeout(Duration::from_millis(100), heavy(Load::Cpu)).await;
+        assert!(
+            second.is_err(),
+            "a second CPU-bound test waits for the first"
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), heavy(Load::Cpu)).await;
+        assert!(second.is_ok(), "and runs once the first is done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn returns_the_value_once_the_check_succeeds() {
+        let start = Instant::now();
+        let attempts = Cell::new(0);
+        let value = eventually("the third attempt", || {
+            attempts.set(attempts.get() + 1);
+            std::future::ready((attempts.get() >= 3).then_some(attempts.get()))
+        })
+        .every(Duration::from_secs(1))
+        .await;
+        assert_eq!(value, 3);
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2),
+            "two waits of `every` on tokio's clock"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn times_out_naming_what_was_awaited_and_the_last_reason() {
+        let start = Instant::now();
+        let error = eventually("a ready upstream", || async {
+            Err::<(), _>("connection refused")
+        })
+        .within(Duration::from_secs(5))
+        .every(Duration::from_secs(1))
+        .try_wait()
+        .await
+        .unwrap_err();
+        assert!(
+            error.contains("waiting for a ready upstream: connection refused"),
+            "{error}"
+        );
+        assert!(
+            start.elapsed() >= patient(Duration::from_secs(5)),
+            "gave up at the deadline, not before"
+        );
+    }
 }
