@@ -3,7 +3,9 @@
 //! Run: `cargo bench --bench exposition -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use slo_gateway::exposition::{parse_line, parse_samples, Entry, LineSplitter};
+use slo_gateway::exposition::{
+    parse_line, parse_line_reusing, parse_samples, recycle_labels, Entry, LineSplitter,
+};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -19,6 +21,23 @@ fn bench(c: &mut Criterion) {
             let mut n = 0usize;
             for s in parse_samples(black_box(&body)) {
                 n += s.map_or(0, |s| s.labels.len());
+            }
+            n
+        })
+    });
+    // The agent's own path (crates/agent/src/series.rs): one label vector handed from line to
+    // line, so parsing allocates nothing.
+    group.bench_function("parse_line_reusing_10k_series", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            let mut labels = Vec::new();
+            for line in black_box(&body).split('\n') {
+                if let Ok(Entry::Sample(s)) = parse_line_reusing(line, recycle_labels(labels)) {
+                    n += s.labels.len();
+                    labels = recycle_labels(s.labels);
+                } else {
+                    labels = Vec::new();
+                }
             }
             n
         })

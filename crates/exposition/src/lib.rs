@@ -55,6 +55,7 @@
 use std::borrow::Cow;
 
 mod parse;
+mod scan;
 mod split;
 mod write;
 

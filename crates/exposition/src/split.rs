@@ -1,5 +1,6 @@
 //! Incremental line splitting for bodies that arrive in chunks (HTTP streaming).
 
+use super::scan::first_of;
 use super::{LineError, ParseError, ParseErrorKind};
 
 /// Incremental line splitting for streamed bodies: buffers a partial last line between chunks.
@@ -50,7 +51,11 @@ impl LineSplitter {
     /// Line numbers are 1-based and count every line, including reported ones.
     pub fn push(&mut self, chunk: &[u8], mut on_line: impl FnMut(usize, Result<&str, LineError>)) {
         let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        loop {
+            let nl = first_of(rest, 0, [b'\n']);
+            if nl == rest.len() {
+                break;
+            }
             let (part, tail) = (&rest[..nl], &rest[nl + 1..]);
             rest = tail;
             self.line += 1;

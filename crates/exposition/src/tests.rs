@@ -685,3 +685,23 @@ proptest! {
         s.finish(&mut check);
     }
 }
+
+proptest! {
+    /// The eight-bytes-a-step scan of label values finds what a byte-by-byte scan finds, wherever
+    /// the special byte sits in a word and whatever surrounds it.
+    #[test]
+    fn label_value_scan_matches_a_byte_scan(
+        bytes in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), Just(b'\n'), Just(0u8), Just(0x80u8), Just(0xffu8), any::<u8>()],
+            0..40,
+        ),
+        from in 0usize..40,
+    ) {
+        let from = from.min(bytes.len());
+        let expected = bytes[from..]
+            .iter()
+            .position(|b| matches!(b, b'"' | b'\\' | b'\n'))
+            .map_or(bytes.len(), |p| from + p);
+        prop_assert_eq!(scan::first_of(&bytes, from, [b'"', b'\\', b'\n']), expected);
+    }
+}
