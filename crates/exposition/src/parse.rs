@@ -385,15 +385,25 @@ fn unescape_help(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The value of `b` when it is 1 to `max_digits` (at most 19) ASCII digits and nothing else: the
+/// fast path of values and timestamps, which skips the general parsers for plain integers.
+fn unsigned_decimal(b: &[u8], max_digits: usize) -> Option<u64> {
+    debug_assert!(max_digits <= 19, "20 digits may overflow a u64");
+    if b.is_empty() || b.len() > max_digits || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        b.iter()
+            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')),
+    )
+}
+
 /// Parses a sample value the way Prometheus does: Go's `strconv.ParseFloat` minus hex floats and
 /// `_` (Rust's grammar lacks those too), with signed NaN and out-of-range values rejected as Go does.
 fn parse_value(s: &str) -> Result<f64, ParseErrorKind> {
     let b = s.as_bytes();
     // Fast path for the common small integers (counters, 0/1 gauges): exact in f64 up to 15 digits.
-    if !b.is_empty() && b.len() <= 15 && b.iter().all(u8::is_ascii_digit) {
-        let n = b
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+    if let Some(n) = unsigned_decimal(b, 15) {
         return Ok(n as f64);
     }
     let v: f64 = s.parse().map_err(|_| ParseErrorKind::InvalidValue)?;
@@ -417,11 +427,8 @@ fn parse_timestamp(s: &str) -> Result<i64, ParseErrorKind> {
     use std::num::IntErrorKind;
     // Fast path for what every federate line carries: an unsigned 13-digit millisecond time (18
     // digits never overflow an i64).
-    let b = s.as_bytes();
-    if !b.is_empty() && b.len() <= 18 && b.iter().all(u8::is_ascii_digit) {
-        return Ok(b
-            .iter()
-            .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0')));
+    if let Some(n) = unsigned_decimal(s.as_bytes(), 18) {
+        return Ok(n as i64);
     }
     s.parse::<i64>().map_err(|e| match e.kind() {
         IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
