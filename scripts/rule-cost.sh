@@ -113,11 +113,11 @@ CFG
     sleep "$run"
     echo "-- $point $shape"
     python3 scripts/rule_cost.py measure "$url" "$work/$shape.yaml" "$eval" "$quiet" | tee "$dir/$shape.txt"
-    if [[ "$shape" == new ]]; then python3 scripts/rule_cost.py accuracy "$url" | tee -a "$dir/$shape.txt"; fi
+    if [[ "$shape" == new ]]; then python3 scripts/rule_cost.py accuracy "$url" "$work/$shape.yaml" | tee -a "$dir/$shape.txt"; fi
     if ((check)); then
       grep -q '"failures": 0.0' "$dir/$shape.txt" || fail "$shape: rule evaluation failures"
-      n=$(curl -sf "$url/api/v1/query" --data-urlencode 'query=count(slo:sli_error:ratio_rate5m)' | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
-      [[ "$n" == "$shoots" ]] || fail "$shape: slo:sli_error:ratio_rate5m for $n shoots, want $shoots"
+      n=$(curl -sf "$url/api/v1/query" --data-urlencode 'query=count(slo:sli_events:total)' | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
+      [[ "$n" == "$shoots" ]] || fail "$shape: slo:sli_events:total for $n shoots, want $shoots"
     fi
     kill "$ppid" "$ipid"; wait "$ppid" 2>/dev/null || true; wait "$ipid" 2>/dev/null || true
     pids=()

@@ -1,8 +1,7 @@
 //! Writes OpenMetrics for `scripts/rule-cost.sh`: what an SLO Prometheus holds after running the
 //! generated rules of one SLO (apiserver-availability, `sloth_id` given) for `days` days over
 //! `shoots` shoots. Per shoot, `slo:sli_events:bad|total` every `step` seconds, their 5-minute
-//! and hourly rollups (exact sums of those events, aligned to 5 m / 1 h) and the hourly period
-//! SLI; one file per aligned block range of `block` seconds, so each `promtool tsdb
+//! and hourly rollups (exact sums of those events, aligned to 5 m / 1 h); one file per aligned block range of `block` seconds, so each `promtool tsdb
 //! create-blocks-from openmetrics` call reads its file once. Also writes `inputs.prom`, one
 //! scrape of the live inputs (`shoot:slo_apiserver_availability:bad|total` as
 //! prometheus-aggregate federates them, `garden_shoot_*` as prometheus-garden does).
@@ -126,18 +125,6 @@ fn main() -> std::io::Result<()> {
                         t += every;
                     }
                 }
-            }
-        }
-        writeln!(w, "# TYPE slo:sli_error_hourly:ratio_rate4w gauge")?;
-        for s in 0..shoots {
-            let l = labels(s);
-            let mut t = lo.div_ceil(3600) * 3600;
-            while t < hi {
-                writeln!(
-                    w,
-                    "slo:sli_error_hourly:ratio_rate4w{{{l},{ID},sloth_window=\"4w\"}} 0.0009 {t}"
-                )?;
-                t += 3600;
             }
         }
         writeln!(w, "# EOF")?;

@@ -869,11 +869,9 @@ async fn the_generated_rules_run_unchanged_on_vmalert_over_victoriametrics_and_p
         alerts.iter().all(|a| a.label("cluster") == FAILING),
         "only {FAILING} may alert: {alerts:?}"
     );
-    // The healthy shoot was evaluated (its windows are recorded, at 0), not merely absent.
+    // The healthy shoot was evaluated (its bad events are recorded, at 0), not merely absent.
     let healthy = vm
-        .query(&format!(
-            "slo:sli_error:ratio_rate5m{{cluster=\"{HEALTHY}\"}}"
-        ))
+        .query(&format!("slo:sli_events:bad{{cluster=\"{HEALTHY}\"}}"))
         .await
         .unwrap();
     assert_eq!(healthy.len(), 2, "{healthy:?}");

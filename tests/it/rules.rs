@@ -1316,20 +1316,23 @@ fn dashboards_show_slos_per_seed_and_shoot() {
         assert_eq!(names, ["seed", "cluster"]);
         assert_eq!(
             vars[1]["spec"]["plugin"]["spec"]["matchers"][0],
-            format!("slo:period_error_budget_remaining:ratio{{sloth_service=\"{service}\", seed=~\"$seed\"}}")
+            format!("{{__name__=~\"slo:sli_error:ratio_rate.+\", sloth_service=\"{service}\", seed=~\"$seed\"}}")
         );
         for v in vars {
             check_plugin(&v["spec"]["plugin"], datasource);
         }
-        // The budget series is recorded from the per-group SLI, so it carries the grouping labels.
-        let budget = rules_of(&files, "prometheus-rules.yaml")
+        // The period's ratio (variables, SLI and budget panels) is recorded per group from the
+        // events or their rollups, so it carries the grouping labels.
+        let period = rules_of(&files, "prometheus-rules.yaml")
             .into_iter()
-            .find(|r| r["record"] == "slo:period_error_budget_remaining:ratio")
+            .find(|r| {
+                r["record"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("slo:sli_error:ratio_rate"))
+                    && r["labels"]["sloth_service"] == service
+            })
             .unwrap();
-        assert!(budget["expr"]
-            .as_str()
-            .unwrap()
-            .starts_with("1 - slo:period_burn_rate:ratio{"));
+        assert!(period["expr"].as_str().unwrap().contains("slo:sli_events"));
         let panels = config["panels"].as_object().unwrap();
         let mut kinds = BTreeMap::new();
         for (key, panel) in panels {

@@ -49,11 +49,14 @@
 //!
 //! - `prometheus-rules.yaml` and `prometheusrule.yaml` (SLO Prometheus; `PrometheusRule` name,
 //!   namespace and labels from `runtime_tier`, default `slo-gateway-slos` in `slo-prometheus`
-//!   with `prometheus: slo`). Per SLO, in Sloth's naming:
-//!   `slo:sli_error:ratio_rate<w>` for every alert window and the period (`4w` for 28 days),
-//!   labelled `sloth_id`, `sloth_service`, `sloth_slo`, `sloth_window`; `slo:objective:ratio`,
-//!   `slo:error_budget:ratio`, `slo:time_period:days`, `slo:current_burn_rate:ratio`,
-//!   `slo:period_burn_rate:ratio`, `slo:period_error_budget_remaining:ratio`, `sloth_slo_info`;
+//!   with `prometheus: slo`). Per SLO, in Sloth's naming: `slo:sli_error:ratio_rate<P>` for
+//!   the period (`4w` for 28 days), labelled `sloth_id`, `sloth_service`, `sloth_slo`,
+//!   `sloth_window`, from the events and their rollups (`slo:sli_events[_5m|_1h]:bad|total`);
+//!   `slo:objective:ratio`, `slo:error_budget:ratio`, `slo:time_period:days`, `sloth_slo_info`;
+//!   with `runtime_tier.record_windows` also `slo:sli_error:ratio_rate<w>` for every alert
+//!   window, `slo:current_burn_rate:ratio`, `slo:period_burn_rate:ratio` and
+//!   `slo:period_error_budget_remaining:ratio` (the alerts and dashboards compute the windows
+//!   either way);
 //!   a page and a ticket multiwindow multi-burn-rate alert (Google SRE workbook: page 1h/5m at
 //!   2 % of the budget and 6h/30m at 5 %, ticket 1d/2h and 3d/6h at 10 %; factor = budget % ×
 //!   period hours / 100 / long-window hours, so 14.4/6/3/1 for 30d and 13.44/5.6/2.8/0.933 for

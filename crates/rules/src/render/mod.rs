@@ -117,7 +117,7 @@ pub fn render_slos(slos: &[Slo], globals: &Globals) -> Result<Files, RenderError
             .collect();
     groups.extend(
         slos.iter()
-            .flat_map(|s| prometheus::slo_groups(s, runtime.interval)),
+            .flat_map(|s| prometheus::slo_groups(s, runtime.interval, runtime.record_windows)),
     );
     let keep_firing = slos.iter().filter_map(Slo::longest_page_short_window).max();
     groups.extend(prometheus::seed_group(
@@ -173,7 +173,12 @@ pub fn render_slos(slos: &[Slo], globals: &Globals) -> Result<Files, RenderError
         let name = format!("dashboards/{service}.yaml");
         let content = yaml(
             &name,
-            &perses::dashboard(service, &of_service, &globals.dashboards),
+            &perses::dashboard(
+                service,
+                &of_service,
+                &globals.dashboards,
+                runtime.record_windows,
+            ),
         )?;
         files.insert(name, content);
     }

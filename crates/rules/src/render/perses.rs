@@ -10,13 +10,13 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use super::prometheus::{sli_metric, ID_LABEL, SERVICE_LABEL};
+use super::prometheus::{sli_metric, window_ratio_query, ID_LABEL, SERVICE_LABEL};
 use crate::duration::PromDuration;
 use crate::model::Slo;
 use crate::spec::DashboardsSpec;
 
-/// The per-group series the variables and the budget panels read.
-const BUDGET_LEFT: &str = "slo:period_error_budget_remaining:ratio";
+/// The per-group series the variables read: every SLO records its period's error ratio.
+const RATIO_SERIES: &str = "{__name__=~\"slo:sli_error:ratio_rate.+\"";
 
 /// Builds Perses plugin specs with the configured datasource.
 struct Builder<'a> {
@@ -60,7 +60,14 @@ fn variable_labels(slos: &[&Slo]) -> Vec<String> {
 }
 
 /// One dashboard for the SLOs of `service`.
-pub fn dashboard(service: &str, slos: &[&Slo], settings: &DashboardsSpec) -> Value {
+/// `record_windows`: the runtime tier records every window (else counted SLIs' windows are
+/// computed in the queries).
+pub fn dashboard(
+    service: &str,
+    slos: &[&Slo],
+    settings: &DashboardsSpec,
+    record_windows: bool,
+) -> Value {
     let b = Builder { settings };
     let labels = variable_labels(slos);
     let variables: Vec<Value> = labels
@@ -84,7 +91,7 @@ pub fn dashboard(service: &str, slos: &[&Slo], settings: &DashboardsSpec) -> Val
                         "kind": "PrometheusLabelValuesVariable",
                         "spec": b.with_datasource(json!({
                             "labelName": label,
-                            "matchers": [format!("{BUDGET_LEFT}{{{SERVICE_LABEL}=\"{service}\"{narrowed}}}")],
+                            "matchers": [format!("{RATIO_SERIES}, {SERVICE_LABEL}=\"{service}\"{narrowed}}}")],
                         })),
                     },
                 },
@@ -94,7 +101,7 @@ pub fn dashboard(service: &str, slos: &[&Slo], settings: &DashboardsSpec) -> Val
     let mut panels = Map::new();
     let mut layouts = Vec::new();
     for slo in slos {
-        let (row_panels, items) = slo_row(&b, slo, &labels);
+        let (row_panels, items) = slo_row(&b, slo, &labels, record_windows);
         panels.extend(row_panels);
         layouts.push(json!({
             "kind": "Grid",
@@ -133,7 +140,12 @@ pub fn dashboard(service: &str, slos: &[&Slo], settings: &DashboardsSpec) -> Val
 }
 
 /// The panels of one SLO and their layout items.
-fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>, Vec<Value>) {
+fn slo_row(
+    b: &Builder<'_>,
+    slo: &Slo,
+    labels: &[String],
+    record_windows: bool,
+) -> (Map<String, Value>, Vec<Value>) {
     let var_filter: String = labels
         .iter()
         .filter(|l| slo.grouping.contains(l))
@@ -158,6 +170,13 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
     let objective = slo.objective / 100.0;
     let short = slo.shortest_window();
     let period = slo.window;
+    let ratio = |w: PromDuration| window_ratio_query(slo, w, record_windows, &f);
+    // Budget left over the period, per group, from the period's ratio (always recorded).
+    let budget_left = format!(
+        "1 - {}{f}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}",
+        sli_metric(period),
+        slo.id
+    );
 
     let sli = json!({
         "display": {"name": format!("{} — SLI ({short} and {period})", slo.name)},
@@ -169,8 +188,8 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
             "legend": {"position": "bottom", "mode": "table", "values": ["last"]},
         }},
         "queries": [
-            b.query(&format!("1 - {}{f}", sli_metric(short)), &legend(&short.to_string()), false),
-            b.query(&format!("1 - {}{f}", sli_metric(period)), &legend(&period.to_string()), false),
+            b.query(&format!("1 - {}", ratio(short)), &legend(&short.to_string()), false),
+            b.query(&format!("1 - {}", ratio(period)), &legend(&period.to_string()), false),
         ],
     });
     let budget = json!({
@@ -183,7 +202,7 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
                 {"value": 0.25, "color": "#56a64b", "name": "a quarter left"},
             ]},
         }},
-        "queries": [b.query(&format!("min({BUDGET_LEFT}{f})"), "budget left", false)],
+        "queries": [b.query(&format!("min(\n{budget_left}\n)"), "budget left", false)],
     });
     // One threshold per alert window pair: the burn rate at which it fires.
     let mut seen = BTreeSet::new();
@@ -207,7 +226,7 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
             "thresholds": {"mode": "absolute", "steps": steps},
         }},
         "queries": slo.sli_windows().iter().map(|w| b.query(
-            &format!("{}{f}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}", sli_metric(w), slo.id),
+            &format!("{}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}", ratio(*w), slo.id),
             &legend(&w.to_string()),
             false,
         )).collect::<Vec<_>>(),
@@ -232,7 +251,7 @@ fn slo_row(b: &Builder<'_>, slo: &Slo, labels: &[String]) -> (Map<String, Value>
             "defaultColumnHidden": true,
             "columnSettings": columns,
         }},
-        "queries": [b.query(&format!("bottomk(10, {BUDGET_LEFT}{f})"), "", true)],
+        "queries": [b.query(&format!("bottomk(10,\n{budget_left}\n)"), "", true)],
     });
     let mut panels = Map::new();
     let mut items = Vec::new();

@@ -21,16 +21,19 @@
 //!
 //! Groups ([`in_five_minute_group`]): one events group for all SLOs, the shared state
 //! ([`crate::state`]) first so every SLO's events read the state of the same evaluation (*I*);
-//! per SLO `sloth-slo-sli-recordings-<id>`
-//! (*I*): the windows ≤ 30m and those a page alert reads (5m, 30m, 1h, 6h by default); the
-//! 5-minute group: its rollups, then the other windows (2h, 1d, 3d), the period SLI (re-recorded
-//! from the hourly one, `last_over_time(slo:sli_error_hourly:ratio_rate<P>[2h])`, so instant
-//! queries always find it), `slo:period_burn_rate:ratio` and
-//! `slo:period_error_budget_remaining:ratio`; the hourly group: its rollups and
-//! `slo:sli_error_hourly:ratio_rate<P>`; meta (*I*) and alerts (*I*). Alerts read the windows
-//! the 5-minute group records with `last_over_time(…[10m])`, so a late evaluation of that group
-//! cannot flap them. Periods up to 1h (the twin's) are read from the events at *I*; other
-//! periods shorter than 1d like other windows.
+//! per SLO the 5-minute group: its rollups, then the period SLI
+//! (`slo:sli_error:ratio_rate<P>`, hourly body plus the newest hour of 5-minute rollups, so
+//! instant queries always find it and an outage enters it within 5 minutes), then the alerts
+//! that read a window of 2h, 1d or more (tickets); the hourly group: its rollups; meta (*I*:
+//! objective, budget, period, info per SLO) and the page alerts (*I*).
+//!
+//! **Nothing per window is recorded.** Alerts compute each window's Σ bad / Σ total in their
+//! expression ([`window_ratio`]), the dashboards likewise ([`window_ratio_query`]): a recorded
+//! window would cost a series per shoot and SLO (the landscape's memory) and an append per
+//! evaluation, for values only the alert reads. `runtime_tier.record_windows` records them
+//! too (Sloth's `slo:sli_error:ratio_rate<w>`, current and period burn rate, budget left), for
+//! small landscapes and Sloth's own dashboards. Periods up to 1h (the twin's) are read from the
+//! events at *I*; other periods shorter than 1d like other windows.
 //!
 //! Sums (Σ over a window w): level events `sum_over_time(events[w])`; level 5-minute at *I*
 //! `(w − 5m)/5m × avg_over_time(5m rollups[w − 5m]) + sum_over_time(events[5m])`, in the
@@ -61,21 +64,19 @@
 //! - 1d, 3d: at most 1h moved (4.2 %, 1.4 %), recomputed every 5m: tickets may fire up to
 //!   5m later than with per-evaluation windows (the moved mass makes a rising burn fire earlier;
 //!   promtool `burn-rate.yaml`: the ticket 28 minutes before the exact onset).
-//! - The period P (≥ 1d): at its hourly evaluation τ it is Σ bad / Σ total over the events of
-//!   (τ − P − δ, τ − δ], δ < 5m + *I*: the same traffic-weighted ratio over a window shifted by
-//!   at most 5m + *I*; read at t it is the value of the last τ (t − τ < 1h, < 2h if one hourly
-//!   evaluation was missed). With ρ the ratio of peak to mean traffic, `|R' − R| ≤ 2 (t − τ + δ)
-//!   / P × ρ`, i.e. ≤ 0.33 % × ρ for 28 days (≤ 0.03 % × ρ at τ): the period SLI `1 − R` is
-//!   within 1 % (relative) of the exact one for any error pattern while ρ ≤ 3 (benchmark:
-//!   ≤ 0.26 %). The error ratio R is exact at the hourly evaluation (up to the shift δ) and for a
-//!   steady error ratio, within 1 % in the promtool test's changing traffic with outages; but a
-//!   shoot's first outage of the period enters R (and the budget) only at the next hourly
-//!   evaluation, so R alone can be up to 100 % off for up to an hour (BENCHMARKS.md "Rule
-//!   cost"): what the fast windows and alerts are for.
+//! - The period P (≥ 1d), recomputed every 5m like 1d and 3d: at most 1h of mass moved from
+//!   its oldest to its newest events (0.15 % of 28 days), read up to 5m + *I* after its
+//!   evaluation. With ρ the ratio of peak to mean traffic the period SLI `1 − R` is within
+//!   `2 × (1h + 5m + I) / P × ρ` ≈ 0.17 % × ρ (relative) of the exact one for any error
+//!   pattern: within 1 % while ρ ≤ 5 (benchmark: ≤ 0.05 %). The error ratio R is exact for a
+//!   steady error ratio and within 1 % in the promtool test's changing traffic with outages; a
+//!   shoot's first outage of the period enters R within 5 minutes, but weighs up to twice its
+//!   share while it is in the newest hour (BENCHMARKS.md "Rule cost": p99 0.15 %, max 92 %).
 //!
-//! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups, 8 windows, the hourly period and
-//! 3 meta (current and period burn rate, budget remaining) = 18 (13 before); objective, budget,
-//! period and info are per SLO; the shared state adds about 2 per shoot for all SLOs together.
+//! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups and the period = **7** (18 before
+//! issue 16's second step, 13 before the rollups); with `record_windows` 7 windows and 3 burn-rate
+//! and budget series more. Objective, budget, period and info are per SLO; the shared state
+//! adds about 2 per shoot for all SLOs together.
 //!
 //! # Pages of once-a-minute SLIs
 //!
@@ -83,9 +84,10 @@
 //! window holds window/*I* + 1 evaluations in Prometheus 2 and window/*I* in Prometheus 3, so
 //! outage/*I* bad evaluations exceed it in both and one fewer in neither. The short windows are
 //! read exactly from the events, so a page needs that many bad evaluations within its short
-//! window. Samples read per shoot and SLO and minute at *I* = 1m: about
-//! 310 (measured), independent of the period (the Sloth shape read about 140,000 for 28 days, 2 per
-//! sample of the period's length per window).
+//! window. Samples read per shoot and SLO and minute at *I* = 1m: about 580 at 28 days
+//! (measured; the period's 2 × 683 every 5 minutes are 270 of them), growing by 27 per week of
+//! period (the Sloth shape read about 140,000 for 28 days, 2 per sample of the period's length
+//! per window).
 
 use std::collections::BTreeMap;
 
@@ -221,11 +223,16 @@ pub fn events_group(
     })
 }
 
-/// The groups of one SLO besides its events (in [`events_group`]). Counted SLIs: SLI windows,
-/// the 5-minute and hourly rollups (with the windows read from them), meta recordings and
-/// alerts (see the module doc). Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta
-/// recordings, alerts).
-pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
+/// The groups of one SLO besides its events (in [`events_group`]). Counted SLIs: the 5-minute
+/// group (rollups, the period SLI, the alerts whose windows it can read fresh: tickets), the
+/// hourly rollups, meta recordings and the page alerts; with `record_windows` also every
+/// window's ratio and the per-group burn-rate and budget series (see the module doc).
+/// Imported Sloth SLIs: Sloth's three groups (SLI recordings, meta recordings, alerts).
+pub fn slo_groups(
+    slo: &Slo,
+    interval: Option<PromDuration>,
+    record_windows: bool,
+) -> Vec<RuleGroup> {
     let fast = interval.map(|i| i.to_string());
     let group = |kind: &str, interval: Option<String>, rules: Vec<Rule>| RuleGroup {
         name: format!("sloth-slo-{kind}-{}", slo.id),
@@ -233,24 +240,30 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
         rules,
     };
     let mut groups = Vec::new();
+    let alerts = alert_rules(slo, interval.unwrap_or(DEFAULT_INTERVAL));
+    let (five_alerts, fast_alerts): (Vec<_>, Vec<_>) =
+        alerts.into_iter().partition(|(in_five, _)| *in_five);
     match slo.sli {
         Sli::Counted(_) => {
-            let c = counted_rules(slo);
-            groups.push(group("sli-recordings", fast.clone(), c.fast));
-            let mut meta = meta_rules(slo);
-            if !c.five.is_empty() {
-                let mut rules = c.five;
-                if c.period_in_five {
-                    // The period's burn rate and budget move with the period SLI.
-                    // (meta ends with period burn rate, budget remaining, info.)
-                    let info = meta.pop();
-                    rules.extend(meta.split_off(meta.len() - 2));
-                    meta.extend(info);
-                }
+            let c = counted_rules(slo, record_windows);
+            if !c.fast.is_empty() {
+                groups.push(group("sli-recordings", fast.clone(), c.fast));
+            }
+            let mut meta = meta_rules(slo, record_windows);
+            let mut five = c.five;
+            if c.period_in_five && record_windows {
+                // The period's burn rate and budget move with the period SLI.
+                // (meta ends with period burn rate, budget remaining, info.)
+                let info = meta.pop();
+                five.extend(meta.split_off(meta.len() - 2));
+                meta.extend(info);
+            }
+            five.extend(five_alerts.into_iter().map(|(_, r)| r));
+            if !five.is_empty() {
                 groups.push(RuleGroup {
                     name: format!("slo-gateway-rollup-5m-{}", slo.id),
                     interval: Some(ROLLUP_5M.to_string()),
-                    rules,
+                    rules: five,
                 });
             }
             if !c.hour.is_empty() {
@@ -264,12 +277,19 @@ pub fn slo_groups(slo: &Slo, interval: Option<PromDuration>) -> Vec<RuleGroup> {
         }
         Sli::Sloth(_) => {
             groups.push(group("sli-recordings", fast.clone(), sloth_sli_rules(slo)));
-            groups.push(group("meta-recordings", fast.clone(), meta_rules(slo)));
+            groups.push(group(
+                "meta-recordings",
+                fast.clone(),
+                meta_rules(slo, true),
+            ));
         }
     }
-    let alerts = alert_rules(slo, interval.unwrap_or(DEFAULT_INTERVAL));
-    if !alerts.is_empty() {
-        groups.push(group("alerts", fast, alerts));
+    if !fast_alerts.is_empty() {
+        groups.push(group(
+            "alerts",
+            fast,
+            fast_alerts.into_iter().map(|(_, r)| r).collect(),
+        ));
     }
     groups
 }
@@ -290,9 +310,6 @@ pub const TOTAL_5M: &str = "slo:sli_events_5m:total";
 pub const BAD_1H: &str = "slo:sli_events_1h:bad";
 /// Recorded hourly: all events of the last hour.
 pub const TOTAL_1H: &str = "slo:sli_events_1h:total";
-/// Recorded hourly: the period's error ratio (`<this><period>`); the 5-minute group
-/// re-records it as `slo:sli_error:ratio_rate<period>` so instant queries always find it.
-pub const PERIOD_HOURLY: &str = "slo:sli_error_hourly:ratio_rate";
 /// Denominator floor: a window without events has the ratio 0 / floor = 0, not NaN, and the
 /// denominator is read once.
 const FLOOR: &str = "1e-300";
@@ -318,6 +335,11 @@ pub fn level(w: PromDuration) -> Level {
     } else {
         Level::Hourly
     }
+}
+
+/// `text` with every line prefixed by `pad`.
+fn indent(text: &str, pad: &str) -> String {
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
 /// `n` without a trailing `.0` for whole numbers.
@@ -384,9 +406,30 @@ struct CountedRules {
     period_in_five: bool,
 }
 
-/// Counted SLIs: all and bad events per evaluation, their rollups, then every window as
-/// Σ bad / Σ total.
-fn counted_rules(slo: &Slo) -> CountedRules {
+/// `Σ bad / Σ total` over window `w` of a counted SLI (`f`: its series filter), read as
+/// [`window_sum`] reads it; `in_five`: in the 5-minute group, after its rollups.
+pub fn window_ratio(f: &str, w: PromDuration, in_five: bool) -> String {
+    format!(
+        "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
+        window_sum(BAD_EVENTS, BAD_5M, BAD_1H, f, w, in_five),
+        window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, f, w, in_five)
+    )
+}
+
+/// The error ratio of `slo` over window `w` for a query outside the rules (dashboards): the
+/// recorded series where there is one (the period; every window of Sloth SLIs or with
+/// `record_windows`), else [`window_ratio`], valid at any time. `f`: the selector's filter.
+pub fn window_ratio_query(slo: &Slo, w: PromDuration, record_windows: bool, f: &str) -> String {
+    if record_windows || w == slo.window || !matches!(slo.sli, Sli::Counted(_)) {
+        format!("{}{f}", sli_metric(w))
+    } else {
+        format!("({})", window_ratio(f, w, false).trim_end())
+    }
+}
+
+/// Counted SLIs: the rollups of the events, the period SLI and, with `record_windows`, every
+/// window as Σ bad / Σ total.
+fn counted_rules(slo: &Slo, record_windows: bool) -> CountedRules {
     let mut out = CountedRules {
         fast: Vec::new(),
         five: Vec::new(),
@@ -403,13 +446,7 @@ fn counted_rules(slo: &Slo) -> CountedRules {
         labels.insert(WINDOW_LABEL.to_owned(), w.to_string());
         labels
     };
-    let ratio = |w: PromDuration, in_five: bool| {
-        format!(
-            "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
-            window_sum(BAD_EVENTS, BAD_5M, BAD_1H, &f, w, in_five),
-            window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, &f, w, in_five)
-        )
-    };
+    // Every window the alerts read, recorded or not, decides which rollups exist.
     let windows: Vec<PromDuration> = slo.sli_windows().into_iter().chain([slo.window]).collect();
     let levels: Vec<Level> = windows
         .iter()
@@ -442,29 +479,10 @@ fn counted_rules(slo: &Slo) -> CountedRules {
     }
     for w in windows {
         let is_period = w == slo.window;
-        if is_period && level(w) == Level::Hourly {
-            // The hourly group's samples are exactly an hour apart: a range one minute short
-            // of the period holds period/1h of them in Prometheus 2 and 3 alike.
-            let range = PromDuration::from_secs(w.as_secs() - 60);
-            out.hour.push(record(
-                format!("{PERIOD_HOURLY}{w}"),
-                format!(
-                    "avg_over_time({BAD_1H}{f}[{range}])\n/\nclamp_min(avg_over_time({TOTAL_1H}{f}[{range}]), {FLOOR})\n"
-                ),
-                windowed(w),
-            ));
-            // Re-recorded every 5 minutes so instant queries (dashboards, alerts) always find
-            // it; two hours tolerate one missed hourly evaluation.
-            out.five.push(record(
-                sli_metric(w),
-                format!(
-                    "last_over_time({PERIOD_HOURLY}{w}{f}[{}])",
-                    PromDuration::from_secs(2 * ROLLUP_1H.as_secs())
-                ),
-                windowed(w),
-            ));
-            out.period_in_five = true;
-        } else if is_period && w <= ROLLUP_1H {
+        if !is_period && !record_windows {
+            continue;
+        }
+        if is_period && w <= ROLLUP_1H {
             // Short periods (the twin's 1h) from the events, so the budget is there from the
             // first evaluation on.
             let sum = |ev: &str| format!("sum_over_time({ev}{f}[{w}])");
@@ -477,13 +495,22 @@ fn counted_rules(slo: &Slo) -> CountedRules {
                 ),
                 windowed(w),
             ));
-        } else if in_five_minute_group(slo, w) {
-            out.five
-                .push(record(sli_metric(w), ratio(w, true), windowed(w)));
+        } else if is_period || in_five_minute_group(slo, w) {
+            // The period every 5 minutes, right after the 5-minute rollups: its body from the
+            // hourly ones, its newest hour from the 5-minute ones, so instant queries always
+            // find it and an outage enters it within 5 minutes.
+            out.five.push(record(
+                sli_metric(w),
+                window_ratio(&f, w, true),
+                windowed(w),
+            ));
             out.period_in_five |= is_period;
         } else {
-            out.fast
-                .push(record(sli_metric(w), ratio(w, false), windowed(w)));
+            out.fast.push(record(
+                sli_metric(w),
+                window_ratio(&f, w, false),
+                windowed(w),
+            ));
         }
     }
     out
@@ -551,7 +578,10 @@ fn burn_rate_expr(sli: &str, filter: &str) -> String {
     )
 }
 
-fn meta_rules(slo: &Slo) -> Vec<Rule> {
+/// Sloth's meta recordings: objective, budget, period and info per SLO; with `per_group` also
+/// the current and period burn rate and the budget left per group (they read recorded
+/// windows).
+fn meta_rules(slo: &Slo, per_group: bool) -> Vec<Rule> {
     let labels = merged(&[&id_labels(slo), &slo.labels]);
     let filter = id_filter(slo);
     let objective = slo.objective / 100.0;
@@ -565,7 +595,7 @@ fn meta_rules(slo: &Slo) -> Vec<Rule> {
         ("sloth_spec".to_owned(), slo.spec_version.clone()),
         ("sloth_objective".to_owned(), slo.objective.to_string()),
     ]);
-    vec![
+    let mut rules = vec![
         record(
             "slo:objective:ratio".into(),
             format!("vector({objective})"),
@@ -581,23 +611,28 @@ fn meta_rules(slo: &Slo) -> Vec<Rule> {
             format!("vector({})", slo.window.days()),
             labels.clone(),
         ),
-        record(
-            "slo:current_burn_rate:ratio".into(),
-            burn_rate_expr(&sli_metric(slo.shortest_window()), &filter),
-            labels.clone(),
-        ),
-        record(
-            "slo:period_burn_rate:ratio".into(),
-            burn_rate_expr(&sli_metric(slo.window), &filter),
-            labels.clone(),
-        ),
-        record(
-            "slo:period_error_budget_remaining:ratio".into(),
-            format!("1 - slo:period_burn_rate:ratio{filter}"),
-            labels,
-        ),
-        record("sloth_slo_info".into(), "vector(1)".into(), info),
-    ]
+    ];
+    if per_group {
+        rules.extend([
+            record(
+                "slo:current_burn_rate:ratio".into(),
+                burn_rate_expr(&sli_metric(slo.shortest_window()), &filter),
+                labels.clone(),
+            ),
+            record(
+                "slo:period_burn_rate:ratio".into(),
+                burn_rate_expr(&sli_metric(slo.window), &filter),
+                labels.clone(),
+            ),
+            record(
+                "slo:period_error_budget_remaining:ratio".into(),
+                format!("1 - slo:period_burn_rate:ratio{filter}"),
+                labels,
+            ),
+        ]);
+    }
+    rules.push(record("sloth_slo_info".into(), "vector(1)".into(), info));
+    rules
 }
 
 /// The evaluation interval thresholds assume when the runtime tier sets none (the chart's).
@@ -633,7 +668,12 @@ pub fn window_threshold(
     }
 }
 
-fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
+/// The burn-rate alerts (page, ticket), each with whether it belongs in the 5-minute group:
+/// counted SLIs compute their windows in the alert expression (nothing per window is recorded
+/// unless `record_windows`), and an alert reading a window the 5-minute group would record
+/// (tickets: 2h, 1d, 3d) is evaluated there, after the rollups, every 5 minutes. Sloth SLIs
+/// read their recorded windows at the global interval.
+fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<(bool, Rule)> {
     let Some(alerting) = &slo.alerting else {
         return Vec::new();
     };
@@ -644,6 +684,12 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
         .into_iter()
         .filter_map(|(severity, meta)| meta.as_ref().map(|m| (severity, m)))
         .filter_map(|(severity, meta)| {
+            let in_five = counted
+                && slo
+                    .windows
+                    .iter()
+                    .filter(|w| w.severity == severity)
+                    .any(|w| in_five_minute_group(slo, w.short) || in_five_minute_group(slo, w.long));
             let pairs: Vec<String> = slo
                 .windows
                 .iter()
@@ -653,16 +699,15 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
                     let cond = |win: PromDuration| {
                         let (threshold, _) =
                             window_threshold(factor, budget, meta.min_outage, win, interval);
-                        // Windows recorded by the 5-minute group: the newest sample within
-                        // two of its intervals, so a late evaluation does not flap the alert.
-                        let series = if counted && in_five_minute_group(slo, win) {
-                            format!("last_over_time({}{filter}[{}])", sli_metric(win), PromDuration::from_secs(2 * ROLLUP_5M.as_secs()))
+                        if counted {
+                            let ratio = window_ratio(&filter, win, in_five);
+                            format!("  (\n{}  ) > {threshold}", indent(&ratio, "    "))
                         } else {
-                            format!("{}{filter}", sli_metric(win))
-                        };
-                        format!(
-                            "    max({series} > {threshold}) without ({WINDOW_LABEL})"
-                        )
+                            format!(
+                                "    max({}{filter} > {threshold}) without ({WINDOW_LABEL})",
+                                sli_metric(win)
+                            )
+                        }
                     };
                     format!("(\n{}\n    and\n{}\n)", cond(w.short), cond(w.long))
                 })
@@ -687,7 +732,7 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
                 ),
             ]);
             annotations.extend(merged(&[&alerting.annotations, &meta.annotations]));
-            Some(Rule {
+            Some((in_five, Rule {
                 record: None,
                 alert: Some(alerting.name.clone()),
                 expr: format!("{}\n", pairs.join("\nor\n")),
@@ -695,7 +740,7 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<Rule> {
                 keep_firing_for: None,
                 labels,
                 annotations,
-            })
+            }))
         })
         .collect()
 }

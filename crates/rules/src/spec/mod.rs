@@ -540,6 +540,13 @@ pub struct RuntimeTierSpec {
     /// `metadata.labels` (`app.kubernetes.io/managed-by: slo-gateway` is always added).
     /// Default: `prometheus: slo`, what the shipped SLO Prometheus' `ruleSelector` selects.
     pub prometheus_rule_labels: BTreeMap<String, String>,
+    /// Also record every alert window's `slo:sli_error:ratio_rate<w>` and Sloth's per-group
+    /// `slo:current_burn_rate:ratio`, `slo:period_burn_rate:ratio` and
+    /// `slo:period_error_budget_remaining:ratio` for counted SLIs (11 more series per shoot
+    /// and SLO with the default windows; for small landscapes and Sloth dashboards). Alerts and
+    /// the generated dashboards compute the windows themselves either way. Default: false (per
+    /// shoot and SLO: events, rollups and the period's error ratio only).
+    pub record_windows: bool,
 }
 
 impl Default for RuntimeTierSpec {
@@ -549,6 +556,7 @@ impl Default for RuntimeTierSpec {
             prometheus_rule_name: "slo-gateway-slos".to_owned(),
             prometheus_rule_namespace: Some("slo-prometheus".to_owned()),
             prometheus_rule_labels: BTreeMap::from([("prometheus".to_owned(), "slo".to_owned())]),
+            record_windows: false,
         }
     }
 }
