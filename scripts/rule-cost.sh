@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Landscape-scale rule-cost benchmark of the SLO Prometheus (BENCHMARKS.md, "Rule cost").
 #
-#   scripts/rule-cost.sh [--check] [--shapes "new old pyrra"] [--run SECONDS] SHOOTSxDAYS…
+#   scripts/rule-cost.sh [--check] [--shapes "new old pyrra"] [--run SECONDS] [--quiet SECONDS] SHOOTSxDAYS…
 #   scripts/rule-cost.sh 1000x7 1000x28 2000x7 2000x28
 #   scripts/rule-cost.sh --check 20x1        # CI: the harness works (nothing timed; rules
 #                                            # every 5 s, about a minute)
@@ -16,7 +16,8 @@
 # --run seconds (inputs scraped from a static file every minute) and rule_cost.py prints per rule
 # group the samples read and the query time of one evaluation (query API, stats=all), the
 # share of one core at the group's interval, and the running Prometheus' rule-group
-# durations, missed iterations, CPU and RSS.
+# durations, missed iterations, CPU and RSS (over --quiet seconds, default 60; 300 covers the
+# 5-minute groups).
 # Needs promtool/prometheus 2.42 (Debian), rustc, python3 with PyYAML. Work dir:
 # $RULE_COST_DIR (default a fresh temp dir, removed at the end unless RULE_COST_KEEP=1).
 set -euo pipefail
@@ -28,6 +29,7 @@ while (($#)); do
   case "$1" in
     --check) check=1; run=15; eval=5; quiet=0 ;;
     --run) run="$2"; shift ;;
+    --quiet) quiet="$2"; shift ;;
     --shapes) shapes="$2"; shift ;;
     *) points+=("$1") ;;
   esac

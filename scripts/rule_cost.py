@@ -170,38 +170,45 @@ def scrape(url):
 def measure(url, rules_path, interval, quiet="60"):
     interval, quiet = float(interval), int(quiet) if quiet.isdigit() else 60
     # CPU and RSS of the running Prometheus over a quiet period (no queries of ours).
-    first, rss = scrape(url), 0.0
+    first = scrape(url)
+    rss = first["rss"]
     for _ in range(quiet // 10):
         time.sleep(10)
         rss = max(rss, scrape(url)["rss"])
+    # The rules' Prometheus without our queries: RSS and heap over the quiet minute.
+    quiet_rss, quiet_heap = rss, scrape(url)["heap"]
     cpu = (scrape(url)["cpu"] - first["cpu"]) / quiet if quiet else 0.0
     groups = load(rules_path)["groups"]
     rows, total_samples, total_share = [], 0, 0.0
     for g in groups:
         gi = dur(g["interval"]) if "interval" in g else interval
-        samples, secs = 0, 0.0
+        samples, secs, shared = 0, 0.0, 0.0
         for r in g["rules"]:
             res = get(url, "/api/v1/query", query=r["expr"], stats="all")
             st = res["data"]["stats"]
             samples += st["samples"]["totalQueryableSamples"]
             secs += st["timings"]["execTotalTime"]
+            if g["name"] == "slo-gateway-events" and "sloth_id" not in r.get("labels", {}):
+                shared += st["timings"]["execTotalTime"]
         share = secs / gi
         rows.append((g["name"], int(gi), len(g["rules"]), samples, secs, share))
+        if shared and shared < secs:
+            # The shared shoot and seed state: once per shoot whatever the number of SLOs.
+            rows.append(("  of which the shared state", int(gi), 0, 0, shared, shared / gi))
         total_samples += samples * interval / gi   # per global interval
         total_share += share
     print(f"  {'group':58} {'every':>6} {'rules':>5} {'samples':>12} {'query s':>8} {'core':>7}")
     for name, gi, n, samples, secs, share in rows:
         print(f"  {name[:58]:58} {gi:>5}s {n:>5} {samples:>12,} {secs:>8.3f} {share:>7.4f}")
     m = scrape(url)
-    rss = max(rss, m["rss"])
     print(f"  running Prometheus: Σ last group durations / interval {m['share']:.4f} cores, slowest group {m['slowest']:.3f} s,"
           f" missed iterations {int(m['missed'])} of {int(m['iterations'])}, rule failures {int(m['failures'])},"
-          f" CPU {cpu:.3f} cores (quiet minute), RSS {rss / 2**20:.0f} MiB, Go heap in use {m['heap'] / 2**20:.0f} MiB, head series {int(m['head_series'])}")
+          f" CPU {cpu:.3f} cores (quiet minute), RSS {quiet_rss / 2**20:.0f} MiB (after our queries {m['rss'] / 2**20:.0f}), Go heap in use {quiet_heap / 2**20:.0f} MiB, head series {int(m['head_series'])}")
     print("SUMMARY " + json.dumps({
         "samples_per_interval": int(total_samples), "core_share": round(total_share, 5),
         "group_seconds_sum": round(m["dur"], 4), "group_share": round(m["share"], 5), "iterations": m["iterations"], "missed": m["missed"],
-        "failures": m["failures"], "cpu": round(cpu, 4), "rss_mib": round(rss / 2**20),
-        "heap_mib": round(m["heap"] / 2**20), "head_series": int(m["head_series"])}))
+        "failures": m["failures"], "cpu": round(cpu, 4), "rss_mib": round(quiet_rss / 2**20),
+        "rss_after_queries_mib": round(m["rss"] / 2**20), "heap_mib": round(quiet_heap / 2**20), "head_series": int(m["head_series"])}))
 
 
 def accuracy(url, rules_path):

@@ -1394,3 +1394,71 @@ fn the_readme_lists_the_catalog() {
         "README.md's catalog table differs from `slo-gateway rules catalog`"
     );
 }
+
+/// Counted SLIs: no window is recorded by default, every alert computes its windows from the
+/// events and rollups; a page pair on a window the 5-minute group reads is evaluated there,
+/// told apart by `windows`, while the fast-burn pair stays at the global interval.
+#[test]
+fn alerts_compute_their_windows_and_split_by_cadence() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("split.yaml");
+    std::fs::write(
+        &spec,
+        "version: slo-gateway/v1
+service: split
+slos:
+  - name: apiserver-errors
+    objective: 99.9
+    sli: {catalog: apiserver-errors}
+    alerting:
+      windows:
+        - {severity: page, budget_percent: 2, long: 1h, short: 5m}
+        - {severity: page, budget_percent: 10, long: 1d, short: 2h}
+        - {severity: ticket, budget_percent: 10, long: 3d, short: 6h}
+",
+    )
+    .unwrap();
+    let files = render(&[spec.to_str().unwrap()]);
+    let doc: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
+    let groups = doc["groups"].as_array().unwrap();
+    let records: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["record"].as_str())
+        .filter(|n| n.starts_with("slo:sli_error:ratio_rate") || n.contains("burn_rate"))
+        .collect();
+    assert_eq!(
+        records,
+        ["slo:sli_error:ratio_rate4w"],
+        "only the period is recorded"
+    );
+    let alerts_in = |group: &str| -> Vec<Value> {
+        groups
+            .iter()
+            .filter(|g| g["name"].as_str().unwrap().starts_with(group))
+            .flat_map(|g| g["rules"].as_array().unwrap().clone())
+            .filter(|r| r.get("alert").is_some())
+            .collect()
+    };
+    let fast = alerts_in("sloth-slo-alerts-");
+    let five = alerts_in("slo-gateway-rollup-5m-");
+    assert_eq!(fast.len(), 1, "{fast:?}");
+    assert_eq!(fast[0]["labels"]["sloth_severity"], "page");
+    assert!(fast[0]["labels"].get("windows").is_none());
+    let fast_expr = fast[0]["expr"].as_str().unwrap();
+    assert!(fast_expr.contains("slo:sli_events:bad") && !fast_expr.contains("slo:sli_events_1h"));
+    let labels: Vec<(&str, Option<&str>)> = five
+        .iter()
+        .map(|r| {
+            (
+                r["labels"]["sloth_severity"].as_str().unwrap(),
+                r["labels"]["windows"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(labels, [("page", Some("1d/2h")), ("ticket", None)]);
+    assert!(five[0]["expr"]
+        .as_str()
+        .unwrap()
+        .contains("slo:sli_events_1h:bad"));
+}

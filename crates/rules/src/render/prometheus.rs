@@ -22,10 +22,10 @@
 //! Groups ([`in_five_minute_group`]): one events group for all SLOs, the shared state
 //! ([`crate::state`]) first so every SLO's events read the state of the same evaluation (*I*);
 //! per SLO the 5-minute group: its rollups, then the period SLI
-//! (`slo:sli_error:ratio_rate<P>`, hourly body plus the newest hour of 5-minute rollups, so
-//! instant queries always find it and an outage enters it within 5 minutes), then the alerts
-//! that read a window of 2h, 1d or more (tickets); the hourly group: its rollups; meta (*I*:
-//! objective, budget, period, info per SLO) and the page alerts (*I*).
+//! (`slo:sli_error:ratio_rate<P>`, from the hourly rollups, recorded every 5 minutes so instant
+//! queries always find it), then the alerts that read a window of 2h, 1d or more (tickets); the
+//! hourly group: its rollups; meta (*I*: objective, budget, period, info per SLO) and the page
+//! alerts (*I*).
 //!
 //! **Nothing per window is recorded.** Alerts compute each window's Σ bad / Σ total in their
 //! expression ([`window_ratio`]), the dashboards likewise ([`window_ratio_query`]): a recorded
@@ -64,14 +64,17 @@
 //! - 1d, 3d: at most 1h moved (4.2 %, 1.4 %), recomputed every 5m: tickets may fire up to
 //!   5m later than with per-evaluation windows (the moved mass makes a rising burn fire earlier;
 //!   promtool `burn-rate.yaml`: the ticket 28 minutes before the exact onset).
-//! - The period P (≥ 1d), recomputed every 5m like 1d and 3d: at most 1h of mass moved from
-//!   its oldest to its newest events (0.15 % of 28 days), read up to 5m + *I* after its
-//!   evaluation. With ρ the ratio of peak to mean traffic the period SLI `1 − R` is within
-//!   `2 × (1h + 5m + I) / P × ρ` ≈ 0.17 % × ρ (relative) of the exact one for any error
-//!   pattern: within 1 % while ρ ≤ 5 (benchmark: ≤ 0.05 %). The error ratio R is exact for a
-//!   steady error ratio and within 1 % in the promtool test's changing traffic with outages; a
-//!   shoot's first outage of the period enters R within 5 minutes, but weighs up to twice its
-//!   share while it is in the newest hour (BENCHMARKS.md "Rule cost": p99 0.15 %, max 92 %).
+//! - The period P (≥ 1d): at an evaluation after the hourly rollup of τ it is Σ bad / Σ total
+//!   over the events of (τ − P − δ, τ − δ], δ < 5m + *I*: the same traffic-weighted ratio over a
+//!   window shifted by at most 5m + *I*; it changes when the next hourly rollup arrives (t − τ
+//!   < 1h + 5m). With ρ the ratio of peak to mean traffic, `|R' − R| ≤ 2 (t − τ + δ) / P × ρ`,
+//!   i.e. ≤ 0.34 % × ρ for 28 days: the period SLI `1 − R` is within 1 % (relative) of the exact
+//!   one for any error pattern while ρ ≤ 2.9 (benchmark: ≤ 0.26 %). A history shorter than P
+//!   counts as what it is (a ratio of averages). R is exact for a steady error ratio and within
+//!   1 % in the promtool test's changing traffic with outages; but a shoot's first outage of the
+//!   period enters R (and the budget) only with the next hourly rollup, so R alone can be up to
+//!   100 % off for up to an hour (BENCHMARKS.md "Rule cost"): what the fast windows and alerts
+//!   are for.
 //!
 //! Recorded series per shoot and SLO: 2 events, 2 + 2 rollups and the period = **7** (18 before
 //! issue 16's second step, 13 before the rollups); with `record_windows` 7 windows and 3 burn-rate
@@ -84,8 +87,8 @@
 //! window holds window/*I* + 1 evaluations in Prometheus 2 and window/*I* in Prometheus 3, so
 //! outage/*I* bad evaluations exceed it in both and one fewer in neither. The short windows are
 //! read exactly from the events, so a page needs that many bad evaluations within its short
-//! window. Samples read per shoot and SLO and minute at *I* = 1m: about 580 at 28 days
-//! (measured; the period's 2 × 683 every 5 minutes are 270 of them), growing by 27 per week of
+//! window. Samples read per shoot and SLO and minute at *I* = 1m: about 570 at 28 days
+//! (measured; the period's 2 × 671 every 5 minutes are 270 of them), growing by 27 per week of
 //! period (the Sloth shape read about 140,000 for 28 days, 2 per sample of the period's length
 //! per window).
 
@@ -96,7 +99,7 @@ use serde::Serialize;
 use crate::duration::PromDuration;
 use crate::model::{Slo, BAD_EVENTS, TOTAL_EVENTS};
 use crate::spec::{SeedClockSkewSpec, SeedSilentSpec, SeedUncoveredSpec, SeedUnreachableSpec};
-use crate::types::{Severity, Sli};
+use crate::types::{AlertWindow, Severity, Sli};
 
 /// Label Sloth puts the SLO id into.
 pub const ID_LABEL: &str = "sloth_id";
@@ -106,6 +109,9 @@ pub const SERVICE_LABEL: &str = "sloth_service";
 pub const SLO_LABEL: &str = "sloth_slo";
 /// Label for the SLI window.
 pub const WINDOW_LABEL: &str = "sloth_window";
+/// Label on the alert rule of a severity's pairs evaluated every 5 minutes when its other pairs
+/// are evaluated at the global interval (e.g. `1d/2h` for a page pair on a day-long window).
+pub const WINDOWS_LABEL: &str = "windows";
 /// Label for the alert severity.
 pub const SEVERITY_LABEL: &str = "sloth_severity";
 /// The receiver's per-seed freshness gauge (unix seconds of the last accepted push).
@@ -382,6 +388,13 @@ fn window_sum(ev: &str, r5: &str, r1: &str, f: &str, w: PromDuration, in_five: b
     }
 }
 
+/// Whether an alert window pair of a counted SLI is evaluated in the 5-minute group (after its
+/// rollups) rather than at the global interval: pairs with a window the 5-minute group would
+/// record (2h, 1d, 3d, …: the tickets). Page windows stay at the global interval.
+pub fn pair_in_five_minute_group(slo: &Slo, pair: &AlertWindow) -> bool {
+    in_five_minute_group(slo, pair.short) || in_five_minute_group(slo, pair.long)
+}
+
 /// Whether window `w` of `slo` is recorded by the 5-minute group rather than at the global
 /// interval: windows of 1d and more, and the 5-minute level's windows no page alert reads.
 pub fn in_five_minute_group(slo: &Slo, w: PromDuration) -> bool {
@@ -495,10 +508,21 @@ fn counted_rules(slo: &Slo, record_windows: bool) -> CountedRules {
                 ),
                 windowed(w),
             ));
+        } else if is_period && level(w) == Level::Hourly {
+            // Σ bad / Σ total of the hourly rollups, recorded every 5 minutes so instant
+            // queries always find it. A ratio of averages, so a history shorter than the period
+            // counts as what it is; a range one minute short of the period holds period/1h
+            // hourly samples in Prometheus 2 and 3 alike.
+            let range = PromDuration::from_secs(w.as_secs() - 60);
+            out.five.push(record(
+                sli_metric(w),
+                format!(
+                    "avg_over_time({BAD_1H}{f}[{range}])\n/\nclamp_min(avg_over_time({TOTAL_1H}{f}[{range}]), {FLOOR})\n"
+                ),
+                windowed(w),
+            ));
+            out.period_in_five = true;
         } else if is_period || in_five_minute_group(slo, w) {
-            // The period every 5 minutes, right after the 5-minute rollups: its body from the
-            // hourly ones, its newest hour from the 5-minute ones, so instant queries always
-            // find it and an outage enters it within 5 minutes.
             out.five.push(record(
                 sli_metric(w),
                 window_ratio(&f, w, true),
@@ -683,17 +707,29 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<(bool, Rule)> {
     [(Severity::Page, &alerting.page), (Severity::Ticket, &alerting.ticket)]
         .into_iter()
         .filter_map(|(severity, meta)| meta.as_ref().map(|m| (severity, m)))
-        .filter_map(|(severity, meta)| {
-            let in_five = counted
-                && slo
-                    .windows
-                    .iter()
-                    .filter(|w| w.severity == severity)
-                    .any(|w| in_five_minute_group(slo, w.short) || in_five_minute_group(slo, w.long));
-            let pairs: Vec<String> = slo
-                .windows
+        .flat_map(|(severity, meta)| {
+            let of_severity: Vec<&AlertWindow> =
+                slo.windows.iter().filter(|w| w.severity == severity).collect();
+            let (five, fast): (Vec<&AlertWindow>, Vec<&AlertWindow>) = of_severity
+                .into_iter()
+                .partition(|w| counted && pair_in_five_minute_group(slo, w));
+            // A severity split over both groups: the 5-minute part is told apart by a label, so
+            // the two rules never write the same alert.
+            let split = !five.is_empty() && !fast.is_empty();
+            [(false, fast), (true, five)]
+                .into_iter()
+                .filter(|(_, pairs)| !pairs.is_empty())
+                .map(move |(in_five, pairs)| {
+                    let label = (split && in_five).then(|| {
+                        pairs.iter().map(|w| format!("{}/{}", w.long, w.short)).collect::<Vec<_>>().join(",")
+                    });
+                    (in_five, severity, meta, pairs, label)
+                })
+                .collect::<Vec<_>>()
+        })
+        .map(|(in_five, severity, meta, pairs, windows_label)| {
+            let pairs: Vec<String> = pairs
                 .iter()
-                .filter(|w| w.severity == severity)
                 .map(|w| {
                     let factor = w.burn_factor(slo.window);
                     let cond = |win: PromDuration| {
@@ -712,11 +748,11 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<(bool, Rule)> {
                     format!("(\n{}\n    and\n{}\n)", cond(w.short), cond(w.long))
                 })
                 .collect();
-            if pairs.is_empty() {
-                return None;
-            }
             let sev = severity.as_str();
             let mut labels = BTreeMap::from([(SEVERITY_LABEL.to_owned(), sev.to_owned())]);
+            if let Some(windows) = windows_label {
+                labels.insert(WINDOWS_LABEL.to_owned(), windows);
+            }
             labels.extend(merged(&[&alerting.labels, &meta.labels]));
             if alerting.severity_label {
                 labels.entry("severity".to_owned()).or_insert_with(|| sev.to_owned());
@@ -732,7 +768,7 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<(bool, Rule)> {
                 ),
             ]);
             annotations.extend(merged(&[&alerting.annotations, &meta.annotations]));
-            Some((in_five, Rule {
+            (in_five, Rule {
                 record: None,
                 alert: Some(alerting.name.clone()),
                 expr: format!("{}\n", pairs.join("\nor\n")),
@@ -740,7 +776,7 @@ fn alert_rules(slo: &Slo, interval: PromDuration) -> Vec<(bool, Rule)> {
                 keep_firing_for: None,
                 labels,
                 annotations,
-            }))
+            })
         })
         .collect()
 }
