@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -22,8 +24,7 @@ use slo_gateway::remote_write::rewrite::{
 };
 use slo_gateway::remote_write::v2::{encode_v2_request, RequestBuilder};
 use slo_gateway::remote_write::{
-    decode_write_request, encode_write_request, DecodeError, Label, Sample, TimeSeries,
-    ValidationLimits, WriteRequest,
+    decode_write_request, encode_write_request, DecodeError, ValidationLimits, WriteRequest,
 };
 
 const SERIES: usize = 2000;
@@ -32,68 +33,8 @@ const NOW_MS: i64 = 1_700_000_000_000;
 const MAX_DECODED: usize = 32 << 20;
 const SEED: &str = "aws-eu1";
 
-/// One series; `extra` are sorted label pairs between `cluster` and `instance`/`job`.
-fn series(name: &str, i: usize, extra: &[(&str, String)]) -> TimeSeries {
-    let mut labels: Vec<(&str, String)> = vec![
-        ("__name__", name.to_owned()),
-        ("cluster", format!("shoot--project-{}--cluster-{i}", i % 97)),
-        ("instance", String::new()),
-        ("job", "shoot-prometheus".to_owned()),
-        ("project", format!("project-{}", i % 97)),
-        ("seed", SEED.to_owned()),
-    ];
-    labels.extend(extra.iter().cloned());
-    labels.sort_by(|a, b| a.0.cmp(b.0));
-    TimeSeries {
-        labels: labels
-            .into_iter()
-            .map(|(name, value)| Label {
-                name: name.to_owned(),
-                value,
-            })
-            .collect(),
-        samples: vec![Sample {
-            value: (i % 2) as f64,
-            timestamp: NOW_MS - 15_000 + (i % 1000) as i64,
-        }],
-        exemplars: Vec::new(),
-    }
-}
-
 fn gardener_request() -> WriteRequest {
-    let codes = ["200", "201", "404", "409", "429", "500"];
-    let verbs = ["GET", "LIST", "WATCH", "PATCH", "POST"];
-    let timeseries = (0..SERIES)
-        .map(|i| match i % 4 {
-            0 => series(
-                "shoot:availability",
-                i,
-                &[("kind", ["apiserver", "etcd", "vpn"][i % 3].to_owned())],
-            ),
-            1 => series(
-                "apiserver_request_total",
-                i,
-                &[
-                    ("code", codes[i % codes.len()].to_owned()),
-                    ("verb", verbs[i % verbs.len()].to_owned()),
-                ],
-            ),
-            2 => series(
-                "shoot:apiserver_latency_seconds:quantile",
-                i,
-                &[("quantile", "0.99".to_owned()), ("verb", "GET".to_owned())],
-            ),
-            _ => series(
-                "probe_success",
-                i,
-                &[("kind", "external".to_owned()), ("code", "200".to_owned())],
-            ),
-        })
-        .collect();
-    WriteRequest {
-        timeseries,
-        metadata: Vec::new(),
-    }
+    support::write_request::gardener_request(SERIES, NOW_MS, SEED, 0)
 }
 
 fn settings(protocol: Protocol) -> RewriteSettings<'static> {

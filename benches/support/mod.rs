@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+pub mod write_request;
+
 use slo_gateway::exposition::{write_sample, Label, Sample};
 
 pub const SERIES: usize = 10_000;
