@@ -91,9 +91,7 @@ def shapes(new_path, out):
                         numerator = cond.split("\n    /\n")[0]
                         secs = sum(dur(x) for x in re.findall(r"\[([0-9a-z]+)\]\)", numerator))
                         w = next(x for x in WINDOWS if dur(x) == secs)
-                        thr = cond.rsplit(") > ", 1)[1].strip().rstrip(")").strip()
-                        if thr.count("(") > thr.count(")"):
-                            thr += ")"
+                        thr = re.search(r"\) > (\([^()]*\))", cond).group(1)
                         conds.append(f"max(slo:sli_error:ratio_rate{w}{f} > {thr}) without (sloth_window)")
                     pairs.append("(" + " and ".join(conds) + ")")
                 rules.append(dict(r, expr=" or ".join(pairs)))
@@ -170,14 +168,15 @@ def scrape(url):
 def measure(url, rules_path, interval, quiet="60"):
     interval, quiet = float(interval), int(quiet) if quiet.isdigit() else 60
     # CPU and RSS of the running Prometheus over a quiet period (no queries of ours).
-    first = scrape(url)
-    rss = first["rss"]
+    first = last = scrape(url)
+    quiet_rss = first["rss"]
     for _ in range(quiet // 10):
         time.sleep(10)
-        rss = max(rss, scrape(url)["rss"])
-    # The rules' Prometheus without our queries: RSS and heap over the quiet minute.
-    quiet_rss, quiet_heap = rss, scrape(url)["heap"]
-    cpu = (scrape(url)["cpu"] - first["cpu"]) / quiet if quiet else 0.0
+        last = scrape(url)
+        quiet_rss = max(quiet_rss, last["rss"])
+    # The rules' Prometheus without our queries: RSS (max) and heap over the quiet period.
+    quiet_heap = last["heap"]
+    cpu = (last["cpu"] - first["cpu"]) / quiet if quiet else 0.0
     groups = load(rules_path)["groups"]
     rows, total_samples, total_share = [], 0, 0.0
     for g in groups:
@@ -213,10 +212,10 @@ def measure(url, rules_path, interval, quiet="60"):
 
 def accuracy(url, rules_path):
     """The period SLI as the rules serve it (the 5-minute group's value of the last evaluation
-    t5 ≤ t) against the exact Σ bad / Σ total over the events at t, for t 1, 30 and 59 minutes
-    into an hour of the backfilled history. The generator's rollups are aligned (phase 0), so
-    at t5 on the hour the hourly and the 5-minute body overlap by a full hour: the largest
-    mass moved of crates/rules/src/render/prometheus.rs's bound."""
+    t5 ≤ t, from the hourly rollups) against the exact Σ bad / Σ total over the events at t,
+    for t 1, 30 and 59 minutes into an hour of the backfilled history. The generator's rollups
+    are aligned (phase 0): this measures the lag of the hourly body, the larger of the two
+    errors of crates/rules/src/render/prometheus.rs."""
     f = '{sloth_slo="apiserver-availability"}'
     served = next(r["expr"] for g in load(rules_path)["groups"] for r in g["rules"]
                   if r.get("record", "").startswith("slo:sli_error:ratio_rate")

@@ -1,8 +1,9 @@
 //! Writes OpenMetrics for `scripts/rule-cost.sh`: what an SLO Prometheus holds after running the
 //! generated rules of one SLO (apiserver-availability, `sloth_id` given) for `days` days over
 //! `shoots` shoots. Per shoot, `slo:sli_events:bad|total` every `step` seconds, their 5-minute
-//! and hourly rollups (exact sums of those events, aligned to 5 m / 1 h); one file per aligned block range of `block` seconds, so each `promtool tsdb
-//! create-blocks-from openmetrics` call reads its file once. Also writes `inputs.prom`, one
+//! and hourly rollups (exact sums of those events, aligned to 5 m / 1 h); one file per aligned
+//! block range of `block` seconds, so each `promtool tsdb create-blocks-from openmetrics` call
+//! reads its file once. Also writes `inputs.prom`, one
 //! scrape of the live inputs (`shoot:slo_apiserver_availability:bad|total` as
 //! prometheus-aggregate federates them, `garden_shoot_*` as prometheus-garden does).
 //!

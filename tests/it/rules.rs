@@ -1400,10 +1400,8 @@ fn the_readme_lists_the_catalog() {
 /// told apart by `windows`, while the fast-burn pair stays at the global interval.
 #[test]
 fn alerts_compute_their_windows_and_split_by_cadence() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("split.yaml");
-    std::fs::write(
-        &spec,
+    let spec = parse_str(
+        "split.yaml",
         "version: slo-gateway/v1
 service: split
 slos:
@@ -1418,7 +1416,7 @@ slos:
 ",
     )
     .unwrap();
-    let files = render(&[spec.to_str().unwrap()]);
+    let files = render_all(&[spec]).unwrap();
     let doc: Value = serde_yaml_ng::from_str(&files["prometheus-rules.yaml"]).unwrap();
     let groups = doc["groups"].as_array().unwrap();
     let records: Vec<&str> = groups

@@ -10,13 +10,13 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use super::prometheus::{sli_metric, window_ratio_query, ID_LABEL, SERVICE_LABEL};
+use super::prometheus::{window_ratio_query, ID_LABEL, SERVICE_LABEL};
 use crate::duration::PromDuration;
 use crate::model::Slo;
 use crate::spec::DashboardsSpec;
 
-/// The per-group series the variables read: every SLO records its period's error ratio.
-const RATIO_SERIES: &str = "{__name__=~\"slo:sli_error:ratio_rate.+\"";
+/// Matches the per-group series the variables read: every SLO records its period's error ratio.
+const RATIO_NAMES: &str = "__name__=~\"slo:sli_error:ratio_rate.+\"";
 
 /// Builds Perses plugin specs with the configured datasource.
 struct Builder<'a> {
@@ -91,7 +91,7 @@ pub fn dashboard(
                         "kind": "PrometheusLabelValuesVariable",
                         "spec": b.with_datasource(json!({
                             "labelName": label,
-                            "matchers": [format!("{RATIO_SERIES}, {SERVICE_LABEL}=\"{service}\"{narrowed}}}")],
+                            "matchers": [format!("{{{RATIO_NAMES}, {SERVICE_LABEL}=\"{service}\"{narrowed}}}")],
                         })),
                     },
                 },
@@ -171,12 +171,15 @@ fn slo_row(
     let short = slo.shortest_window();
     let period = slo.window;
     let ratio = |w: PromDuration| window_ratio_query(slo, w, record_windows, &f);
+    // An error ratio as a burn rate: over the SLO's budget.
+    let burn_rate = |ratio: &str| {
+        format!(
+            "{ratio}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}",
+            slo.id
+        )
+    };
     // Budget left over the period, per group, from the period's ratio (always recorded).
-    let budget_left = format!(
-        "1 - {}{f}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}",
-        sli_metric(period),
-        slo.id
-    );
+    let budget_left = format!("1 - {}", burn_rate(&ratio(period)));
 
     let sli = json!({
         "display": {"name": format!("{} — SLI ({short} and {period})", slo.name)},
@@ -226,7 +229,7 @@ fn slo_row(
             "thresholds": {"mode": "absolute", "steps": steps},
         }},
         "queries": slo.sli_windows().iter().map(|w| b.query(
-            &format!("{}\n/ on({ID_LABEL}) group_left\nslo:error_budget:ratio{{{ID_LABEL}=\"{}\"}}", ratio(*w), slo.id),
+            &burn_rate(&ratio(*w)),
             &legend(&w.to_string()),
             false,
         )).collect::<Vec<_>>(),

@@ -422,11 +422,15 @@ struct CountedRules {
 /// `Σ bad / Σ total` over window `w` of a counted SLI (`f`: its series filter), read as
 /// [`window_sum`] reads it; `in_five`: in the 5-minute group, after its rollups.
 pub fn window_ratio(f: &str, w: PromDuration, in_five: bool) -> String {
-    format!(
-        "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
-        window_sum(BAD_EVENTS, BAD_5M, BAD_1H, f, w, in_five),
-        window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, f, w, in_five)
+    ratio(
+        &window_sum(BAD_EVENTS, BAD_5M, BAD_1H, f, w, in_five),
+        &window_sum(TOTAL_EVENTS, TOTAL_5M, TOTAL_1H, f, w, in_five),
     )
+}
+
+/// `bad / total`, 0 rather than NaN without events ([`FLOOR`]).
+fn ratio(bad: &str, total: &str) -> String {
+    format!("(\n  {bad}\n)\n/\nclamp_min(\n  {total}\n, {FLOOR})\n")
 }
 
 /// The error ratio of `slo` over window `w` for a query outside the rules (dashboards): the
@@ -501,11 +505,7 @@ fn counted_rules(slo: &Slo, record_windows: bool) -> CountedRules {
             let sum = |ev: &str| format!("sum_over_time({ev}{f}[{w}])");
             out.fast.push(record(
                 sli_metric(w),
-                format!(
-                    "(\n  {}\n)\n/\nclamp_min(\n  {}\n, {FLOOR})\n",
-                    sum(BAD_EVENTS),
-                    sum(TOTAL_EVENTS)
-                ),
+                ratio(&sum(BAD_EVENTS), &sum(TOTAL_EVENTS)),
                 windowed(w),
             ));
         } else if is_period && level(w) == Level::Hourly {
