@@ -30,7 +30,10 @@ const DURATION_BUCKETS: [f64; 23] = [
 /// Buckets (minutes) of the machine-creation histogram GEP-0041 asks for.
 pub const MINUTE_BUCKETS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0];
 /// Share of healthy requests answered 5xx, terminated, or slower than 1 s: small enough that
-/// no SLO of the twin's spec burns budget on a healthy shoot.
+/// no SLO of the twin's spec burns budget on a healthy shoot. Spread evenly (each kind once
+/// in 20,000 requests, about every 13 minutes, kinds staggered), not rolled: a random bad
+/// request in a shoot's first seconds is a large share of its few requests and pages the
+/// twin's minute-long windows.
 const HEALTHY_BAD_SHARE: f64 = 0.000_05;
 /// The most simulated time one scrape may advance (a paused twin does not burst).
 const MAX_STEP: Duration = Duration::from_secs(60);
@@ -134,6 +137,9 @@ pub struct ControlPlane {
     last_step: Option<Instant>,
     /// Requests not yet attributed (fractions carry over between steps).
     pending_requests: f64,
+    /// Accumulated [`HEALTHY_BAD_SHARE`] per kind of bad request (5xx, termination, slow):
+    /// one is due when it reaches 1.
+    bad_due: [f64; 3],
     classes: Vec<ClassCounters>,
     machines: Vec<Machine>,
     machines_created: u64,
@@ -162,6 +168,8 @@ impl ControlPlane {
             seed_probe_down: false,
             last_step: None,
             pending_requests: 0.0,
+            // Staggered so that no two kinds fall on one request.
+            bad_due: [0.0, -1.0 / 3.0, -2.0 / 3.0],
             classes: vec![ClassCounters::default(); CLASSES.len()],
             machines: Vec::new(),
             machines_created: 0,
@@ -273,11 +281,12 @@ impl ControlPlane {
             })
             .unwrap_or(0);
         let class = &CLASSES[index];
+        let [server_error, termination, slow] = self.bad_kinds_due(class.long_running);
         let roll = self.rng.f64();
         let counters = &mut self.classes[index];
-        if roll < HEALTHY_BAD_SHARE {
+        if server_error {
             counters.server_errors += 1.0;
-        } else if roll < 2.0 * HEALTHY_BAD_SHARE {
+        } else if termination {
             counters.terminations += 1.0;
             counters.server_errors += 1.0;
         } else if roll < 0.01 {
@@ -289,7 +298,7 @@ impl ControlPlane {
             30.0 + 30.0 * self.rng.f64()
         } else {
             let r = self.rng.f64();
-            if r < HEALTHY_BAD_SHARE {
+            if slow {
                 1.0 + 2.0 * self.rng.f64()
             } else if r < 0.8 {
                 0.025 * self.rng.f64()
@@ -306,6 +315,23 @@ impl ControlPlane {
         }
         counters.count += 1.0;
         counters.sum += seconds;
+    }
+
+    /// Which kinds of healthy bad request (5xx, termination, slow) this request is, each due
+    /// once per `1 / HEALTHY_BAD_SHARE` requests; long-running requests are never slow.
+    fn bad_kinds_due(&mut self, long_running: bool) -> [bool; 3] {
+        let mut due = [false; 3];
+        for (kind, credit) in self.bad_due.iter_mut().enumerate() {
+            if kind == 2 && long_running {
+                continue;
+            }
+            *credit += HEALTHY_BAD_SHARE;
+            if *credit >= 1.0 {
+                *credit -= 1.0;
+                due[kind] = true;
+            }
+        }
+        due
     }
 
     /// `/metrics` of the kube-apiserver, or `None` while it is down.
@@ -621,6 +647,38 @@ mod tests {
             "{fast} {all} {count} {total}"
         );
         assert!(!text.contains("le=\"1\""), "Prometheus 3 style only");
+    }
+
+    #[test]
+    fn healthy_bad_requests_are_spread_evenly_not_rolled() {
+        let mut plane = shoot();
+        let bad = |plane: &ControlPlane| -> (f64, f64, f64) {
+            CLASSES
+                .iter()
+                .zip(&plane.classes)
+                .fold((0.0, 0.0, 0.0), |(e, t, slow), (class, c)| {
+                    let slow_here = if class.long_running {
+                        0.0
+                    } else {
+                        c.count - c.buckets[8]
+                    };
+                    (e + c.server_errors, t + c.terminations, slow + slow_here)
+                })
+        };
+        let spacing = (1.0 / HEALTHY_BAD_SHARE) as usize;
+        for _ in 0..spacing - 100 {
+            plane.one_request();
+        }
+        // A shoot's first minutes hold no bad request at all: one would be a large share.
+        assert_eq!(bad(&plane), (0.0, 0.0, 0.0));
+        for _ in 0..2 * spacing + 200 {
+            plane.one_request();
+        }
+        let (errors, terminations, slow) = bad(&plane);
+        // 5xx due at 1, 2 and 3 spacings, terminations (also 5xx) at 1⅓ and 2⅓, slow at 1⅔
+        // and 2⅔ of the requests that are not long-running.
+        assert_eq!((errors, terminations), (5.0, 2.0));
+        assert!((1.0..=2.0).contains(&slow), "slow requests: {slow}");
     }
 
     #[test]

@@ -351,12 +351,31 @@ impl PrometheusServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// An instant query. A Prometheus error (bad PromQL) is [`LandscapeError::Query`].
+    /// An instant query now. A Prometheus error (bad PromQL) is [`LandscapeError::Query`].
     pub async fn query(&self, promql: &str) -> Result<Vec<QueryResult>, LandscapeError> {
+        self.query_with(promql, &[]).await
+    }
+
+    /// An instant query at `at` (Unix seconds), e.g. to compare two series at shifted instants.
+    pub async fn query_at(
+        &self,
+        promql: &str,
+        at: f64,
+    ) -> Result<Vec<QueryResult>, LandscapeError> {
+        self.query_with(promql, &[("time", format!("{at:.3}"))])
+            .await
+    }
+
+    async fn query_with(
+        &self,
+        promql: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<QueryResult>, LandscapeError> {
         let resp = get_json(
             http_client()?
                 .get(format!("{}/api/v1/query", self.url()))
-                .query(&[("query", promql)]),
+                .query(&[("query", promql)])
+                .query(params),
         )
         .await?;
         if resp["status"] != "success" {
